@@ -1,0 +1,177 @@
+/*
+ * iom.h: the IO module ABI (version 1).
+ *
+ * A contract between any building-automation controller (the "host") and any
+ * IO module shipped as a shared library. The host loads the library with
+ * dlopen(), checks iom_abi_version(), reads iom_module_manifest() (TOML), and
+ * drives instances through the functions below. The wsio WebSocket Client
+ * module implements it; the wsio host binary consumes it.
+ *
+ * Strings
+ *   All strings are UTF-8. Strings passed in are NUL-terminated and borrowed
+ *   for the duration of the call only. Strings returned as `char *` are owned
+ *   by the caller and must be freed with iom_string_free(); strings returned
+ *   as `const char *` are owned by the module (see each function).
+ *   Trigger data and trigger variables are byte ranges (pointer + length,
+ *   iom_str) because a message may contain NUL bytes.
+ *
+ * Errors
+ *   Functions that can fail take `char **error` (may be NULL). On failure they
+ *   return NULL / a non-zero code and, when `error` is not NULL, store a
+ *   message naming the bad input and what is accepted, e.g.
+ *   "Port must be an integer from 0 to 65535, got 70000". Free it with
+ *   iom_string_free(). On success *error is set to NULL. No function panics
+ *   or aborts across this boundary: NULL pointers, invalid UTF-8, unknown
+ *   trigger/action/property names and malformed JSON are reported as errors.
+ *   Secrets (bearer tokens, passwords, keys) never appear in error messages,
+ *   log lines or status values.
+ *
+ * Threads
+ *   Every function may be called from any host thread, concurrently.
+ *   Actions return at once: the work happens on the module's own thread.
+ *   Callbacks (iom_host_callbacks) are called from the module's thread, one
+ *   at a time per module, in event order. A callback must return quickly and
+ *   must NOT call any iom_* function (queue the event and handle it on a host
+ *   thread); iom_instance_destroy() called from inside a callback is refused
+ *   with IOM_ERR_IN_CALLBACK.
+ *   iom_instance_destroy() returns only when no further callback for that
+ *   instance can arrive.
+ */
+#ifndef IOM_H
+#define IOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IOM_ABI_VERSION 1u
+
+/* Return codes of the functions that return int. */
+#define IOM_OK 0
+#define IOM_ERR_INVALID_ARGUMENT 1 /* NULL, bad UTF-8, bad JSON, unknown name, bad value */
+#define IOM_ERR_REJECTED 2         /* valid input the instance cannot take now (e.g. queue full) */
+#define IOM_ERR_IN_CALLBACK 3      /* called from inside a host callback */
+#define IOM_ERR_PANIC 4            /* internal error caught at the boundary (a bug: please report) */
+
+/* Log levels of the controller, most to least important. */
+typedef enum iom_log_level {
+    IOM_LOG_CRITICAL = 0,
+    IOM_LOG_TERSE = 1,
+    IOM_LOG_NORMAL = 2,
+    IOM_LOG_EXTENDED = 3,
+    IOM_LOG_VERBOSE = 4,
+    IOM_LOG_DEBUG = 5
+} iom_log_level;
+
+/* A borrowed byte range; not NUL-terminated. */
+typedef struct iom_str {
+    const char *ptr;
+    size_t len;
+} iom_str;
+
+typedef struct iom_instance iom_instance;                 /* opaque */
+typedef struct iom_prepared_trigger iom_prepared_trigger; /* opaque */
+typedef struct iom_variables iom_variables;               /* opaque */
+
+/*
+ * Host callbacks. Set struct_size = sizeof(iom_host_callbacks) and
+ * abi_version = IOM_ABI_VERSION; a module refuses a version it does not
+ * implement. Any callback may be NULL (the event is then dropped by the host's
+ * choice). The pointers given to a callback are valid only during the call.
+ */
+typedef struct iom_host_callbacks {
+    uint32_t struct_size;
+    uint32_t abi_version;
+    void *user_data;
+    /* A trigger fired. `trigger` is the manifest name (e.g. "Messages Received");
+     * `data` is the event's data: the message for Messages Received, the reason
+     * for Disconnected, empty otherwise. Test it with iom_trigger_test(). */
+    void (*fire_trigger)(void *user_data, uint64_t instance_id, const char *trigger,
+                         const uint8_t *data, size_t len);
+    /* A status variable changed. `timestamp` is ISO 8601 with offset and
+     * milliseconds, e.g. "2026-11-21T06:34:21.123+00:00". */
+    void (*status_changed)(void *user_data, uint64_t instance_id, const char *key,
+                           const char *value, const char *timestamp);
+    /* A log line from the instance (instance_id) or the module (instance_id 0
+     * is never used by an instance; hosts choose ids >= 1). */
+    void (*log)(void *user_data, uint64_t instance_id, iom_log_level level, const char *message);
+} iom_host_callbacks;
+
+/* The ABI version the module implements (IOM_ABI_VERSION it was built with). */
+uint32_t iom_abi_version(void);
+
+/* The module manifest (TOML text). Owned by the module, valid while it is loaded. */
+const char *iom_module_manifest(void);
+
+/*
+ * Create an instance. `instance_id` is chosen by the host (>= 1) and given back
+ * in every callback. `properties_json` is a JSON object of instance properties
+ * by manifest name, e.g. {"Hostname":"127.0.0.1","Port":8765}; missing
+ * properties take the manifest default. The callbacks struct is copied.
+ * Returns NULL on error (see `error`).
+ */
+iom_instance *iom_instance_create(const iom_host_callbacks *host, uint64_t instance_id,
+                                  const char *properties_json, char **error);
+
+/*
+ * Close the instance cleanly (close frame 1000, Disconnected fires if it was
+ * connected) and free it. Returns only when no further callback for this
+ * instance can arrive. NULL is ignored. Returns IOM_ERR_IN_CALLBACK (and does
+ * nothing) when called from inside a callback.
+ */
+int iom_instance_destroy(iom_instance *instance);
+
+/*
+ * Run an action (manifest name, e.g. "Send Message") with its properties as a
+ * JSON object ("{}" or NULL for none). String properties may contain <1>, <2>
+ * ... placeholders, replaced by `variables[0]`, `variables[1]`, ... (the
+ * firing trigger's variables; may be NULL when n_variables is 0).
+ * Returns at once; the work happens on the module's thread.
+ */
+int iom_instance_action(iom_instance *instance, const char *action, const char *properties_json,
+                        const iom_str *variables, size_t n_variables, char **error);
+
+/* A JSON snapshot of the status variables:
+ * [{"key":"ConnectionStatus","label":"Connection Status","value":"...","timestamp":"..."}].
+ * Free with iom_string_free(). NULL only if `instance` is NULL. */
+char *iom_instance_status(iom_instance *instance);
+
+/* Tell the instance the controller's network went down (0) or up (non-zero). */
+int iom_instance_network(iom_instance *instance, int up);
+
+/*
+ * Compile a project trigger's properties once (e.g. the Match String of
+ * Messages Received). `instance` may be NULL; the prepared trigger does not
+ * borrow it and stays valid until iom_trigger_free().
+ */
+iom_prepared_trigger *iom_trigger_prepare(iom_instance *instance, const char *trigger,
+                                          const char *properties_json, char **error);
+
+/*
+ * Test fired trigger data against a prepared trigger. Returns 1 on a match
+ * (and, when `variables` is not NULL, stores the trigger variables there;
+ * free them with iom_variables_free()), 0 on no match, -1 on bad arguments.
+ * Thread-safe; may be called concurrently on the same prepared trigger.
+ */
+int iom_trigger_test(const iom_prepared_trigger *prepared, const uint8_t *data, size_t len,
+                     iom_variables **variables);
+
+void iom_trigger_free(iom_prepared_trigger *prepared);
+
+/* Trigger variables: variable number n is index n-1. */
+size_t iom_variables_count(const iom_variables *variables);
+/* Borrowed from `variables`; {NULL, 0} when the index is out of range. */
+iom_str iom_variables_get(const iom_variables *variables, size_t index);
+void iom_variables_free(iom_variables *variables);
+
+/* Free a string returned by the module. NULL is ignored. */
+void iom_string_free(char *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOM_H */

@@ -1,0 +1,1 @@
+//! abi (work in progress)

@@ -1,0 +1,1 @@
+//! demo_server (work in progress)

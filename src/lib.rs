@@ -1,0 +1,19 @@
+//! wsio: a WebSocket Client IO module for building-automation controllers.
+//!
+//! The data flow, one module per step:
+//! [`manifest`] (module.toml, embedded) → [`properties`] (validated, typed) →
+//! [`machine`] (sans-IO state machine) → [`driver`] (smol + async-tungstenite)
+//! → [`instance`] (the Rust API) → [`abi`] (the C plugin ABI, `include/iom.h`).
+//! [`matching`] compiles trigger properties; [`status`] holds the status
+//! variables; [`demo_server`] is a local stand-in for demo.piesocket.com.
+
+pub mod abi;
+pub mod demo_server;
+pub mod driver;
+pub mod instance;
+pub mod machine;
+pub mod manifest;
+pub mod matching;
+pub mod properties;
+pub mod status;
+pub mod tls;

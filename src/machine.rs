@@ -1,0 +1,1 @@
+//! machine (work in progress)

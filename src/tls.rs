@@ -1,0 +1,1 @@
+//! tls (work in progress)
