@@ -1,1 +1,653 @@
-//! abi (work in progress)
+//! The IO module ABI: `extern "C"` exports implementing `include/iom.h`.
+//!
+//! Last step of the data flow and the only place with `unsafe`. Every export
+//! validates its input (NULL, UTF-8, JSON, names) and catches panics, so a
+//! controller written in any language gets an error message, never a crash.
+//!
+//! Handles are not pointers into our memory: `iom_instance *` and
+//! `iom_prepared_trigger *` are ids in a registry, so a stale, freed or
+//! made-up handle is reported as an error instead of being dereferenced.
+//! Trigger variables (`iom_variables *`) are boxed, carry a tag that is
+//! checked on every use, and are the host's to free exactly once.
+
+use crate::driver;
+use crate::instance::{ActionError, Host, Instance, InstanceError, Options};
+use crate::machine::LogLevel;
+use crate::manifest::MANIFEST_TOML;
+use crate::matching::{PreparedTrigger, Trigger};
+use crate::properties::Properties;
+use crate::status::{self, StatusVariable};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// The ABI version implemented (IOM_ABI_VERSION).
+pub const ABI_VERSION: u32 = 1;
+
+pub const IOM_OK: c_int = 0;
+pub const IOM_ERR_INVALID_ARGUMENT: c_int = 1;
+pub const IOM_ERR_REJECTED: c_int = 2;
+pub const IOM_ERR_IN_CALLBACK: c_int = 3;
+pub const IOM_ERR_PANIC: c_int = 4;
+
+/// `iom_str`: a borrowed byte range.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IomStr {
+    pub ptr: *const c_char,
+    pub len: usize,
+}
+
+pub type FireTriggerFn = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+);
+pub type StatusChangedFn = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    instance_id: u64,
+    key: *const c_char,
+    value: *const c_char,
+    timestamp: *const c_char,
+);
+pub type LogFn = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    instance_id: u64,
+    level: u32,
+    message: *const c_char,
+);
+
+/// `iom_host_callbacks`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IomHostCallbacks {
+    pub struct_size: u32,
+    pub abi_version: u32,
+    pub user_data: *mut c_void,
+    pub fire_trigger: Option<FireTriggerFn>,
+    pub status_changed: Option<StatusChangedFn>,
+    pub log: Option<LogFn>,
+}
+
+/// Opaque handle types of the header (never dereferenced: registry ids).
+pub enum IomInstance {}
+pub enum IomPreparedTrigger {}
+
+/// `iom_variables`: trigger variables owned by the host until freed.
+pub struct IomVariables {
+    tag: u64,
+    values: Vec<Box<[u8]>>,
+}
+
+/// "wsiovars": recognisable in a debugger, checked on every use.
+const VARIABLES_TAG: u64 = u64::from_be_bytes(*b"wsiovars");
+
+// ------------------------------------------------------------- registries
+
+/// Live objects by handle id. Ids start at 1 and are never reused, so a
+/// stale handle can only ever miss.
+struct Registry<T> {
+    next: AtomicUsize,
+    live: RwLock<HashMap<usize, Arc<T>>>,
+}
+
+impl<T> Registry<T> {
+    fn new() -> Self {
+        Registry {
+            next: AtomicUsize::new(1),
+            live: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn insert(&self, value: T) -> usize {
+        // Ids step by 8 so handles look like aligned pointers to C tools.
+        let id = self.next.fetch_add(1, Ordering::Relaxed) * 8;
+        self.live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(value));
+        id
+    }
+
+    fn get(&self, id: usize) -> Option<Arc<T>> {
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn remove(&self, id: usize) -> Option<Arc<T>> {
+        self.live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+    }
+}
+
+fn instances() -> &'static Registry<Instance> {
+    static R: OnceLock<Registry<Instance>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+fn triggers() -> &'static Registry<PreparedTrigger> {
+    static R: OnceLock<Registry<PreparedTrigger>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+// ------------------------------------------------------------- the host side
+
+/// The C callbacks of one instance, as a [`Host`].
+struct CHost {
+    callbacks: IomHostCallbacks,
+    instance_id: u64,
+}
+
+// SAFETY: iom.h requires the host's callbacks and user_data to be usable
+// from the module's thread; all calls are made from the one driver thread.
+unsafe impl Send for CHost {}
+// SAFETY: as above; CHost itself is never mutated after creation.
+unsafe impl Sync for CHost {}
+
+/// A C string for text that might hold NUL (a message, a reason).
+fn c_text(text: &str) -> CString {
+    CString::new(text)
+        .unwrap_or_else(|_| CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default())
+}
+
+fn trigger_c_name(trigger: Trigger) -> &'static CStr {
+    static NAMES: OnceLock<Vec<(Trigger, CString)>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        Trigger::ALL
+            .iter()
+            .map(|t| (*t, c_text(t.name())))
+            .collect()
+    });
+    names
+        .iter()
+        .find(|(t, _)| *t == trigger)
+        .map(|(_, name)| name.as_c_str())
+        .unwrap_or(c"")
+}
+
+impl Host for CHost {
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8]) {
+        if let Some(f) = self.callbacks.fire_trigger {
+            // SAFETY: the host gave us this function for exactly this call;
+            // every pointer is valid for the duration of the call.
+            unsafe {
+                f(
+                    self.callbacks.user_data,
+                    self.instance_id,
+                    trigger_c_name(trigger).as_ptr(),
+                    data.as_ptr(),
+                    data.len(),
+                )
+            }
+        }
+    }
+
+    fn status_changed(&self, variable: &StatusVariable) {
+        if let Some(f) = self.callbacks.status_changed {
+            let (key, value, stamp) = (
+                c_text(variable.key),
+                c_text(&variable.value),
+                c_text(&variable.timestamp),
+            );
+            // SAFETY: as in fire_trigger; the CStrings outlive the call.
+            unsafe {
+                f(
+                    self.callbacks.user_data,
+                    self.instance_id,
+                    key.as_ptr(),
+                    value.as_ptr(),
+                    stamp.as_ptr(),
+                )
+            }
+        }
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        if let Some(f) = self.callbacks.log {
+            let message = c_text(message);
+            // SAFETY: as in fire_trigger; the CString outlives the call.
+            unsafe {
+                f(
+                    self.callbacks.user_data,
+                    self.instance_id,
+                    level as u32,
+                    message.as_ptr(),
+                )
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- input checks
+
+/// Stores `message` in `*error` (when error is not NULL).
+fn set_error(error: *mut *mut c_char, message: &str) {
+    if !error.is_null() {
+        // SAFETY: the caller passes either NULL or a pointer to writable
+        // storage for one `char *` (iom.h).
+        unsafe { *error = c_text(message).into_raw() };
+    }
+}
+
+fn clear_error(error: *mut *mut c_char) {
+    if !error.is_null() {
+        // SAFETY: as in set_error.
+        unsafe { *error = std::ptr::null_mut() };
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 argument.
+fn read_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
+    if ptr.is_null() {
+        return Err(format!(
+            "{what} is NULL; pass a NUL-terminated UTF-8 string"
+        ));
+    }
+    // SAFETY: non-NULL, and iom.h requires NUL-terminated strings that stay
+    // valid for the duration of the call.
+    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{what} is not valid UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        )
+    })
+}
+
+/// Reads an optional JSON object argument (NULL or "" means none).
+fn read_json(ptr: *const c_char, what: &str) -> Result<Value, String> {
+    if ptr.is_null() {
+        return Ok(Value::Null);
+    }
+    let text = read_str(ptr, what)?;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}
+
+/// Reads a byte range argument.
+fn read_bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], String> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(format!("{what} is NULL but its length is {len}"));
+    }
+    // SAFETY: non-NULL, and iom.h requires `len` readable bytes at `ptr`
+    // for the duration of the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Runs an export body, turning a panic into an error: nothing unwinds
+/// into the host.
+fn guard<T>(on_panic: T, error: *mut *mut c_char, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(_) => {
+            set_error(
+                error,
+                "internal error in the wsio module (a bug: please report it with the log)",
+            );
+            on_panic
+        }
+    }
+}
+
+fn instance_of(handle: *mut IomInstance) -> Result<Arc<Instance>, String> {
+    if handle.is_null() {
+        return Err("instance is NULL".into());
+    }
+    instances().get(handle as usize).ok_or_else(|| {
+        "instance is not a live instance of this module (destroyed, or never created)".into()
+    })
+}
+
+// ------------------------------------------------------------- exports
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_module_manifest() -> *const c_char {
+    static TEXT: OnceLock<CString> = OnceLock::new();
+    TEXT.get_or_init(|| c_text(MANIFEST_TOML)).as_ptr()
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_create(
+    host: *const IomHostCallbacks,
+    instance_id: u64,
+    properties_json: *const c_char,
+    error: *mut *mut c_char,
+) -> *mut IomInstance {
+    guard(std::ptr::null_mut(), error, || {
+        match create(host, instance_id, properties_json) {
+            Ok(id) => {
+                clear_error(error);
+                id as *mut IomInstance
+            }
+            Err(message) => {
+                set_error(error, &message);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+fn create(
+    host: *const IomHostCallbacks,
+    instance_id: u64,
+    properties_json: *const c_char,
+) -> Result<usize, String> {
+    if host.is_null() {
+        return Err("host callbacks are NULL; pass an iom_host_callbacks struct".into());
+    }
+    // Read the two leading u32 fields first: an older, shorter struct must
+    // be refused by its version, not read past its end.
+    // SAFETY: non-NULL; every version of the struct starts with these two
+    // u32 fields (iom.h).
+    let (size, version) = unsafe {
+        let head = host as *const u32;
+        (head.read_unaligned(), head.add(1).read_unaligned())
+    };
+    if version != ABI_VERSION {
+        return Err(format!(
+            "host speaks IO module ABI version {version}, this module implements version {ABI_VERSION}; rebuild the host against this module's iom.h or use a matching module"
+        ));
+    }
+    let needed = std::mem::size_of::<IomHostCallbacks>();
+    if (size as usize) < needed {
+        return Err(format!(
+            "iom_host_callbacks.struct_size is {size}, expected at least {needed} (sizeof(iom_host_callbacks) for ABI {ABI_VERSION})"
+        ));
+    }
+    if instance_id == 0 {
+        return Err("instance_id must be 1 or more (0 is reserved)".into());
+    }
+    // SAFETY: non-NULL, version and size checked: a full struct is readable.
+    let callbacks = unsafe { host.read_unaligned() };
+    let json = read_json(properties_json, "properties_json")?;
+    let properties = Properties::from_json(&json).map_err(|e| e.message)?;
+    let chost = Arc::new(CHost {
+        callbacks,
+        instance_id,
+    });
+    let instance = Instance::new(properties, chost, Options::default()).map_err(|e| match e {
+        InstanceError::Properties(p) => p.message,
+        InstanceError::Tls(t) => t,
+    })?;
+    Ok(instances().insert(instance))
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_destroy(instance: *mut IomInstance) -> c_int {
+    guard(IOM_ERR_PANIC, std::ptr::null_mut(), || {
+        if instance.is_null() {
+            return IOM_OK;
+        }
+        if driver::on_driver_thread() {
+            return IOM_ERR_IN_CALLBACK;
+        }
+        match instances().remove(instance as usize) {
+            Some(live) => {
+                live.shutdown();
+                IOM_OK
+            }
+            None => IOM_ERR_INVALID_ARGUMENT,
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_action(
+    instance: *mut IomInstance,
+    action: *const c_char,
+    properties_json: *const c_char,
+    variables: *const IomStr,
+    n_variables: usize,
+    error: *mut *mut c_char,
+) -> c_int {
+    guard(IOM_ERR_PANIC, error, || {
+        let result = (|| {
+            let live = instance_of(instance).map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            let name = read_str(action, "action").map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            let json = read_json(properties_json, "properties_json")
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            let vars = read_variables(variables, n_variables)
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            live.action(name, &json, &vars).map_err(|e| {
+                let code = match e {
+                    ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
+                    _ => IOM_ERR_REJECTED,
+                };
+                (code, e.to_string())
+            })
+        })();
+        match result {
+            Ok(()) => {
+                clear_error(error);
+                IOM_OK
+            }
+            Err((code, message)) => {
+                set_error(error, &message);
+                code
+            }
+        }
+    })
+}
+
+fn read_variables<'a>(variables: *const IomStr, n: usize) -> Result<Vec<&'a str>, String> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if variables.is_null() {
+        return Err(format!("variables is NULL but n_variables is {n}"));
+    }
+    // SAFETY: non-NULL, and iom.h requires `n_variables` iom_str entries.
+    let entries = unsafe { std::slice::from_raw_parts(variables, n) };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let what = format!("variable {}", i + 1);
+            let bytes = read_bytes(v.ptr.cast(), v.len, &what)?;
+            std::str::from_utf8(bytes).map_err(|e| {
+                format!(
+                    "{what} is not valid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                )
+            })
+        })
+        .collect()
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_status(instance: *mut IomInstance) -> *mut c_char {
+    guard(
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        || match instance_of(instance) {
+            Ok(live) => c_text(&status::to_json(&live.status())).into_raw(),
+            Err(_) => std::ptr::null_mut(),
+        },
+    )
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_network(instance: *mut IomInstance, up: c_int) -> c_int {
+    guard(IOM_ERR_PANIC, std::ptr::null_mut(), || {
+        match instance_of(instance) {
+            Ok(live) => match live.set_network(up != 0) {
+                Ok(()) => IOM_OK,
+                Err(_) => IOM_ERR_REJECTED,
+            },
+            Err(_) => IOM_ERR_INVALID_ARGUMENT,
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_trigger_prepare(
+    instance: *mut IomInstance,
+    trigger: *const c_char,
+    properties_json: *const c_char,
+    error: *mut *mut c_char,
+) -> *mut IomPreparedTrigger {
+    guard(std::ptr::null_mut(), error, || {
+        let result = (|| {
+            if !instance.is_null() {
+                instance_of(instance)?;
+            }
+            let name = read_str(trigger, "trigger")?;
+            let json = read_json(properties_json, "properties_json")?;
+            PreparedTrigger::prepare(name, &json).map_err(|e| e.message)
+        })();
+        match result {
+            Ok(prepared) => {
+                clear_error(error);
+                triggers().insert(prepared) as *mut IomPreparedTrigger
+            }
+            Err(message) => {
+                set_error(error, &message);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_trigger_test(
+    prepared: *const IomPreparedTrigger,
+    data: *const u8,
+    len: usize,
+    variables: *mut *mut IomVariables,
+) -> c_int {
+    guard(-1, std::ptr::null_mut(), || {
+        if !variables.is_null() {
+            // SAFETY: NULL or writable storage for one pointer (iom.h).
+            unsafe { *variables = std::ptr::null_mut() };
+        }
+        if prepared.is_null() {
+            return -1;
+        }
+        let Some(trigger) = triggers().get(prepared as usize) else {
+            return -1;
+        };
+        let Ok(bytes) = read_bytes(data, len, "data") else {
+            return -1;
+        };
+        if !trigger.test(bytes) {
+            return 0;
+        }
+        if !variables.is_null() {
+            let values = trigger
+                .variables(bytes)
+                .into_iter()
+                .map(|v| v.into_bytes().into_boxed_slice())
+                .collect();
+            let boxed = Box::new(IomVariables {
+                tag: VARIABLES_TAG,
+                values,
+            });
+            // SAFETY: checked non-NULL above.
+            unsafe { *variables = Box::into_raw(boxed) };
+        }
+        1
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_trigger_free(prepared: *mut IomPreparedTrigger) {
+    guard((), std::ptr::null_mut(), || {
+        if !prepared.is_null() {
+            triggers().remove(prepared as usize);
+        }
+    })
+}
+
+fn variables_ref<'a>(variables: *const IomVariables) -> Option<&'a IomVariables> {
+    if variables.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL; iom.h requires a pointer from iom_trigger_test that
+    // was not freed. The tag check catches some misuse cheaply.
+    let v = unsafe { &*variables };
+    (v.tag == VARIABLES_TAG).then_some(v)
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_variables_count(variables: *const IomVariables) -> usize {
+    guard(0, std::ptr::null_mut(), || {
+        variables_ref(variables).map_or(0, |v| v.values.len())
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_variables_get(variables: *const IomVariables, index: usize) -> IomStr {
+    let none = IomStr {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+    guard(none, std::ptr::null_mut(), || {
+        match variables_ref(variables).and_then(|v| v.values.get(index)) {
+            Some(value) => IomStr {
+                ptr: value.as_ptr().cast(),
+                len: value.len(),
+            },
+            None => none,
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_variables_free(variables: *mut IomVariables) {
+    guard((), std::ptr::null_mut(), || {
+        if variables_ref(variables).is_some() {
+            // SAFETY: a live pointer from Box::into_raw in iom_trigger_test
+            // (tag checked); clearing the tag first makes a double free
+            // that reads the same memory a no-op more often than not.
+            unsafe {
+                (*variables).tag = 0;
+                drop(Box::from_raw(variables));
+            }
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_string_free(s: *mut c_char) {
+    guard((), std::ptr::null_mut(), || {
+        if !s.is_null() {
+            // SAFETY: iom.h requires a string returned by this module
+            // (CString::into_raw), freed once.
+            unsafe { drop(CString::from_raw(s)) };
+        }
+    })
+}

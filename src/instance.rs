@@ -1,1 +1,448 @@
-//! instance (work in progress)
+//! Instance: the Rust API of one configured WebSocket Client.
+//!
+//! An [`Instance`] is what a controller creates per configured module
+//! instance: properties in, actions and status out, triggers and log lines
+//! delivered to a [`Host`]. Actions return at once; the work happens on the
+//! driver thread. Dropping the instance closes cleanly (close frame 1000,
+//! Disconnected fires if it was connected) and returns only when no further
+//! callback can arrive. The C ABI ([`crate::abi`]) is a thin layer over this.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wsio::instance::{Host, Instance, Options};
+//! use wsio::machine::LogLevel;
+//! use wsio::matching::Trigger;
+//! use wsio::status::StatusVariable;
+//!
+//! struct Print;
+//! impl Host for Print {
+//!     fn fire_trigger(&self, trigger: Trigger, data: &[u8]) {
+//!         println!("{}: {}", trigger.name(), String::from_utf8_lossy(data));
+//!     }
+//!     fn status_changed(&self, v: &StatusVariable) { println!("{} = {}", v.label, v.value); }
+//!     fn log(&self, _level: LogLevel, message: &str) { println!("{message}"); }
+//! }
+//!
+//! let instance = Instance::from_json(
+//!     r#"{"Hostname": "127.0.0.1", "Port": 8765, "Path": "/v3/1?api_key=demo&notify_self=1"}"#,
+//!     Arc::new(Print),
+//!     Options::default(),
+//! ).unwrap();
+//! instance.action("Connect", &serde_json::json!({}), &[] as &[&str]).unwrap();
+//! ```
+
+use crate::driver::{self, Input, Runner};
+use crate::machine::{LogLevel, Machine, Settings, Timing};
+use crate::manifest::{Manifest, names};
+use crate::matching::{Trigger, fill_placeholders};
+use crate::properties::{
+    Properties, PropertyError, PropertyValues, Protocol, Secret, validate_bearer_token,
+};
+use crate::status::{StatusVariable, StatusVariables};
+use crate::tls;
+use async_tungstenite::tungstenite::Utf8Bytes;
+use futures_rustls::pki_types::CertificateDer;
+use serde_json::Value;
+use smol::Task;
+use smol::channel::Sender;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// At most this many Send Message actions may wait for the socket; more are
+/// refused with [`ActionError::Backlog`] instead of growing memory without
+/// bound when a server stops reading.
+pub const SEND_BACKLOG: usize = 10_000;
+
+/// What the controller receives from an instance. Called from the module's
+/// driver thread; implementations must return quickly and must not call back
+/// into the instance (queue the event instead).
+pub trait Host: Send + Sync + 'static {
+    /// A trigger fired with its data (the message for Messages Received, the
+    /// reason for Disconnected, empty otherwise).
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8]);
+    /// A status variable changed.
+    fn status_changed(&self, variable: &StatusVariable);
+    /// A log line. Extended-level lines come only with Extended Logging or
+    /// Log Comms on; nothing logged ever contains a secret.
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// Options that are not instance properties: for hosts embedding the Rust
+/// API and for tests.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra trusted root certificates for WSS (in addition to the webpki
+    /// roots and `WSIO_EXTRA_CA_FILE`).
+    pub extra_root_certificates: Vec<CertificateDer<'static>>,
+    /// Seed of the reconnect jitter (None: random).
+    pub jitter_seed: Option<u64>,
+    /// Keep-alive, connect and close timeouts (default: the module's).
+    pub timing: Timing,
+}
+
+/// Why an instance could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceError {
+    /// A property is bad: the message names it and what is accepted.
+    Properties(PropertyError),
+    /// TLS could not be set up (e.g. an unreadable extra CA file).
+    Tls(String),
+}
+
+impl fmt::Display for InstanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceError::Properties(e) => e.fmt(f),
+            InstanceError::Tls(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for InstanceError {}
+
+/// Why an action was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionError {
+    /// Unknown action, or bad action properties.
+    Invalid(PropertyError),
+    /// Send Message while the WebSocket is not established.
+    NotEstablished { state: &'static str },
+    /// Too many messages wait for the server to read them.
+    Backlog { waiting: usize },
+    /// The instance is shutting down.
+    Stopped,
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionError::Invalid(e) => e.fmt(f),
+            ActionError::NotEstablished { state } => write!(
+                f,
+                "Send Message failed: the WebSocket is not established (state: {state}); nothing was sent"
+            ),
+            ActionError::Backlog { waiting } => write!(
+                f,
+                "Send Message refused: {waiting} messages are already waiting for the server to read them (limit {SEND_BACKLOG}); nothing was sent"
+            ),
+            ActionError::Stopped => f.write_str("the instance is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+impl From<PropertyError> for ActionError {
+    fn from(e: PropertyError) -> Self {
+        ActionError::Invalid(e)
+    }
+}
+
+/// An action with its properties parsed and placeholders filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Connect { bearer_token: Option<Secret> },
+    Disconnect,
+    SendMessage { message: String },
+}
+
+impl Action {
+    /// Parses an action by manifest name. String properties have `<1>`,
+    /// `<2>` … replaced by `variables` (the firing trigger's variables).
+    pub fn parse<S: AsRef<str>>(
+        name: &str,
+        properties: &Value,
+        variables: &[S],
+    ) -> Result<Action, PropertyError> {
+        let manifest = Manifest::get();
+        let Some(spec) = manifest.action(name) else {
+            return Err(PropertyError {
+                property: String::new(),
+                message: format!(
+                    "unknown action \"{name}\"; this module offers {}",
+                    Manifest::list(manifest.actions.iter().map(|a| a.name.as_str()))
+                ),
+            });
+        };
+        let owner = format!("action \"{name}\"");
+        let mut values = PropertyValues::parse(&spec.properties, properties, &owner)?;
+        values.map_strings(|s| fill_placeholders(s, variables));
+        Ok(match name {
+            names::ACTION_CONNECT => {
+                let token = values.string(names::BEARER_TOKEN);
+                let token = token.trim();
+                if token.is_empty() {
+                    Action::Connect { bearer_token: None }
+                } else {
+                    validate_bearer_token(token)?;
+                    Action::Connect {
+                        bearer_token: Some(Secret::new(token.to_owned())),
+                    }
+                }
+            }
+            names::ACTION_DISCONNECT => Action::Disconnect,
+            _ => Action::SendMessage {
+                message: values.string(names::MESSAGE),
+            },
+        })
+    }
+}
+
+/// State shared between the instance handle and its runner.
+pub(crate) struct Shared {
+    pub status: Mutex<Vec<StatusVariable>>,
+    pub established: AtomicBool,
+    pub state_name: Mutex<&'static str>,
+    pub pending_sends: AtomicUsize,
+}
+
+/// One configured WebSocket Client. See the module documentation.
+pub struct Instance {
+    inputs: Sender<Input>,
+    shared: Arc<Shared>,
+    task: Mutex<Option<Task<()>>>,
+}
+
+impl Instance {
+    /// Creates an instance from its properties. It starts disconnected.
+    pub fn new(
+        properties: Properties,
+        host: Arc<dyn Host>,
+        options: Options,
+    ) -> Result<Instance, InstanceError> {
+        let tls = match properties.protocol {
+            Protocol::Ws => None,
+            Protocol::Wss => {
+                let mut roots = options.extra_root_certificates.clone();
+                roots.extend(tls::roots_from_env().map_err(InstanceError::Tls)?);
+                Some(tls::client_config(&roots).map_err(InstanceError::Tls)?)
+            }
+        };
+        let settings = Settings {
+            timing: options.timing,
+            keep_alive: properties.keep_alive,
+            auto_reconnect: properties.auto_reconnect,
+            extended_logging: properties.extended_logging,
+            display_url: properties.display_url(),
+        };
+        let seed = options.jitter_seed.unwrap_or_else(|| fastrand::u64(..));
+        let machine = Machine::new(settings, seed);
+        let status = StatusVariables::new();
+        let shared = Arc::new(Shared {
+            status: Mutex::new(status.snapshot()),
+            established: AtomicBool::new(false),
+            state_name: Mutex::new(machine.state_name()),
+            pending_sends: AtomicUsize::new(0),
+        });
+        let (inputs, queue) = smol::channel::unbounded();
+        for note in &properties.notes {
+            let _ = inputs.try_send(Input::Log(LogLevel::Normal, note.clone()));
+        }
+        let properties = Arc::new(properties);
+        let runner = Runner::new(
+            machine,
+            properties,
+            host,
+            tls,
+            shared.clone(),
+            inputs.clone(),
+        );
+        let task = driver::spawn(runner.run(queue));
+        Ok(Instance {
+            inputs,
+            shared,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Creates an instance from a JSON object of properties by manifest name.
+    pub fn from_json(
+        properties_json: &str,
+        host: Arc<dyn Host>,
+        options: Options,
+    ) -> Result<Instance, InstanceError> {
+        let properties =
+            Properties::from_json_str(properties_json).map_err(InstanceError::Properties)?;
+        Self::new(properties, host, options)
+    }
+
+    /// Runs an action by manifest name with its properties (a JSON object or
+    /// `null`) and the firing trigger's variables for `<n>` placeholders.
+    pub fn action<S: AsRef<str>>(
+        &self,
+        name: &str,
+        properties: &Value,
+        variables: &[S],
+    ) -> Result<(), ActionError> {
+        self.run(Action::parse(name, properties, variables)?)
+    }
+
+    /// Runs a parsed action. Returns at once.
+    pub fn run(&self, action: Action) -> Result<(), ActionError> {
+        match action {
+            Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
+            Action::Disconnect => self.input(Input::Disconnect),
+            Action::SendMessage { message } => self.send_message(message),
+        }
+    }
+
+    /// Connect (optionally with a bearer token).
+    pub fn connect(&self, bearer_token: Option<&str>) -> Result<(), ActionError> {
+        let properties = match bearer_token {
+            Some(token) => serde_json::json!({ names::BEARER_TOKEN: token }),
+            None => Value::Null,
+        };
+        self.action(names::ACTION_CONNECT, &properties, &[] as &[&str])
+    }
+
+    pub fn disconnect(&self) -> Result<(), ActionError> {
+        self.run(Action::Disconnect)
+    }
+
+    /// Send a text message. Refused with an error (and an error in the log)
+    /// when the WebSocket is not established: nothing is sent or queued.
+    pub fn send_message(&self, message: impl Into<String>) -> Result<(), ActionError> {
+        if !self.shared.established.load(Ordering::Relaxed) {
+            let error = ActionError::NotEstablished {
+                state: self.state_name(),
+            };
+            // Logged from the driver thread, like every callback.
+            let _ = self
+                .inputs
+                .try_send(Input::Log(LogLevel::Critical, error.to_string()));
+            return Err(error);
+        }
+        let waiting = self.shared.pending_sends.fetch_add(1, Ordering::Relaxed);
+        if waiting >= SEND_BACKLOG {
+            self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+            let error = ActionError::Backlog { waiting };
+            let _ = self
+                .inputs
+                .try_send(Input::Log(LogLevel::Critical, error.to_string()));
+            return Err(error);
+        }
+        let text = Utf8Bytes::from(message.into());
+        self.input(Input::Send(text)).inspect_err(|_| {
+            self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+        })
+    }
+
+    /// The controller's network went down or came up.
+    pub fn set_network(&self, up: bool) -> Result<(), ActionError> {
+        self.input(Input::Network(up))
+    }
+
+    /// The status variables as of the last change.
+    pub fn status(&self) -> Vec<StatusVariable> {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A short name of the connection state ("established", …).
+    pub fn state_name(&self) -> &'static str {
+        *self
+            .shared
+            .state_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.shared.established.load(Ordering::Relaxed)
+    }
+
+    fn input(&self, input: Input) -> Result<(), ActionError> {
+        self.inputs
+            .try_send(input)
+            .map_err(|_| ActionError::Stopped)
+    }
+
+    /// Closes cleanly (close frame 1000; Disconnected fires if connected)
+    /// and waits until no callback can arrive. Later actions get
+    /// [`ActionError::Stopped`]. Dropping the instance does the same.
+    ///
+    /// Called on the driver thread (from inside a host callback), it cannot
+    /// wait for the driver without deadlocking, so it only starts the close
+    /// and returns false.
+    pub fn shutdown(&self) -> bool {
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(task) = task else {
+            return true;
+        };
+        let _ = self.inputs.try_send(Input::Shutdown);
+        if driver::on_driver_thread() {
+            task.detach();
+            false
+        } else {
+            smol::block_on(task);
+            true
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("state", &self.state_name())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actions_parse_by_manifest_name_with_placeholders() {
+        let a = Action::parse("Send Message", &json!({"Message": "pong: <1>"}), &["ping"]).unwrap();
+        assert_eq!(
+            a,
+            Action::SendMessage {
+                message: "pong: ping".into()
+            }
+        );
+        assert_eq!(
+            Action::parse("Disconnect", &Value::Null, &[] as &[&str]).unwrap(),
+            Action::Disconnect
+        );
+        let a = Action::parse("Connect", &json!({"Bearer Token": "abc"}), &[] as &[&str]).unwrap();
+        assert!(matches!(a, Action::Connect { bearer_token: Some(ref t) } if t.expose() == "abc"));
+        let a = Action::parse("Connect", &json!({"Bearer Token": ""}), &[] as &[&str]).unwrap();
+        assert_eq!(a, Action::Connect { bearer_token: None });
+    }
+
+    #[test]
+    fn bad_actions_name_what_is_accepted() {
+        let e = Action::parse("Send", &json!({}), &[] as &[&str]).unwrap_err();
+        assert!(e.message.contains("unknown action \"Send\""));
+        assert!(e.message.contains("\"Send Message\""));
+        let e = Action::parse("Send Message", &json!({"Text": "x"}), &[] as &[&str]).unwrap_err();
+        assert!(e.message.contains("accepted: \"Message\""));
+        let e = Action::parse("Disconnect", &json!({"x": 1}), &[] as &[&str]).unwrap_err();
+        assert!(e.message.contains("it takes no properties"));
+    }
+
+    #[test]
+    fn a_bad_bearer_token_is_refused_without_echoing_it() {
+        let e = Action::parse(
+            "Connect",
+            &json!({"Bearer Token": "sec ret"}),
+            &[] as &[&str],
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("sec"));
+        let e = Action::parse("Connect", &json!({"Bearer Token": 42}), &[] as &[&str]).unwrap_err();
+        assert!(e.message.contains("(hidden)") && !e.message.contains("42"));
+    }
+}

@@ -1,1 +1,747 @@
-//! machine (work in progress)
+//! The machine: the WebSocket Client's behaviour as a pure state machine.
+//!
+//! No sockets, no threads, no clock: the caller passes `now` into every call,
+//! like `quinn-proto`. So reconnect backoff, keep-alive and every trigger
+//! order are tested in virtual time, instantly and deterministically, and the
+//! [`crate::driver`] only executes what the machine asks for.
+//!
+//! The methods fall in four groups:
+//! - getters (`&self`): [`Machine::state_name`], [`Machine::is_established`], …
+//! - actions from the controller: [`Machine::handle_connect`],
+//!   [`Machine::handle_disconnect`], [`Machine::handle_send`],
+//!   [`Machine::handle_network`], [`Machine::handle_shutdown`];
+//! - events from the network and the clock: [`Machine::handle_tcp_connected`],
+//!   [`Machine::handle_established`], [`Machine::handle_message`],
+//!   [`Machine::handle_activity`], [`Machine::handle_closed`],
+//!   [`Machine::handle_timeout`];
+//! - outputs: [`Machine::poll_effect`] (what to do now) and
+//!   [`Machine::poll_deadline`] (when to call `handle_timeout` next).
+//!
+//! Every connection attempt gets a [`ConnId`]; events for an attempt that is
+//! no longer current are ignored, so a late event from an aborted socket can
+//! never fire a trigger twice.
+
+use crate::matching::Trigger;
+use crate::properties::Secret;
+use crate::status::StatusKey;
+use async_tungstenite::tungstenite::Utf8Bytes;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Send a ping after this long without any frame from the server.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// A ping not answered (by a pong or any frame) within this is a dead link.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP + TLS + WebSocket handshake must finish within this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After sending a close frame, wait this long for the server's close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect backoff: the first delay is at most this…
+pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
+/// …doubling per failed attempt up to this cap.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// No two attempts closer than this, whatever the jitter draws.
+pub const RECONNECT_FLOOR: Duration = Duration::from_millis(100);
+/// A connection established at least this long resets the backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Identifies one connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Controller log levels, most to least important (values match `iom.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u32)]
+pub enum LogLevel {
+    Critical = 0,
+    Terse = 1,
+    Normal = 2,
+    Extended = 3,
+    Verbose = 4,
+    Debug = 5,
+}
+
+/// What the machine wants done. The driver executes effects in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Open a connection (TCP, TLS for WSS, WebSocket handshake). Report
+    /// progress with `handle_tcp_connected`, `handle_established` and
+    /// `handle_closed`, all tagged with `conn`.
+    Open {
+        conn: ConnId,
+        bearer_token: Option<Secret>,
+    },
+    /// Send a text message on the connection.
+    Send { conn: ConnId, text: Utf8Bytes },
+    /// Send a keep-alive ping.
+    Ping { conn: ConnId },
+    /// Send a close frame and wait for the server's close (then report
+    /// `handle_closed`).
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+    /// Drop the connection at once without a close handshake (a dead link, a
+    /// cancelled attempt). No `handle_closed` is expected afterwards.
+    Abort { conn: ConnId },
+    /// Fire a trigger with its data (the message; the reason for
+    /// Disconnected; empty otherwise).
+    Fire { trigger: Trigger, data: Bytes },
+    /// Set a status variable.
+    Status { key: StatusKey, value: String },
+    /// Set a status variable to a payload (coalesced, converted at flush).
+    StatusPayload { key: StatusKey, payload: Bytes },
+    /// A log line for the controller.
+    Log { level: LogLevel, message: String },
+}
+
+/// The machine's timeouts. Defaults are the constants above; the Rust API
+/// can shorten them (tests of half-open detection in real time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub keepalive_interval: Duration,
+    pub pong_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            pong_timeout: PONG_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
+            close_timeout: CLOSE_TIMEOUT,
+        }
+    }
+}
+
+/// What the machine needs from the instance properties.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub timing: Timing,
+    pub keep_alive: bool,
+    pub auto_reconnect: bool,
+    pub extended_logging: bool,
+    /// The URL without its query, for log lines.
+    pub display_url: String,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not connected and not trying to.
+    Idle,
+    /// TCP connect in progress (no Connected yet).
+    Connecting { conn: ConnId, since: Instant },
+    /// TCP up (Connected fired), TLS and WebSocket handshake in progress.
+    Handshaking { conn: ConnId, since: Instant },
+    Established {
+        conn: ConnId,
+        since: Instant,
+        last_rx: Instant,
+        ping_sent: Option<Instant>,
+    },
+    /// A close frame was sent; waiting for the connection to end.
+    Closing {
+        conn: ConnId,
+        since: Instant,
+        established_since: Instant,
+        reason: String,
+    },
+    /// Waiting to reconnect.
+    Waiting { until: Instant },
+}
+
+/// The WebSocket Client state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Machine {
+    settings: Settings,
+    state: State,
+    next_conn: u64,
+    /// The bearer token of the last Connect, reused by reconnects.
+    token: Option<Secret>,
+    /// The controller asked for a connection (Connect, and no Disconnect since).
+    wanted: bool,
+    network_up: bool,
+    shutting_down: bool,
+    /// A Connect arrived while closing: connect again once closed.
+    connect_after_close: bool,
+    /// Reconnect attempts since the last stable connection or Connect action.
+    attempt: u32,
+    rng: fastrand::Rng,
+    effects: VecDeque<Effect>,
+    /// The Connection Status last emitted.
+    last_status: String,
+}
+
+impl Machine {
+    /// A machine in the Idle state. `seed` drives the reconnect jitter, so
+    /// tests can replay a backoff sequence.
+    pub fn new(settings: Settings, seed: u64) -> Self {
+        Machine {
+            settings,
+            state: State::Idle,
+            next_conn: 0,
+            token: None,
+            wanted: false,
+            network_up: true,
+            shutting_down: false,
+            connect_after_close: false,
+            attempt: 0,
+            rng: fastrand::Rng::with_seed(seed),
+            effects: VecDeque::new(),
+            last_status: "Disconnected".to_owned(),
+        }
+    }
+
+    // ------------------------------------------------------------ getters
+
+    /// A short name of the current state, for log lines and errors.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "disconnected",
+            State::Connecting { .. } => "connecting",
+            State::Handshaking { .. } => "connected, WebSocket handshake in progress",
+            State::Established { .. } => "established",
+            State::Closing { .. } => "closing",
+            State::Waiting { .. } => "waiting to reconnect",
+        }
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Established { .. })
+    }
+
+    /// Nothing open, nothing scheduled.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
+    /// The connection attempt currently in use, if any.
+    pub fn current_conn(&self) -> Option<ConnId> {
+        match self.state {
+            State::Connecting { conn, .. }
+            | State::Handshaking { conn, .. }
+            | State::Established { conn, .. }
+            | State::Closing { conn, .. } => Some(conn),
+            State::Idle | State::Waiting { .. } => None,
+        }
+    }
+
+    /// Reconnect attempts since the last stable connection.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// The next thing to do, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next (None: nothing scheduled).
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Idle => None,
+            State::Connecting { since, .. } | State::Handshaking { since, .. } => {
+                Some(*since + self.settings.timing.connect_timeout)
+            }
+            State::Established {
+                last_rx, ping_sent, ..
+            } => {
+                if !self.settings.keep_alive {
+                    None
+                } else if let Some(sent) = ping_sent {
+                    Some(*sent + self.settings.timing.pong_timeout)
+                } else {
+                    Some(*last_rx + self.settings.timing.keepalive_interval)
+                }
+            }
+            State::Closing { since, .. } => Some(*since + self.settings.timing.close_timeout),
+            State::Waiting { until } => Some(*until),
+        }
+    }
+
+    // ------------------------------------------------------------ actions
+
+    /// The Connect action. Ignored (with a log line) while connecting,
+    /// connected or closing; from a reconnect wait it connects at once.
+    pub fn handle_connect(&mut self, now: Instant, bearer_token: Option<Secret>) {
+        if self.shutting_down {
+            return;
+        }
+        match self.state {
+            State::Idle | State::Waiting { .. } => {
+                self.wanted = true;
+                self.token = bearer_token;
+                self.attempt = 0;
+                if self.network_up {
+                    self.open(now);
+                } else {
+                    self.state = State::Idle;
+                    self.status("Waiting for the network");
+                    self.log(
+                        LogLevel::Normal,
+                        "Connect: the network is down; connecting when it comes back up".into(),
+                    );
+                }
+            }
+            State::Closing { .. } => {
+                // A Connect right after a Disconnect: finish the close, then
+                // connect again (see handle_closed).
+                self.wanted = true;
+                self.connect_after_close = true;
+                self.token = bearer_token;
+                self.attempt = 0;
+                self.log(
+                    LogLevel::Normal,
+                    "Connect: still closing the previous connection; connecting once it is closed"
+                        .into(),
+                );
+            }
+            State::Connecting { .. } | State::Handshaking { .. } | State::Established { .. } => {
+                self.log(
+                    LogLevel::Normal,
+                    format!(
+                        "Connect ignored: already {}; use Disconnect first to connect again",
+                        self.state_name()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The Disconnect action: close (code 1000) and stop reconnecting until
+    /// the next Connect.
+    pub fn handle_disconnect(&mut self, now: Instant) {
+        self.wanted = false;
+        self.connect_after_close = false;
+        self.end_by_request(now, "Disconnect action", 1000);
+    }
+
+    /// The instance is being removed: close cleanly like Disconnect; the
+    /// driver stops once [`Machine::is_idle`].
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.wanted = false;
+        self.connect_after_close = false;
+        self.end_by_request(now, "instance removed", 1000);
+    }
+
+    /// The Send Message action. Sends only when established; otherwise logs
+    /// an error naming the state and sends nothing, queues nothing.
+    /// Returns whether the message was handed to the connection.
+    pub fn handle_send(&mut self, _now: Instant, text: Utf8Bytes) -> bool {
+        match self.state {
+            State::Established { conn, .. } => {
+                self.effects.push_back(Effect::StatusPayload {
+                    key: StatusKey::LastSent,
+                    payload: Bytes::from(text.clone()),
+                });
+                self.effects.push_back(Effect::Send { conn, text });
+                true
+            }
+            _ => {
+                self.log(
+                    LogLevel::Critical,
+                    format!(
+                        "Send Message failed: the WebSocket is not established (state: {}); nothing was sent",
+                        self.state_name()
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// The controller's network went down or came up.
+    pub fn handle_network(&mut self, now: Instant, up: bool) {
+        if up == self.network_up {
+            return;
+        }
+        self.network_up = up;
+        if up {
+            self.log(LogLevel::Normal, "network up".into());
+            if self.wanted && matches!(self.state, State::Idle) && !self.shutting_down {
+                self.attempt = 0;
+                self.open(now);
+            }
+            return;
+        }
+        self.log(LogLevel::Normal, "network down".into());
+        // Keep the wish to be connected only where the module would
+        // reconnect by itself anyway.
+        self.wanted &= self.settings.auto_reconnect;
+        match self.state {
+            State::Idle => {}
+            State::Waiting { .. } => {
+                self.state = State::Idle;
+                self.status("Waiting for the network");
+            }
+            State::Connecting { conn, .. } => {
+                self.effects.push_back(Effect::Abort { conn });
+                self.state = State::Idle;
+                self.status("Disconnected: network down");
+            }
+            State::Handshaking { conn, .. }
+            | State::Established { conn, .. }
+            | State::Closing { conn, .. } => {
+                self.effects.push_back(Effect::Abort { conn });
+                self.lost(now, "network down".into());
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ events
+
+    /// TCP is up for `conn`: fires Connected.
+    pub fn handle_tcp_connected(&mut self, now: Instant, conn: ConnId) {
+        if let State::Connecting { conn: c, since } = self.state
+            && c == conn
+        {
+            self.state = State::Handshaking { conn, since };
+            self.status("Connected, WebSocket handshake in progress");
+            self.fire(Trigger::Connected, Bytes::new());
+            self.extended(format!("TCP connected to {}", self.settings.display_url));
+            let _ = now;
+        }
+    }
+
+    /// The WebSocket handshake completed: fires WebSocket Established.
+    pub fn handle_established(&mut self, now: Instant, conn: ConnId) {
+        if let State::Handshaking { conn: c, .. } = self.state
+            && c == conn
+        {
+            self.state = State::Established {
+                conn,
+                since: now,
+                last_rx: now,
+                ping_sent: None,
+            };
+            self.status("Established");
+            self.fire(Trigger::Established, Bytes::new());
+            self.log(
+                LogLevel::Normal,
+                format!("WebSocket established with {}", self.settings.display_url),
+            );
+        }
+    }
+
+    /// A message arrived: fires Messages Received (one per message, in
+    /// order) and sets Last Received.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
+        if let State::Established {
+            conn: c,
+            last_rx,
+            ping_sent,
+            ..
+        } = &mut self.state
+            && *c == conn
+        {
+            *last_rx = now;
+            *ping_sent = None;
+            self.effects.push_back(Effect::StatusPayload {
+                key: StatusKey::LastReceived,
+                payload: payload.clone(),
+            });
+            self.effects.push_back(Effect::Fire {
+                trigger: Trigger::MessagesReceived,
+                data: payload,
+            });
+        }
+    }
+
+    /// Any other frame from the server (pong, ping, close): proof of life.
+    pub fn handle_activity(&mut self, now: Instant, conn: ConnId) {
+        if let State::Established {
+            conn: c,
+            last_rx,
+            ping_sent,
+            ..
+        } = &mut self.state
+            && *c == conn
+        {
+            *last_rx = now;
+            *ping_sent = None;
+        }
+    }
+
+    /// The connection `conn` ended or failed, for any reason (`reason` says
+    /// which, for the log, the status and the Disconnected trigger).
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, reason: String) {
+        if self.current_conn() != Some(conn) {
+            return;
+        }
+        match self.state {
+            State::Connecting { .. } => self.connect_failed(now, reason),
+            State::Closing {
+                reason: ref why,
+                established_since,
+                ..
+            } => {
+                let why = why.clone();
+                if now.duration_since(established_since) >= STABLE_AFTER {
+                    self.attempt = 0;
+                }
+                self.lost(now, why);
+            }
+            State::Established { since, .. } => {
+                if now.duration_since(since) >= STABLE_AFTER {
+                    self.attempt = 0;
+                }
+                self.lost(now, reason);
+            }
+            _ => self.lost(now, reason),
+        }
+    }
+
+    /// A deadline from [`Machine::poll_deadline`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_deadline() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        match self.state {
+            State::Idle => {}
+            State::Waiting { .. } => {
+                if self.wanted && self.network_up && !self.shutting_down {
+                    self.open(now);
+                } else {
+                    self.state = State::Idle;
+                }
+            }
+            State::Connecting { conn, .. } => {
+                self.effects.push_back(Effect::Abort { conn });
+                self.connect_failed(
+                    now,
+                    format!(
+                        "TCP connect timed out after {}",
+                        secs(self.settings.timing.connect_timeout)
+                    ),
+                );
+            }
+            State::Handshaking { conn, .. } => {
+                self.effects.push_back(Effect::Abort { conn });
+                self.lost(
+                    now,
+                    format!(
+                        "WebSocket handshake timed out after {}",
+                        secs(self.settings.timing.connect_timeout)
+                    ),
+                );
+            }
+            State::Established {
+                conn,
+                ref mut ping_sent,
+                ..
+            } => {
+                if ping_sent.is_none() {
+                    *ping_sent = Some(now);
+                    self.effects.push_back(Effect::Ping { conn });
+                    self.extended(format!(
+                        "keep-alive: no frame for {}, ping sent",
+                        secs(self.settings.timing.keepalive_interval)
+                    ));
+                } else {
+                    // Half-open: a close frame would not get through either.
+                    self.effects.push_back(Effect::Abort { conn });
+                    self.lost(
+                        now,
+                        format!(
+                            "no answer to keep-alive ping within {}: connection is dead",
+                            secs(self.settings.timing.pong_timeout)
+                        ),
+                    );
+                }
+            }
+            State::Closing {
+                conn, ref reason, ..
+            } => {
+                let reason = format!("{reason} (server did not answer the close frame)");
+                self.effects.push_back(Effect::Abort { conn });
+                self.lost(now, reason);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ internals
+
+    fn open(&mut self, now: Instant) {
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        self.state = State::Connecting { conn, since: now };
+        self.status(if self.attempt == 0 {
+            "Connecting".to_owned()
+        } else {
+            format!("Connecting (attempt {})", self.attempt + 1)
+        });
+        self.extended(format!(
+            "connecting to {} (attempt {})",
+            self.settings.display_url,
+            self.attempt + 1
+        ));
+        self.effects.push_back(Effect::Open {
+            conn,
+            bearer_token: self.token.clone(),
+        });
+    }
+
+    /// A Disconnect action or shutdown: the graceful end of whatever is open.
+    fn end_by_request(&mut self, now: Instant, why: &str, code: u16) {
+        match self.state {
+            State::Idle => {
+                if !self.shutting_down {
+                    self.extended(format!("{why}: already disconnected"));
+                }
+            }
+            State::Waiting { .. } => {
+                self.state = State::Idle;
+                self.status(format!("Disconnected: {why}"));
+                self.log(LogLevel::Normal, format!("{why}: reconnect cancelled"));
+            }
+            State::Connecting { conn, .. } => {
+                // No Connected was fired, so no Disconnected either.
+                self.effects.push_back(Effect::Abort { conn });
+                self.state = State::Idle;
+                self.status(format!("Disconnected: {why}"));
+                self.log(
+                    LogLevel::Normal,
+                    format!("{why}: connection attempt cancelled"),
+                );
+            }
+            State::Handshaking { conn, .. } => {
+                // A close frame needs a WebSocket; before it exists, drop TCP.
+                self.effects.push_back(Effect::Abort { conn });
+                self.lost(now, why.to_owned());
+            }
+            State::Established { conn, since, .. } => {
+                self.effects.push_back(Effect::Close {
+                    conn,
+                    code,
+                    reason: String::new(),
+                });
+                self.state = State::Closing {
+                    conn,
+                    since: now,
+                    established_since: since,
+                    reason: why.to_owned(),
+                };
+                self.status("Closing");
+            }
+            State::Closing { .. } => {}
+        }
+    }
+
+    /// A TCP connect that never reached Connected: no trigger, a log line,
+    /// the status, and a retry per policy.
+    fn connect_failed(&mut self, now: Instant, reason: String) {
+        self.log(
+            LogLevel::Critical,
+            format!("connect to {} failed: {reason}", self.settings.display_url),
+        );
+        self.after_loss(now, format!("Connect failed: {reason}"));
+    }
+
+    /// A connection that reached Connected ended: Disconnected fires once.
+    fn lost(&mut self, now: Instant, reason: String) {
+        // Status first: a controller reacting to the trigger sees it.
+        self.log(LogLevel::Normal, format!("disconnected: {reason}"));
+        let status = format!("Disconnected: {reason}");
+        self.status(status.clone());
+        self.fire(Trigger::Disconnected, Bytes::from(reason.into_bytes()));
+        self.after_loss(now, status);
+    }
+
+    /// Decide what follows a loss: reconnect now (a Connect came while
+    /// closing), later (auto-reconnect), or stay idle.
+    fn after_loss(&mut self, now: Instant, status: String) {
+        self.state = State::Idle;
+        if self.shutting_down {
+            self.status(status);
+            return;
+        }
+        if !self.network_up {
+            self.status(format!("{status}; waiting for the network"));
+            return;
+        }
+        if std::mem::take(&mut self.connect_after_close) {
+            self.status(status);
+            self.open(now);
+            return;
+        }
+        if self.wanted && self.settings.auto_reconnect {
+            let delay = self.backoff();
+            self.attempt = self.attempt.saturating_add(1);
+            self.state = State::Waiting { until: now + delay };
+            self.status(format!(
+                "Reconnecting in {:.1} s (attempt {}); {status}",
+                delay.as_secs_f64(),
+                self.attempt + 1
+            ));
+            self.extended(format!(
+                "auto-reconnect: attempt {} in {} ms",
+                self.attempt + 1,
+                delay.as_millis()
+            ));
+        } else {
+            self.wanted = false;
+            self.status(status);
+        }
+    }
+
+    /// Exponential backoff with full jitter: uniform in
+    /// [floor, min(cap, min_delay × 2^attempt)].
+    fn backoff(&mut self) -> Duration {
+        let ceiling = RECONNECT_MIN
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(RECONNECT_MAX);
+        let floor = RECONNECT_FLOOR.as_millis() as u64;
+        let ceiling = (ceiling.as_millis() as u64).max(floor);
+        Duration::from_millis(self.rng.u64(floor..=ceiling))
+    }
+
+    fn fire(&mut self, trigger: Trigger, data: Bytes) {
+        self.effects.push_back(Effect::Fire { trigger, data });
+    }
+
+    /// Sets Connection Status; the same value twice in a row is one change.
+    fn status(&mut self, value: impl Into<String>) {
+        let value = value.into();
+        if value == self.last_status {
+            return;
+        }
+        self.last_status.clone_from(&value);
+        self.effects.push_back(Effect::Status {
+            key: StatusKey::ConnectionStatus,
+            value,
+        });
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.effects.push_back(Effect::Log { level, message });
+    }
+
+    fn extended(&mut self, message: String) {
+        if self.settings.extended_logging {
+            self.log(LogLevel::Extended, message);
+        }
+    }
+}
+
+/// "30 s", "0.2 s": durations in log lines and reasons.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

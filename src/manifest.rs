@@ -1,1 +1,291 @@
-//! manifest (work in progress)
+//! The module manifest: `module.toml`, embedded at build time and parsed once.
+//!
+//! It is the first step of the data flow and the single source of truth for
+//! the module's interface. Property types, defaults, ranges and options are
+//! read from here by [`crate::properties`]; the names the code uses are the
+//! constants in [`names`], and a test fails if any of them is missing from the
+//! manifest or if the manifest declares something the code does not handle.
+
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+/// The manifest text exactly as shipped (what `iom_module_manifest` returns).
+pub const MANIFEST_TOML: &str = include_str!("../module.toml");
+
+/// Names the code refers to. Each must exist in `module.toml` (see the tests).
+pub mod names {
+    pub const HOSTNAME: &str = "Hostname";
+    pub const PATH: &str = "Path";
+    pub const PROTOCOL: &str = "Protocol";
+    pub const PORT: &str = "Port";
+    pub const KEEP_ALIVE: &str = "Send keep alive?";
+    pub const AUTO_RECONNECT: &str = "Auto-Reconnect";
+    pub const EXTENDED_LOGGING: &str = "Extended Logging";
+    pub const LOG_COMMS: &str = "Log Comms";
+
+    pub const TRIGGER_CONNECTED: &str = "Connected";
+    pub const TRIGGER_ESTABLISHED: &str = "WebSocket Established";
+    pub const TRIGGER_DISCONNECTED: &str = "Disconnected";
+    pub const TRIGGER_MESSAGES_RECEIVED: &str = "Messages Received";
+    pub const MATCH_STRING: &str = "Match String";
+
+    pub const ACTION_CONNECT: &str = "Connect";
+    pub const ACTION_DISCONNECT: &str = "Disconnect";
+    pub const ACTION_SEND_MESSAGE: &str = "Send Message";
+    pub const BEARER_TOKEN: &str = "Bearer Token";
+    pub const MESSAGE: &str = "Message";
+
+    pub const STATUS_CONNECTION: &str = "ConnectionStatus";
+    pub const STATUS_LAST_SENT: &str = "LastSent";
+    pub const STATUS_LAST_RECEIVED: &str = "LastReceived";
+}
+
+/// The whole manifest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub module: ModuleInfo,
+    #[serde(rename = "property", default)]
+    pub properties: Vec<PropertySpec>,
+    #[serde(rename = "trigger", default)]
+    pub triggers: Vec<TriggerSpec>,
+    #[serde(rename = "action", default)]
+    pub actions: Vec<ActionSpec>,
+    #[serde(rename = "status", default)]
+    pub status: Vec<StatusSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub uuid: String,
+    pub api_version: u32,
+    pub description: String,
+}
+
+/// The value type of a property (instance, trigger or action property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PropertyType {
+    String,
+    Int,
+    Bool,
+    Enum,
+}
+
+/// One property as declared in the manifest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertySpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: PropertyType,
+    pub editor: String,
+    pub default: toml::Value,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub secret: bool,
+    pub validator: Option<String>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    #[serde(default)]
+    pub options: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "property", default)]
+    pub properties: Vec<PropertySpec>,
+    #[serde(rename = "variable", default)]
+    pub variables: Vec<VariableSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableSpec {
+    pub number: u32,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "property", default)]
+    pub properties: Vec<PropertySpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSpec {
+    pub key: String,
+    pub label: String,
+}
+
+impl Manifest {
+    /// The embedded manifest, parsed once. The manifest is part of the build,
+    /// so a parse failure is a build defect caught by the tests, not user input.
+    pub fn get() -> &'static Manifest {
+        static MANIFEST: OnceLock<Manifest> = OnceLock::new();
+        MANIFEST.get_or_init(|| {
+            toml::from_str(MANIFEST_TOML).expect("module.toml is valid (checked by tests)")
+        })
+    }
+
+    pub fn property(&self, name: &str) -> Option<&PropertySpec> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+
+    pub fn trigger(&self, name: &str) -> Option<&TriggerSpec> {
+        self.triggers.iter().find(|t| t.name == name)
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    pub fn status_label(&self, key: &str) -> Option<&str> {
+        self.status
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| s.label.as_str())
+    }
+
+    /// "A, B and C": the accepted names, for error messages.
+    pub fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+        let names: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names::*;
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
+        items.into_iter().collect()
+    }
+
+    #[test]
+    fn manifest_parses_and_declares_the_module() {
+        let m = Manifest::get();
+        assert_eq!(m.module.name, "WebSocket Client");
+        assert_eq!(m.module.api_version, 1);
+        assert_eq!(m.module.version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn code_and_manifest_agree_on_instance_properties() {
+        let m = Manifest::get();
+        let code = set([
+            HOSTNAME,
+            PATH,
+            PROTOCOL,
+            PORT,
+            KEEP_ALIVE,
+            AUTO_RECONNECT,
+            EXTENDED_LOGGING,
+            LOG_COMMS,
+        ]);
+        let manifest = set(m.properties.iter().map(|p| p.name.as_str()));
+        assert_eq!(code, manifest);
+    }
+
+    #[test]
+    fn code_and_manifest_agree_on_triggers_actions_and_status() {
+        let m = Manifest::get();
+        assert_eq!(
+            set([
+                TRIGGER_CONNECTED,
+                TRIGGER_ESTABLISHED,
+                TRIGGER_DISCONNECTED,
+                TRIGGER_MESSAGES_RECEIVED
+            ]),
+            set(m.triggers.iter().map(|t| t.name.as_str()))
+        );
+        assert_eq!(
+            set([ACTION_CONNECT, ACTION_DISCONNECT, ACTION_SEND_MESSAGE]),
+            set(m.actions.iter().map(|a| a.name.as_str()))
+        );
+        assert_eq!(
+            set([STATUS_CONNECTION, STATUS_LAST_SENT, STATUS_LAST_RECEIVED]),
+            set(m.status.iter().map(|s| s.key.as_str()))
+        );
+        let received = m.trigger(TRIGGER_MESSAGES_RECEIVED).unwrap();
+        assert_eq!(
+            set(received.properties.iter().map(|p| p.name.as_str())),
+            set([MATCH_STRING])
+        );
+        assert_eq!(received.variables[0].number, 1);
+        let connect = m.action(ACTION_CONNECT).unwrap();
+        assert_eq!(
+            set(connect.properties.iter().map(|p| p.name.as_str())),
+            set([BEARER_TOKEN])
+        );
+        assert!(connect.properties[0].secret, "the token is a secret");
+        let send = m.action(ACTION_SEND_MESSAGE).unwrap();
+        assert_eq!(
+            set(send.properties.iter().map(|p| p.name.as_str())),
+            set([MESSAGE])
+        );
+    }
+
+    #[test]
+    fn status_keys_fit_the_controller_limits() {
+        let m = Manifest::get();
+        assert!(m.status.len() <= 50);
+        for s in &m.status {
+            assert!(s.key.len() <= 20, "{} is longer than 20", s.key);
+            assert!(
+                s.key.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}",
+                s.key
+            );
+        }
+    }
+
+    #[test]
+    fn every_property_default_has_its_declared_type() {
+        let m = Manifest::get();
+        let all = m
+            .properties
+            .iter()
+            .chain(m.triggers.iter().flat_map(|t| &t.properties))
+            .chain(m.actions.iter().flat_map(|a| &a.properties));
+        for p in all {
+            let ok = match p.kind {
+                PropertyType::String => p.default.is_str(),
+                PropertyType::Int => p.default.as_integer().is_some_and(|v| {
+                    p.min.is_none_or(|min| v >= min) && p.max.is_none_or(|max| v <= max)
+                }),
+                PropertyType::Bool => p.default.is_bool(),
+                PropertyType::Enum => p
+                    .default
+                    .as_str()
+                    .is_some_and(|v| p.options.iter().any(|o| o == v)),
+            };
+            assert!(ok, "default of {} does not fit its type", p.name);
+            if p.secret {
+                assert_eq!(
+                    p.default.as_str(),
+                    Some(""),
+                    "{}: secrets default to empty",
+                    p.name
+                );
+            }
+        }
+    }
+}

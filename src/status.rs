@@ -1,1 +1,214 @@
-//! status (work in progress)
+//! Status variables: what the controller shows on its status page.
+//!
+//! Each variable has a key and label from the manifest, a value, and the
+//! timestamp of its last change: ISO 8601 / RFC 3339 in local time with
+//! milliseconds and the UTC offset, e.g. `2026-11-21T06:34:21.123+00:00`.
+//!
+//! Values are set as the machine runs but pushed to the host in batches
+//! ([`StatusVariables::flush`]): under a flood of messages Last Received
+//! changes thousands of times a second, and formatting and pushing each one
+//! would cost more than receiving the message. The driver flushes whenever
+//! it has drained what the socket had ready, so the page lags by at most one
+//! batch and the timestamp is the time of that batch.
+
+use crate::manifest::{Manifest, names};
+use bytes::Bytes;
+use chrono::{DateTime, Local, SecondsFormat};
+use serde::Serialize;
+
+/// The status variables of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKey {
+    ConnectionStatus,
+    LastSent,
+    LastReceived,
+}
+
+impl StatusKey {
+    pub const ALL: [StatusKey; 3] = [
+        StatusKey::ConnectionStatus,
+        StatusKey::LastSent,
+        StatusKey::LastReceived,
+    ];
+
+    /// The manifest key.
+    pub fn key(self) -> &'static str {
+        match self {
+            StatusKey::ConnectionStatus => names::STATUS_CONNECTION,
+            StatusKey::LastSent => names::STATUS_LAST_SENT,
+            StatusKey::LastReceived => names::STATUS_LAST_RECEIVED,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One status variable as shown to the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusVariable {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: String,
+    /// When the value last changed (see the module doc for the format).
+    pub timestamp: String,
+}
+
+/// A value waiting for the next flush. Received payloads are kept as the
+/// refcounted frame bytes, so a burst costs no copy or UTF-8 conversion.
+#[derive(Debug)]
+enum Pending {
+    Text(String),
+    Payload(Bytes),
+}
+
+/// The status variables of one instance.
+#[derive(Debug)]
+pub struct StatusVariables {
+    current: Vec<StatusVariable>,
+    pending: Vec<Option<Pending>>,
+}
+
+/// Formats a time the way status timestamps are shown.
+pub fn format_timestamp(at: DateTime<Local>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+impl Default for StatusVariables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusVariables {
+    /// Initial values: Connection Status "Disconnected", the others empty,
+    /// stamped with the creation time.
+    pub fn new() -> Self {
+        let manifest = Manifest::get();
+        let now = format_timestamp(Local::now());
+        let current = StatusKey::ALL
+            .iter()
+            .map(|k| StatusVariable {
+                key: k.key(),
+                label: manifest
+                    .status_label(k.key())
+                    .expect("every StatusKey is in the manifest (tested)"),
+                value: match k {
+                    StatusKey::ConnectionStatus => "Disconnected".to_owned(),
+                    _ => String::new(),
+                },
+                timestamp: now.clone(),
+            })
+            .collect();
+        StatusVariables {
+            current,
+            pending: StatusKey::ALL.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// Sets a value; it is pushed at the next flush.
+    pub fn set(&mut self, key: StatusKey, value: impl Into<String>) {
+        self.pending[key.index()] = Some(Pending::Text(value.into()));
+    }
+
+    /// Sets a value from payload bytes (converted lossily at flush).
+    pub fn set_payload(&mut self, key: StatusKey, payload: Bytes) {
+        self.pending[key.index()] = Some(Pending::Payload(payload));
+    }
+
+    /// Whether anything waits for a flush.
+    pub fn is_dirty(&self) -> bool {
+        self.pending.iter().any(Option::is_some)
+    }
+
+    /// Applies pending values stamped `at`, and returns the changed
+    /// variables in manifest order.
+    pub fn flush(&mut self, at: DateTime<Local>) -> Vec<StatusVariable> {
+        if !self.is_dirty() {
+            return Vec::new();
+        }
+        let stamp = format_timestamp(at);
+        let mut changed = Vec::new();
+        for (slot, var) in self.pending.iter_mut().zip(self.current.iter_mut()) {
+            if let Some(pending) = slot.take() {
+                var.value = match pending {
+                    Pending::Text(s) => s,
+                    Pending::Payload(b) => String::from_utf8_lossy(&b).into_owned(),
+                };
+                var.timestamp.clone_from(&stamp);
+                changed.push(var.clone());
+            }
+        }
+        changed
+    }
+
+    /// The values as of the last flush.
+    pub fn snapshot(&self) -> Vec<StatusVariable> {
+        self.current.clone()
+    }
+
+    pub fn get(&self, key: StatusKey) -> &StatusVariable {
+        &self.current[key.index()]
+    }
+}
+
+/// The snapshot as JSON: `[{"key","label","value","timestamp"}]`.
+pub fn to_json(vars: &[StatusVariable]) -> String {
+    serde_json::to_string(vars).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_values_and_labels_come_from_the_manifest() {
+        let s = StatusVariables::new();
+        let snap = s.snapshot();
+        assert_eq!(snap.len(), 3);
+        assert_eq!(snap[0].key, "ConnectionStatus");
+        assert_eq!(snap[0].label, "Connection Status");
+        assert_eq!(snap[0].value, "Disconnected");
+        assert_eq!(snap[1].label, "Last Sent");
+        assert_eq!(snap[2].label, "Last Received");
+    }
+
+    #[test]
+    fn changes_are_coalesced_until_flush_and_stamped() {
+        let mut s = StatusVariables::new();
+        for i in 0..1000 {
+            s.set_payload(StatusKey::LastReceived, Bytes::from(format!("m{i}")));
+        }
+        assert_eq!(
+            s.get(StatusKey::LastReceived).value,
+            "",
+            "not applied before flush"
+        );
+        let at = Local::now();
+        let changed = s.flush(at);
+        assert_eq!(changed.len(), 1, "one push for the whole batch");
+        assert_eq!(changed[0].value, "m999");
+        assert_eq!(changed[0].timestamp, format_timestamp(at));
+        assert!(s.flush(at).is_empty());
+    }
+
+    #[test]
+    fn timestamp_format_is_rfc3339_with_millis_and_offset() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-21T06:34:21.123+02:00").unwrap();
+        let local = t.with_timezone(&Local);
+        let text = format_timestamp(local);
+        let back = chrono::DateTime::parse_from_rfc3339(&text).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(text.len(), "2026-11-21T06:34:21.123+00:00".len());
+    }
+
+    #[test]
+    fn json_has_the_controller_shape() {
+        let s = StatusVariables::new();
+        let v: serde_json::Value = serde_json::from_str(&to_json(&s.snapshot())).unwrap();
+        assert_eq!(v[0]["key"], "ConnectionStatus");
+        assert_eq!(v[0]["label"], "Connection Status");
+        assert!(v[0]["timestamp"].is_string());
+    }
+}

@@ -1,0 +1,587 @@
+//! The machine in virtual time: every trigger order, backoff and keep-alive,
+//! with no sockets and no waiting.
+
+use super::*;
+
+fn settings(keep_alive: bool, auto_reconnect: bool) -> Settings {
+    Settings {
+        timing: Timing::default(),
+        keep_alive,
+        auto_reconnect,
+        extended_logging: true,
+        display_url: "ws://example.test:80/".into(),
+    }
+}
+
+/// A machine, a virtual clock and what came out of it.
+struct Harness {
+    m: Machine,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(keep_alive: bool, auto_reconnect: bool) -> Self {
+        Harness {
+            m: Machine::new(settings(keep_alive, auto_reconnect), 7),
+            now: Instant::now(),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Effect> {
+        std::iter::from_fn(|| self.m.poll_effect()).collect()
+    }
+
+    /// Advances the clock to the next deadline and handles it.
+    fn fire_deadline(&mut self) -> Duration {
+        let deadline = self.m.poll_deadline().expect("a deadline is scheduled");
+        let waited = deadline.saturating_duration_since(self.now);
+        self.now = deadline;
+        self.m.handle_timeout(self.now);
+        waited
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Connect, TCP up, handshake done; returns the connection.
+    fn establish(&mut self) -> ConnId {
+        self.m.handle_connect(self.now, None);
+        let conn = open_conn(&self.drain());
+        self.m.handle_tcp_connected(self.now, conn);
+        self.m.handle_established(self.now, conn);
+        self.drain();
+        conn
+    }
+}
+
+fn open_conn(effects: &[Effect]) -> ConnId {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Open { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .expect("an Open effect")
+}
+
+fn triggers(effects: &[Effect]) -> Vec<(Trigger, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Fire { trigger, data } => {
+                Some((*trigger, String::from_utf8_lossy(data).into_owned()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn trigger_names(effects: &[Effect]) -> Vec<Trigger> {
+    triggers(effects).into_iter().map(|(t, _)| t).collect()
+}
+
+fn logs(effects: &[Effect]) -> Vec<(LogLevel, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log { level, message } => Some((*level, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_connection_status(effects: &[Effect]) -> Option<String> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Status {
+            key: StatusKey::ConnectionStatus,
+            value,
+        } => Some(value.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn triggers_fire_in_order_connected_established_message_disconnected() {
+    let mut h = Harness::new(true, false);
+    h.m.handle_connect(h.now, None);
+    let mut all = h.drain();
+    let conn = open_conn(&all);
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_established(h.now, conn);
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"hello"));
+    h.m.handle_closed(h.now, conn, "closed by server: 1000 bye".into());
+    all.extend(h.drain());
+    assert_eq!(
+        triggers(&all),
+        vec![
+            (Trigger::Connected, String::new()),
+            (Trigger::Established, String::new()),
+            (Trigger::MessagesReceived, "hello".into()),
+            (Trigger::Disconnected, "closed by server: 1000 bye".into()),
+        ]
+    );
+    assert_eq!(
+        last_connection_status(&all).unwrap(),
+        "Disconnected: closed by server: 1000 bye"
+    );
+    assert!(h.m.is_idle(), "no auto-reconnect: stays disconnected");
+}
+
+#[test]
+fn failed_tcp_connect_fires_no_trigger_but_is_logged_and_shown() {
+    let mut h = Harness::new(true, false);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, "connection refused".into());
+    let effects = h.drain();
+    assert!(trigger_names(&effects).is_empty());
+    assert!(
+        logs(&effects)
+            .iter()
+            .any(|(l, m)| *l == LogLevel::Critical && m.contains("connection refused"))
+    );
+    assert_eq!(
+        last_connection_status(&effects).unwrap(),
+        "Connect failed: connection refused"
+    );
+}
+
+#[test]
+fn disconnected_fires_once_however_many_end_events_arrive() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_closed(h.now, conn, "connection reset".into());
+    h.m.handle_closed(h.now, conn, "EOF".into());
+    h.m.handle_timeout(h.now);
+    let effects = h.drain();
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+}
+
+#[test]
+fn handshake_failure_after_connected_fires_disconnected() {
+    let mut h = Harness::new(true, false);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_closed(h.now, conn, "HTTP 401 Unauthorized".into());
+    assert_eq!(
+        trigger_names(&h.drain()),
+        vec![Trigger::Connected, Trigger::Disconnected]
+    );
+}
+
+#[test]
+fn disconnect_action_closes_with_1000_and_stops_reconnecting() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_disconnect(h.now);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Close {
+        conn,
+        code: 1000,
+        reason: String::new()
+    }));
+    assert!(
+        trigger_names(&effects).is_empty(),
+        "Disconnected waits for the close"
+    );
+    h.m.handle_closed(h.now, conn, "closed by client: 1000".into());
+    let effects = h.drain();
+    assert_eq!(
+        triggers(&effects),
+        vec![(Trigger::Disconnected, "Disconnect action".into())]
+    );
+    assert!(h.m.is_idle(), "no reconnect after the Disconnect action");
+    assert_eq!(h.m.poll_deadline(), None);
+}
+
+#[test]
+fn close_that_the_server_never_answers_is_aborted_after_the_timeout() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    h.m.handle_disconnect(h.now);
+    h.drain();
+    assert_eq!(h.fire_deadline(), CLOSE_TIMEOUT);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+}
+
+#[test]
+fn disconnect_while_connecting_cancels_without_triggers() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_disconnect(h.now);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert!(trigger_names(&effects).is_empty());
+    assert!(h.m.is_idle());
+    // A late TCP success from the aborted attempt changes nothing.
+    h.m.handle_tcp_connected(h.now, conn);
+    assert!(trigger_names(&h.drain()).is_empty());
+}
+
+#[test]
+fn disconnect_while_handshaking_drops_tcp_and_fires_disconnected() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.drain();
+    h.m.handle_disconnect(h.now);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+    h.m.handle_established(h.now, conn);
+    assert!(
+        trigger_names(&h.drain()).is_empty(),
+        "stale handshake ignored"
+    );
+}
+
+#[test]
+fn connect_while_connected_is_ignored_with_a_log_line() {
+    let mut h = Harness::new(true, false);
+    h.establish();
+    h.m.handle_connect(h.now, Some(Secret::new("other".into())));
+    let effects = h.drain();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Open { .. })));
+    assert!(
+        logs(&effects)
+            .iter()
+            .any(|(_, m)| m.starts_with("Connect ignored: already established"))
+    );
+}
+
+#[test]
+fn connect_during_closing_reconnects_once_closed() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    h.m.handle_disconnect(h.now);
+    h.m.handle_connect(h.now, None);
+    h.drain();
+    h.m.handle_closed(h.now, conn, "closed".into());
+    let effects = h.drain();
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+    assert!(open_conn(&effects) != conn);
+}
+
+#[test]
+fn send_while_not_established_logs_the_state_and_sends_nothing() {
+    let mut h = Harness::new(true, false);
+    assert!(!h.m.handle_send(h.now, "hi".into()));
+    let effects = h.drain();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Send { .. })));
+    let (level, message) = &logs(&effects)[0];
+    assert_eq!(*level, LogLevel::Critical);
+    assert!(message.contains("not established (state: disconnected)"));
+    // Nothing was queued: establishing later sends nothing by itself.
+    h.establish();
+    assert!(!h.drain().iter().any(|e| matches!(e, Effect::Send { .. })));
+}
+
+#[test]
+fn send_while_established_sends_and_sets_last_sent() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    assert!(h.m.handle_send(h.now, "hi".into()));
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Send {
+        conn,
+        text: "hi".into()
+    }));
+    assert!(effects.contains(&Effect::StatusPayload {
+        key: StatusKey::LastSent,
+        payload: Bytes::from_static(b"hi")
+    }));
+}
+
+#[test]
+fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    for i in 0..10_000 {
+        h.m.handle_message(h.now, conn, Bytes::from(format!("msg-{i:06}")));
+    }
+    let fired = triggers(&h.drain());
+    assert_eq!(fired.len(), 10_000);
+    for (i, (t, data)) in fired.iter().enumerate() {
+        assert_eq!(*t, Trigger::MessagesReceived);
+        assert_eq!(data, &format!("msg-{i:06}"));
+    }
+}
+
+#[test]
+fn keep_alive_pings_after_silence_and_declares_a_dead_link_after_the_pong_timeout() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    assert_eq!(h.fire_deadline(), KEEPALIVE_INTERVAL);
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+    assert_eq!(h.fire_deadline(), PONG_TIMEOUT);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    let fired = triggers(&effects);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].0, Trigger::Disconnected);
+    assert!(fired[0].1.contains("no answer to keep-alive ping"));
+    assert!(
+        last_connection_status(&effects)
+            .unwrap()
+            .starts_with("Reconnecting in")
+    );
+}
+
+#[test]
+fn any_inbound_frame_is_proof_of_life() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    h.advance(Duration::from_secs(29));
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"));
+    h.drain();
+    assert_eq!(h.fire_deadline(), KEEPALIVE_INTERVAL);
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+    h.advance(Duration::from_secs(5));
+    h.m.handle_activity(h.now, conn); // the pong
+    assert_eq!(
+        h.fire_deadline(),
+        KEEPALIVE_INTERVAL,
+        "pong resets the clock"
+    );
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+}
+
+#[test]
+fn keep_alive_off_sends_no_pings_and_schedules_nothing() {
+    let mut h = Harness::new(false, false);
+    h.establish();
+    assert_eq!(h.m.poll_deadline(), None);
+    h.advance(Duration::from_secs(3600));
+    h.m.handle_timeout(h.now);
+    assert!(h.drain().is_empty());
+    assert!(h.m.is_established());
+}
+
+#[test]
+fn backoff_is_exponential_with_full_jitter_capped_at_sixty_seconds() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let mut delays = Vec::new();
+    for _ in 0..12 {
+        let conn = open_conn(&h.drain());
+        h.m.handle_closed(h.now, conn, "connection refused".into());
+        h.drain();
+        delays.push(h.fire_deadline());
+    }
+    for (n, d) in delays.iter().enumerate() {
+        let ceiling = RECONNECT_MIN
+            .saturating_mul(1 << n.min(16) as u32)
+            .min(RECONNECT_MAX);
+        assert!(*d >= RECONNECT_FLOOR, "attempt {n}: {d:?} under the floor");
+        assert!(
+            *d <= ceiling.max(RECONNECT_FLOOR),
+            "attempt {n}: {d:?} over {ceiling:?}"
+        );
+    }
+    assert!(delays[0] <= Duration::from_secs(1), "first try within 1 s");
+    // Jitter: the late delays are not all equal to the cap.
+    assert!(delays[7..].iter().any(|d| *d < RECONNECT_MAX));
+}
+
+#[test]
+fn backoff_sequence_is_deterministic_for_a_seed() {
+    let run = || {
+        let mut h = Harness::new(true, true);
+        h.m.handle_connect(h.now, None);
+        (0..8)
+            .map(|_| {
+                let conn = open_conn(&h.drain());
+                h.m.handle_closed(h.now, conn, "refused".into());
+                h.drain();
+                h.fire_deadline()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_server_that_always_fails_is_never_hammered() {
+    // Ten minutes of virtual time against a server that accepts TCP and
+    // closes at once: the attempt count stays small.
+    let mut h = Harness::new(true, true);
+    let start = h.now;
+    h.m.handle_connect(h.now, None);
+    let mut attempts = 0;
+    while h.now.duration_since(start) < Duration::from_secs(600) {
+        let conn = open_conn(&h.drain());
+        attempts += 1;
+        h.m.handle_tcp_connected(h.now, conn);
+        h.m.handle_established(h.now, conn);
+        h.m.handle_closed(h.now, conn, "closed by server: 1011".into());
+        h.drain();
+        h.fire_deadline();
+    }
+    assert!(attempts < 60, "{attempts} attempts in 10 minutes");
+}
+
+#[test]
+fn backoff_resets_after_a_stable_connection() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    for _ in 0..5 {
+        let conn = open_conn(&h.drain());
+        h.m.handle_closed(h.now, conn, "refused".into());
+        h.drain();
+        h.fire_deadline();
+    }
+    assert_eq!(h.m.attempt(), 5);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_established(h.now, conn);
+    h.advance(STABLE_AFTER);
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"));
+    h.m.handle_closed(h.now, conn, "closed by server: 1001".into());
+    h.drain();
+    assert_eq!(h.m.attempt(), 1, "counted from zero again");
+    assert!(h.fire_deadline() <= RECONNECT_MIN);
+}
+
+#[test]
+fn reconnects_reuse_the_bearer_token_of_the_last_connect() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, Some(Secret::new("tok-1".into())));
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, "refused".into());
+    h.drain();
+    h.fire_deadline();
+    let effects = h.drain();
+    let token = effects.iter().find_map(|e| match e {
+        Effect::Open { bearer_token, .. } => bearer_token.clone(),
+        _ => None,
+    });
+    assert_eq!(token.unwrap().expose(), "tok-1");
+}
+
+#[test]
+fn connect_during_backoff_connects_at_once_and_resets_the_count() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, "refused".into());
+    h.drain();
+    h.m.handle_connect(h.now, None);
+    let effects = h.drain();
+    assert!(open_conn(&effects) != conn);
+    assert_eq!(h.m.attempt(), 0);
+}
+
+#[test]
+fn disconnect_during_backoff_cancels_the_reconnect() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, "refused".into());
+    h.m.handle_disconnect(h.now);
+    h.drain();
+    assert!(h.m.is_idle());
+    assert_eq!(h.m.poll_deadline(), None);
+}
+
+#[test]
+fn connect_timeout_aborts_without_triggers_and_handshake_timeout_fires_disconnected() {
+    let mut h = Harness::new(true, false);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    assert_eq!(h.fire_deadline(), CONNECT_TIMEOUT);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert!(trigger_names(&effects).is_empty());
+
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.drain();
+    h.fire_deadline();
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+}
+
+#[test]
+fn shutdown_closes_cleanly_and_fires_disconnected_once() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_shutdown(h.now);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Close {
+        conn,
+        code: 1000,
+        reason: String::new()
+    }));
+    assert!(!h.m.is_idle());
+    h.m.handle_closed(h.now, conn, "closed".into());
+    let effects = h.drain();
+    assert_eq!(
+        triggers(&effects),
+        vec![(Trigger::Disconnected, "instance removed".into())]
+    );
+    assert!(h.m.is_idle(), "no reconnect after shutdown");
+    h.m.handle_connect(h.now, None);
+    assert!(h.drain().is_empty(), "nothing starts after shutdown");
+}
+
+#[test]
+fn network_down_drops_the_connection_and_network_up_reconnects() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_network(h.now, false);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
+    assert!(h.m.is_idle());
+    assert_eq!(
+        h.m.poll_deadline(),
+        None,
+        "no retries while the network is down"
+    );
+    h.m.handle_network(h.now, true);
+    let effects = h.drain();
+    assert!(open_conn(&effects) != conn);
+}
+
+#[test]
+fn network_up_does_not_reconnect_without_auto_reconnect() {
+    let mut h = Harness::new(true, false);
+    h.establish();
+    h.m.handle_network(h.now, false);
+    h.m.handle_network(h.now, true);
+    let effects = h.drain();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Open { .. })));
+}
+
+#[test]
+fn events_for_an_old_connection_are_ignored() {
+    let mut h = Harness::new(true, true);
+    let old = h.establish();
+    h.m.handle_closed(h.now, old, "reset".into());
+    h.drain();
+    h.fire_deadline();
+    let new = open_conn(&h.drain());
+    h.m.handle_message(h.now, old, Bytes::from_static(b"late"));
+    h.m.handle_closed(h.now, old, "late close".into());
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.current_conn(), Some(new));
+}
+
+#[test]
+fn extended_logging_off_keeps_decisions_out_of_the_log() {
+    let mut s = settings(true, true);
+    s.extended_logging = false;
+    let mut m = Machine::new(s, 1);
+    let now = Instant::now();
+    m.handle_connect(now, None);
+    let effects: Vec<_> = std::iter::from_fn(|| m.poll_effect()).collect();
+    assert!(logs(&effects).iter().all(|(l, _)| *l != LogLevel::Extended));
+}
