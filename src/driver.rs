@@ -612,3 +612,30 @@ fn comms_line(direction: &str, message: &Message) -> String {
         String::from_utf8_lossy(shown)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comms_lines_show_direction_opcode_length_and_the_first_200_bytes() {
+        let long = "x".repeat(500);
+        let line = comms_line("<-", &Message::text(long));
+        assert!(line.starts_with("comms <- text 500 bytes: \"xxx"));
+        let shown = line.split_once(": ").unwrap().1;
+        assert_eq!(shown.matches('x').count(), COMMS_PREVIEW);
+        assert!(line.ends_with('…'));
+        let line = comms_line("->", &Message::binary(vec![0u8, 159, 146, 150]));
+        assert!(line.starts_with("comms -> binary 4 bytes: "), "{line}");
+    }
+
+    #[test]
+    fn close_and_handshake_descriptions_are_readable() {
+        let frame = CloseFrame {
+            code: 4000.into(),
+            reason: "bye".into(),
+        };
+        assert_eq!(describe_close("server", Some(&frame)), "closed by server: 4000 bye");
+        assert_eq!(describe_close("server", None), "closed by server (no close code)");
+    }
+}

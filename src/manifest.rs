@@ -288,4 +288,25 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_readme_documents_every_name_in_the_manifest() {
+        let readme = include_str!("../README.md");
+        let m = Manifest::get();
+        let names = m
+            .properties
+            .iter()
+            .map(|p| &p.name)
+            .chain(m.triggers.iter().map(|t| &t.name))
+            .chain(m.triggers.iter().flat_map(|t| t.properties.iter().map(|p| &p.name)))
+            .chain(m.actions.iter().map(|a| &a.name))
+            .chain(m.actions.iter().flat_map(|a| a.properties.iter().map(|p| &p.name)))
+            .chain(m.status.iter().map(|s| &s.key));
+        for name in names {
+            assert!(readme.contains(&format!("`{name}`")), "README lacks `{name}`");
+        }
+        for s in &m.status {
+            assert!(readme.contains(&s.label), "README lacks {}", s.label);
+        }
+    }
 }
