@@ -537,8 +537,11 @@ pub extern "C" fn iom_trigger_prepare(
 }
 
 /// See iom.h.
+///
+/// # Safety
+/// Pointer arguments must be NULL or as iom.h describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn iom_trigger_test(
+pub unsafe extern "C" fn iom_trigger_test(
     prepared: *const IomPreparedTrigger,
     data: *const u8,
     len: usize,
@@ -625,8 +628,11 @@ pub extern "C" fn iom_variables_get(variables: *const IomVariables, index: usize
 }
 
 /// See iom.h.
+///
+/// # Safety
+/// Pointer arguments must be NULL or as iom.h describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn iom_variables_free(variables: *mut IomVariables) {
+pub unsafe extern "C" fn iom_variables_free(variables: *mut IomVariables) {
     guard((), std::ptr::null_mut(), || {
         if variables_ref(variables).is_some() {
             // SAFETY: a live pointer from Box::into_raw in iom_trigger_test
@@ -641,8 +647,11 @@ pub extern "C" fn iom_variables_free(variables: *mut IomVariables) {
 }
 
 /// See iom.h.
+///
+/// # Safety
+/// Pointer arguments must be NULL or as iom.h describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn iom_string_free(s: *mut c_char) {
+pub unsafe extern "C" fn iom_string_free(s: *mut c_char) {
     guard((), std::ptr::null_mut(), || {
         if !s.is_null() {
             // SAFETY: iom.h requires a string returned by this module

@@ -363,20 +363,20 @@ impl Runner {
                         self.host
                             .log(LogLevel::Extended, &comms_line("->", &message));
                     }
-                    self.to_writer(conn, Outgoing::Message(message));
+                    self.send_to_writer(conn, Outgoing::Message(message));
                 }
                 Effect::Ping { conn } => {
                     if self.props.log_comms {
                         self.host
                             .log(LogLevel::Extended, "comms -> ping (keep-alive)");
                     }
-                    self.to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
+                    self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
                 }
                 Effect::Close { conn, code, reason } => {
                     if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
                         c.we_closed = true;
                     }
-                    self.to_writer(
+                    self.send_to_writer(
                         conn,
                         Outgoing::Close(CloseFrame {
                             code: code.into(),
@@ -408,7 +408,7 @@ impl Runner {
         }
     }
 
-    fn to_writer(&mut self, conn: ConnId, outgoing: Outgoing) {
+    fn send_to_writer(&mut self, conn: ConnId, outgoing: Outgoing) {
         if let Some(c) = self.connection.as_ref().filter(|c| c.id == conn) {
             // Unbounded here; the backlog is bounded where sends enter
             // (Instance::action counts pending sends).
@@ -635,7 +635,13 @@ mod tests {
             code: 4000.into(),
             reason: "bye".into(),
         };
-        assert_eq!(describe_close("server", Some(&frame)), "closed by server: 4000 bye");
-        assert_eq!(describe_close("server", None), "closed by server (no close code)");
+        assert_eq!(
+            describe_close("server", Some(&frame)),
+            "closed by server: 4000 bye"
+        );
+        assert_eq!(
+            describe_close("server", None),
+            "closed by server (no close code)"
+        );
     }
 }

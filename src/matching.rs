@@ -60,7 +60,7 @@ enum Test {
     /// Every event matches (no properties, or a blank Match String).
     Always,
     /// The data must contain this byte string (case-sensitive).
-    Contains(Finder<'static>),
+    Contains(Box<Finder<'static>>),
 }
 
 /// A project trigger compiled from its properties.
@@ -85,7 +85,7 @@ impl PreparedTrigger {
                 if needle.is_empty() {
                     Test::Always
                 } else {
-                    Test::Contains(Finder::new(needle.as_bytes()).into_owned())
+                    Test::Contains(Box::new(Finder::new(needle.as_bytes()).into_owned()))
                 }
             }
             _ => Test::Always,

@@ -1,0 +1,40 @@
+//! Fixture servers and client helpers for the integration tests: a test file
+//! says `mod support;` and starts the servers it needs.
+//!
+//! Every server binds 127.0.0.1 (port 0 unless told), runs a smol executor
+//! on its own thread, records what it observes (handshake headers, messages,
+//! pings, close frames, connection count and times) and shuts down on drop,
+//! bounded in time. Tests wait on those observations with
+//! `server.wait_for(|o| predicate, timeout)` (a condition variable) or
+//! `server.observations().wait_for_async(..)`, never with sleeps.
+//!
+//! - [`EchoServer`]: echoes; the test can `send_to_all`, `close_all`,
+//!   `abort_all`; TLS, fixed-port (restart) and burst variants.
+//! - [`CloseServer`]: handshake, optional burst, then a given close code.
+//! - [`RefuseServer`]: answers the upgrade with an HTTP error status.
+//! - [`SilentServer`]: handshake, then silence (half-open connection).
+//! - [`BlackHoleServer`]: accepts TCP, never answers the handshake.
+//!
+//! A behaviour not covered here is a few lines with [`Fixture::start`] and
+//! [`accept_websocket`], which do the threading, TLS and recording.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)]
+
+mod client;
+mod fixture;
+mod observations;
+mod recorder;
+mod servers;
+
+pub use client::{
+    ClientWs, TIMEOUT, client_config_trusting, connect, connect_with, deadline, recv, recv_close,
+    recv_text, tls_client_config,
+};
+pub use fixture::{Answer, Connection, Fixture, Io, accept_websocket, tls_identity, within};
+pub use observations::{CloseReceived, Handshake, Observations, Observed};
+pub use recorder::{Recorded, Recorder};
+pub use servers::{
+    BlackHoleServer, CloseServer, EchoOptions, EchoServer, RefuseServer, SilentServer,
+    burst_message,
+};
