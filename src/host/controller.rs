@@ -1,0 +1,328 @@
+//! Brings a project up, runs it, and brings it down: the order a controller
+//! must keep so that it never runs half-configured.
+//!
+//! 1. check the project file's structure (no module needed);
+//! 2. load each distinct module once and check every trigger, action and
+//!    property name against its manifest;
+//! 3. prepare every wire's trigger test (the module compiles them);
+//! 4. bind the HTTP port, then create the instances — if one is refused,
+//!    the ones created are destroyed and nothing has started;
+//! 5. serve HTTP, run the startup actions, and run the engine until Ctrl-C
+//!    or SIGTERM;
+//! 6. stop HTTP, destroy every instance (each closes with 1000), and log
+//!    what the instances reported while closing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::engine::{Engine, EventQueue, Wire};
+use super::http::HttpListener;
+use super::module::Module;
+use super::project::{ActionDecl, Project, ProjectError, properties_json};
+use super::state::{ActionCall, HostState, LoadedModule, RunningInstance};
+
+/// The file name of this crate's module (`libwsio.so` on Linux).
+pub fn module_file_name() -> String {
+    format!(
+        "{}wsio{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// This crate's module: next to the running executable, where `cargo build`
+/// and `cargo run` put both (`target/<profile>/`) and where an install puts
+/// them side by side. `cargo test` builds the module only into
+/// `target/<profile>/deps/` and leaves any copy beside the executable as it
+/// was, possibly stale; so when both exist, the newer one is the module
+/// built from the current source.
+pub fn default_module_path() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the running executable to locate its module: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let beside = dir.join(module_file_name());
+    let in_deps = dir.join("deps").join(module_file_name());
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok(match (modified(&beside), modified(&in_deps)) {
+        (Some(b), Some(d)) if d > b => in_deps,
+        (None, Some(_)) => in_deps,
+        _ => beside,
+    })
+}
+
+/// What `run` needs besides the project.
+pub struct RunOptions {
+    /// Relative `module = "..."` paths are resolved against this directory
+    /// (the project file's), so a project can ship beside its modules.
+    pub project_dir: PathBuf,
+    /// Used for instances that name no module.
+    pub default_module: PathBuf,
+    /// Where to serve HTTP, e.g. 127.0.0.1:8080 (port 0: any free port).
+    pub http: String,
+}
+
+/// Why `run` did not start (or stopped) the project.
+#[derive(Debug)]
+pub enum RunError {
+    /// Problems in the project file, each located; nothing was started.
+    Project(Vec<ProjectError>),
+    /// Anything else (HTTP port busy, signal handler): the message says what.
+    Other(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Project(errors) => {
+                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                f.write_str(&lines.join("\n"))
+            }
+            RunError::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Runs `project` until Ctrl-C or SIGTERM. `ready` is called with the HTTP
+/// address once everything has started (before the startup actions), to
+/// print where to look.
+pub fn run(
+    project: &Project,
+    options: &RunOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    let errors = project.check_structure();
+    if !errors.is_empty() {
+        return Err(RunError::Project(errors));
+    }
+
+    let (modules, module_of_instance) = load_modules(project, options)?;
+    let module_of: HashMap<&str, &Module> = project
+        .instances
+        .iter()
+        .zip(&module_of_instance)
+        .map(|(decl, &m)| (decl.name.get_ref().as_str(), &modules[m]))
+        .collect();
+    let errors = project.check_against_manifests(|name| module_of.get(name).map(|m| m.manifest()));
+    if !errors.is_empty() {
+        return Err(RunError::Project(errors));
+    }
+
+    // Wire tests compiled before any instance exists, so a bad Match String
+    // is reported while nothing runs yet.
+    let mut tests = Vec::new();
+    let mut errors = Vec::new();
+    for (w, wire) in project.wires.iter().enumerate() {
+        let module = module_of[wire.when.instance.get_ref().as_str()];
+        let properties =
+            serde_json::Value::Object(properties_json(&wire.when.properties)).to_string();
+        match module.prepare_trigger(wire.when.trigger.get_ref(), &properties) {
+            Ok(test) => tests.push(test),
+            Err(message) => {
+                let span = wire
+                    .when
+                    .properties
+                    .as_ref()
+                    .map_or(wire.when.trigger.span(), |p| p.span());
+                errors.push(project.error_at(
+                    span,
+                    format!(
+                        "wire {}: the module refused the trigger properties: {message}",
+                        w + 1
+                    ),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RunError::Project(errors));
+    }
+
+    let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
+
+    let (queue, receiver, dropped) = EventQueue::new();
+    install_signal_handler(queue.clone())?;
+
+    let mut instances = Vec::new();
+    for (index, decl) in project.instances.iter().enumerate() {
+        // Ids are positions from 1 (the ABI reserves 0), stable across runs
+        // of the same project, so /io_modules ids mean the same thing.
+        let id = index as u64 + 1;
+        let properties = serde_json::Value::Object(properties_json(&decl.properties)).to_string();
+        let module = &modules[module_of_instance[index]];
+        match module.create_instance(id, &properties, queue.sink()) {
+            Ok(instance) => {
+                log::debug!("{}: created (instance id {id})", decl.name.get_ref());
+                instances.push(RunningInstance {
+                    name: decl.name.get_ref().clone(),
+                    module: module_of_instance[index],
+                    instance,
+                });
+            }
+            Err(message) => {
+                let span = decl
+                    .properties
+                    .as_ref()
+                    .map_or(decl.name.span(), |p| p.span());
+                // Dropping `instances` destroys the ones already created.
+                drop(instances);
+                return Err(RunError::Project(vec![project.error_at(
+                    span,
+                    format!("instance {:?}: {message}", decl.name.get_ref()),
+                )]));
+            }
+        }
+    }
+
+    let state = Arc::new(HostState {
+        modules: modules
+            .into_iter()
+            .enumerate()
+            .map(|(i, module)| LoadedModule {
+                id: i as u64 + 1,
+                module,
+            })
+            .collect(),
+        instances,
+        recent: Default::default(),
+    });
+
+    // Instances were checked to exist, so the lookups below cannot fail;
+    // `filter_map` keeps that from being a panic all the same.
+    let call = |(place, decl): (String, &ActionDecl)| {
+        let index = state.instance_index(decl.instance.get_ref())?;
+        let properties = properties_json(&decl.properties);
+        Some((
+            place,
+            ActionCall::new(
+                index,
+                decl.action.get_ref(),
+                &properties,
+                state.manifest_of(index),
+            ),
+        ))
+    };
+    let wires: Vec<Wire> = project
+        .wires
+        .iter()
+        .zip(tests)
+        .enumerate()
+        .filter_map(|(w, (wire, test))| {
+            let index = state.instance_index(wire.when.instance.get_ref())?;
+            Some(Wire {
+                number: w + 1,
+                instance_id: state.instances[index].instance.id(),
+                trigger: wire.when.trigger.get_ref().clone(),
+                test,
+                actions: project
+                    .wire_actions(w)
+                    .into_iter()
+                    .filter_map(call)
+                    .collect(),
+            })
+        })
+        .collect();
+    let startup: Vec<(String, ActionCall)> = project
+        .startup_actions()
+        .into_iter()
+        .filter_map(call)
+        .collect();
+
+    // On failure, dropping `state` destroys the instances.
+    let http = listener.serve(state.clone()).map_err(RunError::Other)?;
+    log::info!(
+        "running {} with {} instance(s) and {} wire(s)",
+        project.file,
+        state.instances.len(),
+        wires.len()
+    );
+    ready(http.addr());
+
+    for (place, call) in &startup {
+        // A failed startup action is logged and recorded; the project runs on,
+        // as a controller's would.
+        let _ = state.run_action(call, &[], place);
+    }
+
+    let mut engine = Engine::new(state.clone(), wires, receiver, dropped);
+    let reason = engine.run();
+    log::info!("shutting down ({reason})");
+    http.stop();
+    state.destroy_all();
+    engine.drain();
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Loads each distinct module once. Returns the modules and, per instance,
+/// the index of its module.
+fn load_modules(
+    project: &Project,
+    options: &RunOptions,
+) -> Result<(Vec<Module>, Vec<usize>), RunError> {
+    let mut modules: Vec<Module> = Vec::new();
+    let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
+    let mut module_of_instance = Vec::new();
+    let mut errors = Vec::new();
+    for decl in &project.instances {
+        let path = match &decl.module {
+            Some(module) => options.project_dir.join(module.get_ref()),
+            None => options.default_module.clone(),
+        };
+        // The same file under two spellings is still one module.
+        let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if let Some(&index) = by_path.get(&key) {
+            module_of_instance.push(index);
+            continue;
+        }
+        match Module::load(&path) {
+            Ok(module) => {
+                log::info!(
+                    "loaded module {} {} from {}",
+                    module.manifest().module.name,
+                    module.manifest().module.version,
+                    path.display()
+                );
+                by_path.insert(key, modules.len());
+                module_of_instance.push(modules.len());
+                modules.push(module);
+            }
+            Err(e) => {
+                let span = decl.module.as_ref().map_or(decl.name.span(), |m| m.span());
+                let hint = if decl.module.is_none() {
+                    " (the default module is the one next to the wsio executable; build it with \
+                     `cargo build`, or name one with module = \"path\")"
+                } else {
+                    ""
+                };
+                errors.push(project.error_at(
+                    span,
+                    format!("instance {:?}: {e}{hint}", decl.name.get_ref()),
+                ));
+                // Keep indices aligned; the run stops before they are used.
+                module_of_instance.push(usize::MAX);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((modules, module_of_instance))
+    } else {
+        Err(RunError::Project(errors))
+    }
+}
+
+/// Ctrl-C and SIGTERM ask the engine to shut down cleanly; a second one
+/// exits at once (for a module that does not close).
+fn install_signal_handler(queue: EventQueue) -> Result<(), RunError> {
+    let signalled = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if signalled.swap(true, Ordering::SeqCst) {
+            eprintln!("wsio: second interrupt, exiting without a clean shutdown");
+            std::process::exit(130);
+        }
+        queue.shutdown("interrupted");
+    })
+    .map_err(|e| RunError::Other(format!("cannot install the Ctrl-C/SIGTERM handler: {e}")))
+}

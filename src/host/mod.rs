@@ -1,0 +1,18 @@
+//! The reference controller host behind the `wsio` binary: it loads IO
+//! modules through the C ABI only (`include/iom.h`, via dlopen), runs a
+//! project of instances and wires, and serves `/io_modules` over HTTP.
+//!
+//! The flow, one file per step: [`project`] (the project file, checked) →
+//! [`module`] (dlopen; instances and prepared triggers; the host's only
+//! `unsafe`) with [`manifest`] (what the host reads of a module's manifest) →
+//! [`engine`] (fired triggers → wired actions, on the host's thread) and
+//! [`http`] (status and actions over HTTP), sharing [`state`];
+//! [`controller`] brings it all up in order and back down.
+
+pub mod controller;
+pub mod engine;
+pub mod http;
+pub mod manifest;
+pub mod module;
+pub mod project;
+pub mod state;

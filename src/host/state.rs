@@ -1,0 +1,295 @@
+//! What the running host shares between its threads: the loaded modules, the
+//! instances of the project, and a ring of recent events. The trigger engine
+//! (`engine`) and the HTTP server (`http`) both run actions through
+//! [`HostState::run_action`], so every action is logged and recorded the same
+//! way whoever asked for it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Local};
+
+use super::manifest::ModuleManifest;
+use super::module::{CallError, Instance, Module};
+
+/// How many events the ring keeps for the status page.
+pub const RECENT_EVENTS: usize = 500;
+
+/// A loaded module with the id `/io_modules` shows for it.
+pub struct LoadedModule {
+    pub id: u64,
+    pub module: Module,
+}
+
+/// A project instance, created and running.
+pub struct RunningInstance {
+    pub name: String,
+    /// Index into [`HostState::modules`].
+    pub module: usize,
+    pub instance: Instance,
+}
+
+/// An action ready to run: properties serialised once, and a copy safe to
+/// show (secret properties masked) for logs and the recent-events ring.
+#[derive(Debug, Clone)]
+pub struct ActionCall {
+    /// Index into [`HostState::instances`].
+    pub instance: usize,
+    pub action: String,
+    pub properties_json: String,
+    pub shown: String,
+}
+
+impl ActionCall {
+    /// `manifest` is the module manifest of the instance; properties it marks
+    /// `secret` never appear in `shown`.
+    pub fn new(
+        instance: usize,
+        action: &str,
+        properties: &serde_json::Map<String, serde_json::Value>,
+        manifest: &ModuleManifest,
+    ) -> ActionCall {
+        let spec = manifest.action(action);
+        let shown: serde_json::Map<String, serde_json::Value> = properties
+            .iter()
+            .map(|(name, value)| {
+                let secret = spec
+                    .and_then(|s| s.property(name))
+                    .is_some_and(|p| p.secret);
+                let value = if secret {
+                    "(secret)".into()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        ActionCall {
+            instance,
+            action: action.to_string(),
+            properties_json: serde_json::Value::Object(properties.clone()).to_string(),
+            shown: if shown.is_empty() {
+                String::new()
+            } else {
+                serde_json::Value::Object(shown).to_string()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecentEventKind {
+    TriggerFired,
+    ActionRun,
+    ActionError,
+}
+
+/// One line of the host's recent history.
+#[derive(Debug, Clone)]
+#[allow(dead_code, reason = "read by the status page, not yet written")]
+pub struct RecentEvent {
+    pub time: DateTime<Local>,
+    pub kind: RecentEventKind,
+    pub instance: String,
+    /// The trigger or action name.
+    pub name: String,
+    /// Who ran an action: "wire 2", "startup 1", "http"; empty for triggers.
+    pub source: String,
+    /// The trigger's data, or the action's properties (secrets masked).
+    pub detail: String,
+    /// The trigger variables an action ran with.
+    pub variables: Vec<String>,
+    /// The module's message when an action failed.
+    pub error: Option<String>,
+}
+
+/// The last [`RECENT_EVENTS`] events, oldest first.
+#[derive(Default)]
+pub struct RecentEvents {
+    ring: Mutex<VecDeque<RecentEvent>>,
+}
+
+impl RecentEvents {
+    pub fn push(&self, event: RecentEvent) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() == RECENT_EVENTS {
+            ring.pop_front();
+        }
+        ring.push_back(event);
+    }
+
+    #[allow(dead_code, reason = "read by the status page, not yet written")]
+    pub fn snapshot(&self) -> Vec<RecentEvent> {
+        self.ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The running project, shared by the engine and the HTTP server.
+#[derive(Default)]
+pub struct HostState {
+    pub modules: Vec<LoadedModule>,
+    pub instances: Vec<RunningInstance>,
+    pub recent: RecentEvents,
+}
+
+impl HostState {
+    pub fn instance_index(&self, name: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.name == name)
+    }
+
+    pub fn instance_index_by_id(&self, id: u64) -> Option<usize> {
+        self.instances.iter().position(|i| i.instance.id() == id)
+    }
+
+    pub fn manifest_of(&self, instance: usize) -> &ModuleManifest {
+        self.modules[self.instances[instance].module]
+            .module
+            .manifest()
+    }
+
+    /// Runs an action (returns at once: the module works on its own thread),
+    /// logs it and records it. `variables` are the firing trigger's.
+    pub fn run_action(
+        &self,
+        call: &ActionCall,
+        variables: &[Vec<u8>],
+        source: &str,
+    ) -> Result<(), CallError> {
+        let instance = &self.instances[call.instance];
+        let shown_variables: Vec<String> = variables.iter().map(|v| shorten(v)).collect();
+        let with = describe_variables(&shown_variables);
+        let result = instance
+            .instance
+            .action(&call.action, &call.properties_json, variables);
+        let separator = if call.shown.is_empty() { "" } else { " " };
+        match &result {
+            Ok(()) => log::info!(
+                "{source}: {}: {}{separator}{}{with}",
+                instance.name,
+                call.action,
+                call.shown
+            ),
+            Err(e) => log::error!(
+                "{source}: {}: {}{separator}{}{with} failed: {e}",
+                instance.name,
+                call.action,
+                call.shown
+            ),
+        }
+        self.recent.push(RecentEvent {
+            time: Local::now(),
+            kind: if result.is_ok() {
+                RecentEventKind::ActionRun
+            } else {
+                RecentEventKind::ActionError
+            },
+            instance: instance.name.clone(),
+            name: call.action.clone(),
+            source: source.to_string(),
+            detail: call.shown.clone(),
+            variables: shown_variables,
+            error: result.as_ref().err().map(|e| e.message.clone()),
+        });
+        result
+    }
+
+    /// Destroys every instance, last created first (each closes its
+    /// connection with 1000). Failures are logged: shutdown goes on.
+    pub fn destroy_all(&self) {
+        for instance in self.instances.iter().rev() {
+            log::debug!("{}: destroying", instance.name);
+            if let Err(e) = instance.instance.destroy() {
+                log::error!("{}: could not be destroyed: {e}", instance.name);
+            }
+        }
+    }
+
+    /// `"a", "b"` for messages that list what exists.
+    pub fn instance_names(&self) -> String {
+        super::manifest::quoted_list(self.instances.iter().map(|i| i.name.as_str()))
+    }
+}
+
+/// Bytes as text for a log line: lossy UTF-8, at most 200 characters (a
+/// message may be megabytes; the log is for people).
+pub fn shorten(bytes: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(MAX) {
+        None => text.into_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], bytes.len()),
+    }
+}
+
+/// ` with <1> = "ping", <2> = "x"`, or nothing when there are none.
+fn describe_variables(variables: &[String]) -> String {
+    if variables.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = variables
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("<{}> = {v:?}", i + 1))
+        .collect();
+    format!(" with {}", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: usize) -> RecentEvent {
+        RecentEvent {
+            time: Local::now(),
+            kind: RecentEventKind::TriggerFired,
+            instance: "a".into(),
+            name: format!("t{n}"),
+            source: String::new(),
+            detail: String::new(),
+            variables: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_500_events() {
+        let recent = RecentEvents::default();
+        for n in 0..RECENT_EVENTS + 7 {
+            recent.push(event(n));
+        }
+        let kept = recent.snapshot();
+        assert_eq!(kept.len(), RECENT_EVENTS);
+        assert_eq!(kept[0].name, "t7");
+        assert_eq!(kept.last().unwrap().name, format!("t{}", RECENT_EVENTS + 6));
+    }
+
+    #[test]
+    fn secret_properties_are_masked_in_what_is_shown() {
+        let manifest = ModuleManifest::parse(include_str!("../../module.toml")).unwrap();
+        let properties = serde_json::json!({"Bearer Token": "s3cr3t"});
+        let call = ActionCall::new(0, "Connect", properties.as_object().unwrap(), &manifest);
+        assert!(call.properties_json.contains("s3cr3t"));
+        assert!(!call.shown.contains("s3cr3t"), "{}", call.shown);
+        assert!(call.shown.contains("(secret)"), "{}", call.shown);
+    }
+
+    #[test]
+    fn long_data_is_shortened_for_logs() {
+        assert_eq!(shorten(b"ping"), "ping");
+        let long = vec![b'x'; 1000];
+        let shown = shorten(&long);
+        assert!(shown.ends_with("… (1000 bytes)"), "{shown}");
+        assert!(shown.len() < 230);
+    }
+
+    #[test]
+    fn variables_are_numbered_from_one() {
+        assert_eq!(describe_variables(&[]), "");
+        assert_eq!(describe_variables(&["ping".into()]), " with <1> = \"ping\"");
+    }
+}

@@ -1,0 +1,213 @@
+//! The `wsio run` project file checks, seen as a user sees them: run the
+//! binary on a broken project and read what it says. Every mistake is
+//! reported with the file and line, the process exits 1, and nothing starts
+//! (no "status page:" line). These checks run before any module is loaded,
+//! so they need no working module.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A project file in a directory of its own, removed afterwards.
+struct ProjectDir {
+    dir: PathBuf,
+}
+
+impl ProjectDir {
+    fn new(test: &str) -> ProjectDir {
+        let dir =
+            std::env::temp_dir().join(format!("wsio-host-project-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ProjectDir { dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for ProjectDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `wsio run <project>` from the project's directory, so messages name
+/// the file as `project.toml`.
+fn run(test: &str, text: &str) -> (i32, String, String) {
+    let dir = ProjectDir::new(test);
+    dir.write("project.toml", text);
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_wsio"))
+        .args(["run", "project.toml", "--http", "127.0.0.1:0"])
+        .current_dir(&dir.dir)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs a project that must be refused and returns its error lines.
+fn refused(test: &str, text: &str) -> Vec<String> {
+    let (code, stdout, stderr) = run(test, text);
+    assert_eq!(code, 1, "exit code; stderr:\n{stderr}");
+    assert!(
+        !stdout.contains("status page:"),
+        "nothing may start; stdout:\n{stdout}"
+    );
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .map(|l| l["error: ".len()..].to_string())
+        .collect()
+}
+
+#[test]
+fn a_toml_syntax_error_names_line_and_column() {
+    let errors = refused(
+        "syntax",
+        "[[instance]]\nname = \"a\"\n[instance.properties]\nHostname = \"127.0.0.1\nPort = 1\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("project.toml:4:"), "{errors:?}");
+}
+
+#[test]
+fn a_misspelt_key_is_refused_with_the_keys_that_exist() {
+    let errors = refused(
+        "misspelt",
+        "[[instance]]\nname = \"a\"\n\n[[wire]]\nwhen = { instance = \"a\", trigger = \"Connected\" }\nthen = { instance = \"a\", acton = \"Connect\" }\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("project.toml:6:"), "{errors:?}");
+    assert!(errors[0].contains("unknown field `acton`"), "{errors:?}");
+    assert!(errors[0].contains("`action`"), "{errors:?}");
+}
+
+#[test]
+fn a_wire_naming_an_undeclared_instance_lists_the_declared_ones() {
+    let errors = refused(
+        "undeclared",
+        r#"[[instance]]
+name = "piesocket"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "piesocket", trigger = "Connected" }
+then = { instance = "piesocket", action = "Send Message", properties = { Message = "hi" } }
+
+[[wire]]
+when = { instance = "piesoket", trigger = "Messages Received" }
+then = { instance = "piesocket", action = "Send Message", properties = { Message = "pong: <1>" } }
+"#,
+    );
+    assert_eq!(
+        errors,
+        [
+            "project.toml:11: wire 2 names instance \"piesoket\" which is not declared; declared instances: \"piesocket\""
+        ]
+    );
+}
+
+#[test]
+fn every_structural_mistake_is_reported_at_once_in_file_order() {
+    let errors = refused(
+        "several",
+        r#"[[instance]]
+name = "a"
+
+[[instance]]
+name = "a"
+
+[[wire]]
+when = { instance = "a", trigger = "Connected" }
+then = [
+  { instance = "a", action = "Connect" },
+  { instance = "b", action = "Connect" },
+]
+
+[[startup]]
+instance = "c"
+action = "Connect"
+"#,
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].starts_with("project.toml:5: instance name \"a\" is declared twice"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("project.toml:11: wire 1, action 2 names instance \"b\""),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].starts_with("project.toml:15: startup 1 names instance \"c\""),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn then_must_be_an_action_or_a_list_of_actions() {
+    let errors = refused(
+        "then-shape",
+        "[[instance]]\nname = \"a\"\n[[wire]]\nwhen = { instance = \"a\", trigger = \"Connected\" }\nthen = \"Connect\"\n",
+    );
+    assert!(errors[0].starts_with("project.toml:5:"), "{errors:?}");
+    assert!(errors[0].contains("an action {"), "{errors:?}");
+}
+
+#[test]
+fn an_empty_project_says_what_to_add() {
+    let errors = refused("empty", "# nothing yet\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("project.toml: the project declares no instance"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_module_path_is_relative_to_the_project_and_load_errors_name_it() {
+    let dir = ProjectDir::new("module-path");
+    dir.write("not-a-module.so", "this is not a shared library\n");
+    let project = dir.write(
+        "project.toml",
+        "[[instance]]\nname = \"a\"\nmodule = \"not-a-module.so\"\n",
+    );
+    // Run from elsewhere: the module is still found beside the project.
+    let output = Command::new(env!("CARGO_BIN_EXE_wsio"))
+        .args(["run", project.to_str().unwrap(), "--http", "127.0.0.1:0"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "{}:3: instance \"a\": cannot load IO module {}",
+        project.display(),
+        dir.dir.join("not-a-module.so").display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_project_file_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wsio"))
+        .args(["run", "no-such-project.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot read the project file no-such-project.toml"),
+        "{stderr}"
+    );
+}
