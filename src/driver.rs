@@ -10,10 +10,12 @@
 //! driver thread, one at a time, in event order.
 
 use crate::instance::{Host, Shared};
-use crate::machine::{ConnId, Effect, LogLevel, Machine};
+use crate::machine::{ConnId, Effect, Ending, LogLevel, Machine, Stage};
 use crate::matching::Trigger;
-use crate::properties::{Properties, Secret};
+use crate::properties::{Properties, Protocol, Secret};
+use crate::proxy;
 use crate::status::StatusVariables;
+use crate::tls::is_certificate_failure;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::stream::Stream as MaybeTls;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,11 +24,12 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
+use base64::Engine;
 use bytes::Bytes;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::ServerName;
-use futures_rustls::rustls::ClientConfig;
+use futures_rustls::rustls::{self, ClientConfig};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
@@ -37,7 +40,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The byte stream under the WebSocket: TCP, or TLS over TCP for WSS.
 pub type Socket = MaybeTls<TcpStream, TlsStream<TcpStream>>;
@@ -98,15 +101,16 @@ pub fn on_driver_thread() -> bool {
 pub(crate) enum Input {
     Connect(Option<Secret>),
     Disconnect,
+    ResetReconnect,
     Send(Utf8Bytes),
     Network(bool),
     Shutdown,
     /// A log line decided outside the driver thread (e.g. a refused action).
     Log(LogLevel, String),
     TcpConnected(ConnId),
-    Established(ConnId, Box<Ws>),
-    Failed(ConnId, String),
-    WriterFailed(ConnId, String),
+    Established(ConnId, Box<Ws>, Option<String>),
+    Failed(ConnId, Ending),
+    WriterFailed(ConnId, Ending),
 }
 
 /// What the writer task sends.
@@ -120,9 +124,9 @@ struct Connection {
     id: ConnId,
     reader: WebSocketReceiver<Socket>,
     writer: Sender<Outgoing>,
-    _writer_task: Task<()>,
-    /// The close frame the server sent, for the Disconnected reason.
-    server_close: Option<String>,
+    writer_task: Task<()>,
+    /// The close frame the server sent (Some(None): one without a code).
+    server_close: Option<Option<CloseFrame>>,
     we_closed: bool,
 }
 
@@ -139,6 +143,7 @@ pub(crate) struct Runner {
     connection: Option<Connection>,
     attempt: Option<(ConnId, Task<()>)>,
     shutting_down: bool,
+    close_timeout: Duration,
 }
 
 enum Wake {
@@ -157,7 +162,13 @@ impl Runner {
         shared: Arc<Shared>,
         inputs: Sender<Input>,
     ) -> Self {
+        let close_timeout = machine.close_timeout();
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(props.max_message_size))
+            .max_frame_size(Some(props.max_message_size));
         Runner {
+            ws_config,
+            close_timeout,
             machine,
             props,
             host,
@@ -165,7 +176,6 @@ impl Runner {
             status: StatusVariables::new(),
             shared,
             inputs,
-            ws_config: WebSocketConfig::default(),
             connection: None,
             attempt: None,
             shutting_down: false,
@@ -255,6 +265,7 @@ impl Runner {
         match input {
             Input::Connect(token) => self.machine.handle_connect(now, token),
             Input::Disconnect => self.machine.handle_disconnect(now),
+            Input::ResetReconnect => self.machine.handle_reset_reconnect(now),
             Input::Send(text) => {
                 self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
                 self.machine.handle_send(now, text);
@@ -266,11 +277,11 @@ impl Runner {
             }
             Input::Log(level, message) => self.host.log(level, &message),
             Input::TcpConnected(conn) => self.machine.handle_tcp_connected(now, conn),
-            Input::Established(conn, ws) => {
+            Input::Established(conn, ws, subprotocol) => {
                 if self.attempt.as_ref().is_some_and(|(id, _)| *id == conn) {
                     self.attempt = None;
                     self.start_connection(conn, *ws);
-                    self.machine.handle_established(now, conn);
+                    self.machine.handle_established(now, conn, subprotocol);
                 }
             }
             Input::Failed(conn, reason) => {
@@ -313,32 +324,65 @@ impl Runner {
                         );
                     }
                     Message::Close(frame) => {
-                        conn.server_close = Some(describe_close("server", frame.as_ref()));
+                        conn.server_close = Some(frame);
                         self.machine.handle_activity(now, id);
                     }
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                    Message::Pong(_) => self.machine.handle_pong(now, id),
+                    Message::Ping(_) | Message::Frame(_) => {
                         self.machine.handle_activity(now, id);
                     }
                 }
             }
+            Some(Err(tungstenite::Error::Capacity(error))) => {
+                // Too large: tell the server (1009) before dropping it.
+                let reason = format!(
+                    "{error}: larger than Max Message Size ({} bytes); closed with 1009",
+                    self.props.max_message_size
+                );
+                let mut ending = Ending::error(Stage::WebSocket, reason);
+                ending.close = Some("1009 message too big (closed by client)".to_owned());
+                if let Some(conn) = self.connection.take() {
+                    let _ = conn.writer.try_send(Outgoing::Close(CloseFrame {
+                        code: 1009.into(),
+                        reason: "message too big".into(),
+                    }));
+                    // The writer finishes the close on its own, bounded.
+                    let writer = conn.writer_task;
+                    let limit = self.close_timeout;
+                    spawn(async move {
+                        smol::future::or(writer, async {
+                            Timer::after(limit).await;
+                        })
+                        .await;
+                    })
+                    .detach();
+                }
+                self.machine.handle_closed(now, id, ending);
+            }
             Some(Err(error)) => {
-                let reason = match (&error, conn.server_close.take()) {
-                    (tungstenite::Error::ConnectionClosed, Some(close)) => close,
-                    _ => describe_error(&error),
+                let ending = match (&error, conn.server_close.take()) {
+                    (tungstenite::Error::ConnectionClosed, Some(frame)) => {
+                        server_closed(frame.as_ref())
+                    }
+                    _ => lost(&error),
                 };
                 self.connection = None;
-                self.machine.handle_closed(now, id, reason);
+                self.machine.handle_closed(now, id, ending);
             }
             None => {
-                let reason = match (conn.server_close.take(), conn.we_closed) {
-                    (Some(close), _) => close,
-                    (None, true) => "closed".to_owned(),
-                    (None, false) => {
-                        "connection closed by the server without a close frame".to_owned()
-                    }
+                let ending = match (conn.server_close.take(), conn.we_closed) {
+                    (Some(frame), _) => server_closed(frame.as_ref()),
+                    (None, true) => Ending {
+                        close: Some("1000 (closed by client)".to_owned()),
+                        ..Ending::from("closed")
+                    },
+                    (None, false) => Ending {
+                        close: Some("1006 (connection lost without a close frame)".to_owned()),
+                        ..Ending::from("connection closed by the server without a close frame")
+                    },
                 };
                 self.connection = None;
-                self.machine.handle_closed(now, id, reason);
+                self.machine.handle_closed(now, id, ending);
             }
         }
     }
@@ -355,6 +399,18 @@ impl Runner {
                         self.ws_config,
                         self.inputs.clone(),
                     ));
+                    if self.props.protocol == Protocol::Wss
+                        && self.props.tls.skip_verification
+                        && self.props.tls.pin_sha256.is_none()
+                    {
+                        self.host.log(
+                            LogLevel::Terse,
+                            &format!(
+                                "WARNING: certificate verification is OFF for {} (Skip Certificate Verification (insecure)): anyone on the network path can read and change this connection; use Pin SHA-256 instead",
+                                self.props.display_url()
+                            ),
+                        );
+                    }
                     self.attempt = Some((conn, task));
                 }
                 Effect::Send { conn, text } => {
@@ -403,6 +459,12 @@ impl Runner {
                 }
                 Effect::Status { key, value } => self.status.set(key, value),
                 Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
+                Effect::StatusAt { key, at } => {
+                    let ahead = at.saturating_duration_since(Instant::now());
+                    let wall = chrono::Local::now()
+                        + chrono::Duration::from_std(ahead).unwrap_or_default();
+                    self.status.set(key, crate::status::format_timestamp(wall));
+                }
                 Effect::Log { level, message } => self.host.log(level, &message),
             }
         }
@@ -424,7 +486,7 @@ impl Runner {
             id,
             reader,
             writer,
-            _writer_task: task,
+            writer_task: task,
             server_close: None,
             we_closed: false,
         });
@@ -451,7 +513,8 @@ impl Runner {
     }
 }
 
-/// One connection attempt: DNS, TCP (reported), TLS, WebSocket handshake.
+/// One connection attempt: DNS, TCP or a proxy tunnel (reported as TCP
+/// up), TLS, WebSocket handshake. Each failure names its stage.
 async fn open_connection(
     conn: ConnId,
     props: Arc<Properties>,
@@ -462,58 +525,186 @@ async fn open_connection(
 ) {
     let result = async {
         let host = props.hostname.as_str();
-        let addrs = smol::net::resolve((host, props.port))
-            .await
-            .map_err(|e| format!("DNS lookup of {host} failed: {e}"))?;
-        let mut last_error = format!("DNS lookup of {host} returned no address");
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    tcp = Some(stream);
-                    break;
-                }
-                Err(e) => last_error = format!("TCP connect to {addr} failed: {e}"),
-            }
-        }
-        let tcp = tcp.ok_or(last_error)?;
+        let tcp = match proxy::resolve(&props.proxy, host, tls.is_some())? {
+            Some(via) => proxy::connect(&via, host, props.port).await?,
+            None => connect_tcp(host, props.port).await?,
+        };
         // Small messages are the norm; don't let Nagle hold them back.
         let _ = tcp.set_nodelay(true);
         let _ = inputs.send(Input::TcpConnected(conn)).await;
         let socket = match tls {
             None => MaybeTls::Plain(tcp),
             Some(config) => {
-                let name = ServerName::try_from(host.to_owned())
-                    .map_err(|e| format!("TLS: {host} is not a valid server name: {e}"))?;
+                let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+                    Ending::error(
+                        Stage::Tls,
+                        format!("{host} is not a valid TLS server name: {e}"),
+                    )
+                })?;
                 let tls = TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| format!("TLS handshake with {host} failed: {e}"))?;
+                    .map_err(|e| tls_failure(host, &e))?;
                 MaybeTls::Tls(tls)
             }
         };
-        let mut request = props
-            .url()
-            .into_client_request()
-            .map_err(|e| format!("cannot build a request for {}: {e}", props.display_url()))?;
-        if let Some(token) = bearer_token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| "Bearer Token is not a valid header value".to_owned())?;
-            value.set_sensitive(true);
-            request.headers_mut().insert("Authorization", value);
-        }
-        let (ws, _response) =
+        let request = build_request(&props, bearer_token.as_ref())?;
+        let (ws, response) =
             async_tungstenite::client_async_with_config(request, socket, Some(ws_config))
                 .await
-                .map_err(|e| describe_handshake_error(&e))?;
-        Ok::<_, String>(ws)
+                .map_err(|e| handshake_failure(host, &e))?;
+        let subprotocol = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok::<_, Ending>((ws, subprotocol))
     }
     .await;
     let input = match result {
-        Ok(ws) => Input::Established(conn, Box::new(ws)),
-        Err(reason) => Input::Failed(conn, reason),
+        Ok((ws, subprotocol)) => Input::Established(conn, Box::new(ws), subprotocol),
+        Err(ending) => Input::Failed(conn, ending),
     };
     let _ = inputs.send(input).await;
+}
+
+async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Ending> {
+    let addrs = smol::net::resolve((host, port))
+        .await
+        .map_err(|e| Ending::error(Stage::Dns, format!("DNS lookup of {host} failed: {e}")))?;
+    let mut last = Ending::error(
+        Stage::Dns,
+        format!("DNS lookup of {host} returned no address"),
+    );
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                last = Ending::error(Stage::Tcp, format!("TCP connect to {addr} failed: {e}"))
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The handshake request: URL, credentials, headers, subprotocols, Origin.
+/// Header values (tokens, passwords, custom headers) are marked sensitive
+/// and never formatted into anything that is logged.
+fn build_request(
+    props: &Properties,
+    bearer_token: Option<&Secret>,
+) -> Result<tungstenite::handshake::client::Request, Ending> {
+    let mut request = props.url().into_client_request().map_err(|e| {
+        Ending::error(
+            Stage::WebSocket,
+            format!("cannot build a request for {}: {e}", props.display_url()),
+        )
+    })?;
+    let headers = request.headers_mut();
+    let sensitive = |text: String, what: &str| {
+        HeaderValue::from_str(&text)
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| {
+                Ending::error(
+                    Stage::WebSocket,
+                    format!("{what} is not a valid header value"),
+                )
+            })
+    };
+    for header in &props.headers {
+        let name =
+            tungstenite::http::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
+                Ending::error(Stage::WebSocket, format!("bad header name {}", header.name))
+            })?;
+        headers.append(
+            name,
+            sensitive(header.value.expose().to_owned(), &header.name)?,
+        );
+    }
+    if let Some(origin) = &props.origin {
+        headers.insert("Origin", sensitive(origin.clone(), "Origin")?);
+    }
+    if !props.subprotocols.is_empty() {
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            sensitive(props.subprotocols.join(", "), "Subprotocols")?,
+        );
+    }
+    // A Bearer Token given to Connect takes precedence over Basic.
+    if let Some(token) = bearer_token {
+        headers.insert(
+            "Authorization",
+            sensitive(format!("Bearer {}", token.expose()), "Bearer Token")?,
+        );
+    } else if let Some(basic) = &props.basic_auth {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            basic.username,
+            basic.password.expose()
+        ));
+        headers.insert(
+            "Authorization",
+            sensitive(format!("Basic {credentials}"), "Username/Password")?,
+        );
+    }
+    Ok(request)
+}
+
+/// The rustls error inside an I/O error, if any.
+fn rustls_error(error: &std::io::Error) -> Option<&rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+}
+
+fn tls_failure(host: &str, error: &std::io::Error) -> Ending {
+    let fatal = rustls_error(error).is_some_and(is_certificate_failure);
+    Ending {
+        fatal,
+        ..Ending::error(
+            Stage::Tls,
+            format!("TLS handshake with {host} failed: {error}"),
+        )
+    }
+}
+
+/// Handshake errors, without echoing request headers (the token).
+fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            let reason = format!(
+                "HTTP upgrade refused: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            Ending {
+                fatal: matches!(status.as_u16(), 401 | 403 | 404),
+                ..Ending::error(Stage::HttpUpgrade, reason.trim_end().to_owned())
+            }
+        }
+        // TLS 1.3 reports a refused client certificate after the client's
+        // side of the handshake, i.e. while reading the HTTP answer.
+        tungstenite::Error::Io(e) if rustls_error(e).is_some() => tls_failure(host, e),
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(e)) => {
+            Ending::error(
+                Stage::HttpUpgrade,
+                format!("subprotocol negotiation failed: {e}"),
+            )
+        }
+        tungstenite::Error::Io(e) => Ending::error(
+            Stage::HttpUpgrade,
+            format!("WebSocket handshake failed: {e}"),
+        ),
+        other => Ending::error(
+            Stage::WebSocket,
+            format!("WebSocket handshake failed: {other}"),
+        ),
+    }
 }
 
 /// The write half: takes messages in order, writes them in batches.
@@ -543,50 +734,67 @@ async fn write_loop(
     .await;
     if let Err(error) = result {
         let dropped = queue.len();
-        let mut reason = describe_error(&error);
+        let mut ending = lost(&error);
         if dropped > 0 {
-            reason.push_str(&format!("; {dropped} queued message(s) were not sent"));
+            ending
+                .reason
+                .push_str(&format!("; {dropped} queued message(s) were not sent"));
         }
-        let _ = inputs.send(Input::WriterFailed(conn, reason)).await;
+        let _ = inputs.send(Input::WriterFailed(conn, ending)).await;
     }
 }
 
-/// "closed by server: 1000 bye".
-fn describe_close(who: &str, frame: Option<&CloseFrame>) -> String {
-    match frame {
-        Some(f) if f.reason.is_empty() => format!("closed by {who}: {}", u16::from(f.code)),
-        Some(f) => format!("closed by {who}: {} {}", u16::from(f.code), f.reason),
-        None => format!("closed by {who} (no close code)"),
-    }
-}
-
-fn describe_error(error: &tungstenite::Error) -> String {
-    use tungstenite::Error as E;
-    match error {
-        E::ConnectionClosed | E::AlreadyClosed => "connection closed".to_owned(),
-        E::Io(e) => format!("connection lost: {e}"),
-        E::Protocol(e) => format!("WebSocket protocol error from the server: {e}"),
-        E::Capacity(e) => format!("message too large: {e}"),
-        E::Utf8(_) => "the server sent a text message that is not valid UTF-8".to_owned(),
-        other => format!("WebSocket error: {other}"),
-    }
-}
-
-/// Handshake errors, without echoing request headers (the token).
-fn describe_handshake_error(error: &tungstenite::Error) -> String {
-    match error {
-        tungstenite::Error::Http(response) => {
-            let status = response.status();
-            format!(
-                "HTTP upgrade refused: {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
+/// The server closed with `frame`: "closed by server: 1000 bye".
+fn server_closed(frame: Option<&CloseFrame>) -> Ending {
+    let (reason, close) = match frame {
+        Some(f) if f.reason.is_empty() => {
+            let code = u16::from(f.code);
+            (
+                format!("closed by server: {code}"),
+                format!("{code} (closed by server)"),
             )
-            .trim_end()
-            .to_owned()
         }
-        tungstenite::Error::Io(e) => format!("WebSocket handshake failed: {e}"),
-        other => format!("WebSocket handshake failed: {other}"),
+        Some(f) => {
+            let code = u16::from(f.code);
+            (
+                format!("closed by server: {code} {}", f.reason),
+                format!("{code} {} (closed by server)", f.reason),
+            )
+        }
+        None => (
+            "closed by server (no close code)".to_owned(),
+            "1005 (closed by server without a code)".to_owned(),
+        ),
+    };
+    Ending {
+        close: Some(close),
+        ..Ending::from(reason)
+    }
+}
+
+/// The connection broke: an error (Last Error) and no close handshake.
+fn lost(error: &tungstenite::Error) -> Ending {
+    use tungstenite::Error as E;
+    let (stage, reason) = match error {
+        E::ConnectionClosed | E::AlreadyClosed => {
+            (Stage::WebSocket, "connection closed".to_owned())
+        }
+        E::Io(e) if rustls_error(e).is_some() => (Stage::Tls, format!("TLS error: {e}")),
+        E::Io(e) => (Stage::Tcp, format!("connection lost: {e}")),
+        E::Protocol(e) => (
+            Stage::WebSocket,
+            format!("WebSocket protocol error from the server: {e}"),
+        ),
+        E::Capacity(e) => (Stage::WebSocket, format!("message too large: {e}")),
+        E::Utf8(_) => (
+            Stage::WebSocket,
+            "the server sent a text message that is not valid UTF-8".to_owned(),
+        ),
+        other => (Stage::WebSocket, format!("WebSocket error: {other}")),
+    };
+    Ending {
+        close: Some("1006 (connection lost without a close frame)".to_owned()),
+        ..Ending::error(stage, reason)
     }
 }
 
@@ -635,12 +843,11 @@ mod tests {
             code: 4000.into(),
             reason: "bye".into(),
         };
+        let ending = server_closed(Some(&frame));
+        assert_eq!(ending.reason, "closed by server: 4000 bye");
+        assert_eq!(ending.close.as_deref(), Some("4000 bye (closed by server)"));
         assert_eq!(
-            describe_close("server", Some(&frame)),
-            "closed by server: 4000 bye"
-        );
-        assert_eq!(
-            describe_close("server", None),
+            server_closed(None).reason,
             "closed by server (no close code)"
         );
     }

@@ -48,6 +48,7 @@ use smol::channel::Sender;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// At most this many Send Message actions may wait for the socket; more are
 /// refused with [`ActionError::Backlog`] instead of growing memory without
@@ -145,6 +146,7 @@ pub enum Action {
     Connect { bearer_token: Option<Secret> },
     Disconnect,
     SendMessage { message: String },
+    ResetReconnect,
 }
 
 impl Action {
@@ -182,6 +184,7 @@ impl Action {
                 }
             }
             names::ACTION_DISCONNECT => Action::Disconnect,
+            names::ACTION_RESET_RECONNECT => Action::ResetReconnect,
             _ => Action::SendMessage {
                 message: values.string(names::MESSAGE),
             },
@@ -216,11 +219,41 @@ impl Instance {
             Protocol::Wss => {
                 let mut roots = options.extra_root_certificates.clone();
                 roots.extend(tls::roots_from_env().map_err(InstanceError::Tls)?);
-                Some(tls::client_config(&roots).map_err(InstanceError::Tls)?)
+                Some(tls::client_config(&properties.tls, &roots).map_err(InstanceError::Tls)?)
             }
         };
+        // Properties set the timeouts; Options may only shorten them (tests
+        // of keep-alive in real time) — a default Options changes nothing.
+        let defaults = Timing::default();
+        let pick = |from_options: Duration, default: Duration, from_properties: Duration| {
+            if from_options != default {
+                from_options
+            } else {
+                from_properties
+            }
+        };
+        let timing = Timing {
+            keepalive_interval: pick(
+                options.timing.keepalive_interval,
+                defaults.keepalive_interval,
+                properties.keepalive_interval,
+            ),
+            pong_timeout: pick(
+                options.timing.pong_timeout,
+                defaults.pong_timeout,
+                properties.pong_timeout,
+            ),
+            connect_timeout: pick(
+                options.timing.connect_timeout,
+                defaults.connect_timeout,
+                properties.connect_timeout,
+            ),
+            close_timeout: options.timing.close_timeout,
+            idle_timeout: options.timing.idle_timeout.or(properties.idle_timeout),
+        };
         let settings = Settings {
-            timing: options.timing,
+            timing,
+            reconnect: properties.reconnect,
             keep_alive: properties.keep_alive,
             auto_reconnect: properties.auto_reconnect,
             extended_logging: properties.extended_logging,
@@ -283,6 +316,7 @@ impl Instance {
         match action {
             Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
             Action::Disconnect => self.input(Input::Disconnect),
+            Action::ResetReconnect => self.input(Input::ResetReconnect),
             Action::SendMessage { message } => self.send_message(message),
         }
     }

@@ -15,5 +15,6 @@ pub mod machine;
 pub mod manifest;
 pub mod matching;
 pub mod properties;
+pub mod proxy;
 pub mod status;
 pub mod tls;

@@ -22,7 +22,7 @@
 //! never fire a trigger twice.
 
 use crate::matching::Trigger;
-use crate::properties::Secret;
+use crate::properties::{ReconnectPolicy, Secret};
 use crate::status::StatusKey;
 use async_tungstenite::tungstenite::Utf8Bytes;
 use bytes::Bytes;
@@ -93,6 +93,8 @@ pub enum Effect {
     Status { key: StatusKey, value: String },
     /// Set a status variable to a payload (coalesced, converted at flush).
     StatusPayload { key: StatusKey, payload: Bytes },
+    /// Set a status variable to the wall-clock time of `at`.
+    StatusAt { key: StatusKey, at: Instant },
     /// A log line for the controller.
     Log { level: LogLevel, message: String },
 }
@@ -105,6 +107,8 @@ pub struct Timing {
     pub pong_timeout: Duration,
     pub connect_timeout: Duration,
     pub close_timeout: Duration,
+    /// No frame at all from the server for this long is a dead link.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -114,7 +118,89 @@ impl Default for Timing {
             pong_timeout: PONG_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             close_timeout: CLOSE_TIMEOUT,
+            idle_timeout: None,
         }
+    }
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            min_delay: RECONNECT_MIN,
+            max_delay: RECONNECT_MAX,
+            max_attempts: 0,
+        }
+    }
+}
+
+/// Where a connection attempt or connection failed (Last Error shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Dns,
+    Tcp,
+    Proxy,
+    Tls,
+    HttpUpgrade,
+    WebSocket,
+    ConnectTimeout,
+    PingTimeout,
+    IdleTimeout,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Dns => "DNS",
+            Stage::Tcp => "TCP",
+            Stage::Proxy => "Proxy",
+            Stage::Tls => "TLS",
+            Stage::HttpUpgrade => "HTTP upgrade",
+            Stage::WebSocket => "WebSocket",
+            Stage::ConnectTimeout => "Connect timeout",
+            Stage::PingTimeout => "Ping timeout",
+            Stage::IdleTimeout => "Idle timeout",
+        }
+    }
+}
+
+/// How a connection (attempt) ended, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// For the Disconnected trigger, the log and Connection Status.
+    pub reason: String,
+    /// Set for errors (shown in Last Error); None for orderly closes.
+    pub stage: Option<Stage>,
+    /// Retrying cannot help (401/403/404, certificate failures): give up.
+    pub fatal: bool,
+    /// The close handshake, for Last Close ("1000 bye (closed by server)").
+    pub close: Option<String>,
+}
+
+impl Ending {
+    pub fn error(stage: Stage, reason: String) -> Ending {
+        Ending {
+            reason,
+            stage: Some(stage),
+            fatal: false,
+            close: None,
+        }
+    }
+}
+
+impl From<String> for Ending {
+    fn from(reason: String) -> Ending {
+        Ending {
+            reason,
+            stage: None,
+            fatal: false,
+            close: None,
+        }
+    }
+}
+
+impl From<&str> for Ending {
+    fn from(reason: &str) -> Ending {
+        Ending::from(reason.to_owned())
     }
 }
 
@@ -122,6 +208,7 @@ impl Default for Timing {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub timing: Timing,
+    pub reconnect: ReconnectPolicy,
     pub keep_alive: bool,
     pub auto_reconnect: bool,
     pub extended_logging: bool,
@@ -170,10 +257,14 @@ pub struct Machine {
     connect_after_close: bool,
     /// Reconnect attempts since the last stable connection or Connect action.
     attempt: u32,
+    /// Auto-Reconnect gave up; Connect or Reset Reconnect clears it.
+    gave_up: bool,
+    /// Automatic reconnect attempts since the instance started.
+    reconnects: u64,
     rng: fastrand::Rng,
     effects: VecDeque<Effect>,
-    /// The Connection Status last emitted.
-    last_status: String,
+    /// The status values last emitted (by StatusKey), to skip repeats.
+    shown: Vec<String>,
 }
 
 impl Machine {
@@ -190,9 +281,15 @@ impl Machine {
             shutting_down: false,
             connect_after_close: false,
             attempt: 0,
+            gave_up: false,
+            reconnects: 0,
             rng: fastrand::Rng::with_seed(seed),
             effects: VecDeque::new(),
-            last_status: "Disconnected".to_owned(),
+            shown: crate::status::StatusVariables::new()
+                .snapshot()
+                .into_iter()
+                .map(|v| v.value)
+                .collect(),
         }
     }
 
@@ -230,6 +327,11 @@ impl Machine {
         }
     }
 
+    /// How long a close handshake may take.
+    pub fn close_timeout(&self) -> Duration {
+        self.settings.timing.close_timeout
+    }
+
     /// Reconnect attempts since the last stable connection.
     pub fn attempt(&self) -> u32 {
         self.attempt
@@ -252,13 +354,14 @@ impl Machine {
             State::Established {
                 last_rx, ping_sent, ..
             } => {
-                if !self.settings.keep_alive {
-                    None
-                } else if let Some(sent) = ping_sent {
-                    Some(*sent + self.settings.timing.pong_timeout)
-                } else {
-                    Some(*last_rx + self.settings.timing.keepalive_interval)
-                }
+                let timing = &self.settings.timing;
+                let keep_alive = match ping_sent {
+                    _ if !self.settings.keep_alive => None,
+                    Some(sent) => Some(*sent + timing.pong_timeout),
+                    None => Some(*last_rx + timing.keepalive_interval),
+                };
+                let idle = timing.idle_timeout.map(|idle| *last_rx + idle);
+                keep_alive.into_iter().chain(idle).min()
             }
             State::Closing { since, .. } => Some(*since + self.settings.timing.close_timeout),
             State::Waiting { until } => Some(*until),
@@ -278,6 +381,7 @@ impl Machine {
                 self.wanted = true;
                 self.token = bearer_token;
                 self.attempt = 0;
+                self.gave_up = false;
                 if self.network_up {
                     self.open(now);
                 } else {
@@ -357,6 +461,37 @@ impl Machine {
         }
     }
 
+    /// The Reset Reconnect action: clear the attempt count (and a Gave Up)
+    /// and connect again at once with the last Connect's token.
+    pub fn handle_reset_reconnect(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        if !self.wanted {
+            self.log(
+                LogLevel::Normal,
+                "Reset Reconnect: nothing to retry (no Connect since the last Disconnect); use Connect"
+                    .into(),
+            );
+            return;
+        }
+        self.attempt = 0;
+        self.gave_up = false;
+        match self.state {
+            State::Idle | State::Waiting { .. } if self.network_up => {
+                self.log(LogLevel::Normal, "Reset Reconnect: connecting now".into());
+                self.open(now);
+            }
+            _ => self.log(
+                LogLevel::Normal,
+                format!(
+                    "Reset Reconnect: attempt count cleared (state: {})",
+                    self.state_name()
+                ),
+            ),
+        }
+    }
+
     /// The controller's network went down or came up.
     pub fn handle_network(&mut self, now: Instant, up: bool) {
         if up == self.network_up {
@@ -365,7 +500,11 @@ impl Machine {
         self.network_up = up;
         if up {
             self.log(LogLevel::Normal, "network up".into());
-            if self.wanted && matches!(self.state, State::Idle) && !self.shutting_down {
+            if self.wanted
+                && !self.gave_up
+                && matches!(self.state, State::Idle)
+                && !self.shutting_down
+            {
                 self.attempt = 0;
                 self.open(now);
             }
@@ -411,7 +550,7 @@ impl Machine {
     }
 
     /// The WebSocket handshake completed: fires WebSocket Established.
-    pub fn handle_established(&mut self, now: Instant, conn: ConnId) {
+    pub fn handle_established(&mut self, now: Instant, conn: ConnId, subprotocol: Option<String>) {
         if let State::Handshaking { conn: c, .. } = self.state
             && c == conn
         {
@@ -421,6 +560,8 @@ impl Machine {
                 last_rx: now,
                 ping_sent: None,
             };
+            self.set(StatusKey::Subprotocol, subprotocol.unwrap_or_default());
+            self.set(StatusKey::NextRetry, String::new());
             self.status("Established");
             self.fire(Trigger::Established, Bytes::new());
             self.log(
@@ -454,7 +595,21 @@ impl Machine {
         }
     }
 
-    /// Any other frame from the server (pong, ping, close): proof of life.
+    /// A pong: proof of life, and the round trip time of a keep-alive ping.
+    pub fn handle_pong(&mut self, now: Instant, conn: ConnId) {
+        if let State::Established {
+            conn: c, ping_sent, ..
+        } = &self.state
+            && *c == conn
+            && let Some(sent) = *ping_sent
+        {
+            let rtt = now.saturating_duration_since(sent).as_millis();
+            self.set(StatusKey::PingRtt, rtt.to_string());
+        }
+        self.handle_activity(now, conn);
+    }
+
+    /// Any other frame from the server (ping, close): proof of life.
     pub fn handle_activity(&mut self, now: Instant, conn: ConnId) {
         if let State::Established {
             conn: c,
@@ -471,30 +626,32 @@ impl Machine {
 
     /// The connection `conn` ended or failed, for any reason (`reason` says
     /// which, for the log, the status and the Disconnected trigger).
-    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, reason: String) {
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, ending: impl Into<Ending>) {
         if self.current_conn() != Some(conn) {
             return;
         }
+        let mut ending = ending.into();
         match self.state {
-            State::Connecting { .. } => self.connect_failed(now, reason),
+            State::Connecting { .. } => self.connect_failed(now, ending),
             State::Closing {
                 reason: ref why,
                 established_since,
                 ..
             } => {
-                let why = why.clone();
+                // Our own close completed: the Disconnect's reason stands.
+                ending.reason = why.clone();
                 if now.duration_since(established_since) >= STABLE_AFTER {
                     self.attempt = 0;
                 }
-                self.lost(now, why);
+                self.lost(now, ending);
             }
             State::Established { since, .. } => {
                 if now.duration_since(since) >= STABLE_AFTER {
                     self.attempt = 0;
                 }
-                self.lost(now, reason);
+                self.lost(now, ending);
             }
-            _ => self.lost(now, reason),
+            _ => self.lost(now, ending),
         }
     }
 
@@ -506,10 +663,13 @@ impl Machine {
         if now < deadline {
             return;
         }
+        let timing = self.settings.timing;
         match self.state {
             State::Idle => {}
             State::Waiting { .. } => {
                 if self.wanted && self.network_up && !self.shutting_down {
+                    self.reconnects += 1;
+                    self.set(StatusKey::Reconnects, self.reconnects.to_string());
                     self.open(now);
                 } else {
                     self.state = State::Idle;
@@ -519,9 +679,12 @@ impl Machine {
                 self.effects.push_back(Effect::Abort { conn });
                 self.connect_failed(
                     now,
-                    format!(
-                        "TCP connect timed out after {}",
-                        secs(self.settings.timing.connect_timeout)
+                    Ending::error(
+                        Stage::ConnectTimeout,
+                        format!(
+                            "TCP connect timed out after {} (Connect Timeout)",
+                            secs(timing.connect_timeout)
+                        ),
                     ),
                 );
             }
@@ -529,34 +692,64 @@ impl Machine {
                 self.effects.push_back(Effect::Abort { conn });
                 self.lost(
                     now,
-                    format!(
-                        "WebSocket handshake timed out after {}",
-                        secs(self.settings.timing.connect_timeout)
+                    Ending::error(
+                        Stage::ConnectTimeout,
+                        format!(
+                            "TLS/WebSocket handshake timed out after {} (Connect Timeout)",
+                            secs(timing.connect_timeout)
+                        ),
                     ),
                 );
             }
             State::Established {
                 conn,
+                last_rx,
                 ref mut ping_sent,
                 ..
             } => {
-                if ping_sent.is_none() {
-                    *ping_sent = Some(now);
-                    self.effects.push_back(Effect::Ping { conn });
-                    self.extended(format!(
-                        "keep-alive: no frame for {}, ping sent",
-                        secs(self.settings.timing.keepalive_interval)
-                    ));
-                } else {
-                    // Half-open: a close frame would not get through either.
+                let dropped = || Some("1006 (connection dropped by client)".to_owned());
+                if timing
+                    .idle_timeout
+                    .is_some_and(|idle| now >= last_rx + idle)
+                {
                     self.effects.push_back(Effect::Abort { conn });
-                    self.lost(
-                        now,
+                    let mut ending = Ending::error(
+                        Stage::IdleTimeout,
                         format!(
-                            "no answer to keep-alive ping within {}: connection is dead",
-                            secs(self.settings.timing.pong_timeout)
+                            "no frame from the server for {}: connection is dead (Idle Timeout)",
+                            secs(timing.idle_timeout.unwrap_or_default())
                         ),
                     );
+                    ending.close = dropped();
+                    self.lost(now, ending);
+                    return;
+                }
+                if !self.settings.keep_alive {
+                    return;
+                }
+                match *ping_sent {
+                    None if now >= last_rx + timing.keepalive_interval => {
+                        *ping_sent = Some(now);
+                        self.effects.push_back(Effect::Ping { conn });
+                        self.extended(format!(
+                            "keep-alive: no frame for {}, ping sent",
+                            secs(timing.keepalive_interval)
+                        ));
+                    }
+                    Some(sent) if now >= sent + timing.pong_timeout => {
+                        // Half-open: a close frame would not get through either.
+                        self.effects.push_back(Effect::Abort { conn });
+                        let mut ending = Ending::error(
+                            Stage::PingTimeout,
+                            format!(
+                                "no answer to keep-alive ping within {}: connection is dead",
+                                secs(timing.pong_timeout)
+                            ),
+                        );
+                        ending.close = dropped();
+                        self.lost(now, ending);
+                    }
+                    _ => {}
                 }
             }
             State::Closing {
@@ -564,7 +757,7 @@ impl Machine {
             } => {
                 let reason = format!("{reason} (server did not answer the close frame)");
                 self.effects.push_back(Effect::Abort { conn });
-                self.lost(now, reason);
+                self.lost(now, Ending::from(reason));
             }
         }
     }
@@ -585,6 +778,7 @@ impl Machine {
             self.settings.display_url,
             self.attempt + 1
         ));
+        self.set(StatusKey::NextRetry, String::new());
         self.effects.push_back(Effect::Open {
             conn,
             bearer_token: self.token.clone(),
@@ -617,7 +811,7 @@ impl Machine {
             State::Handshaking { conn, .. } => {
                 // A close frame needs a WebSocket; before it exists, drop TCP.
                 self.effects.push_back(Effect::Abort { conn });
-                self.lost(now, why.to_owned());
+                self.lost(now, Ending::from(why));
             }
             State::Established { conn, since, .. } => {
                 self.effects.push_back(Effect::Close {
@@ -639,27 +833,49 @@ impl Machine {
 
     /// A TCP connect that never reached Connected: no trigger, a log line,
     /// the status, and a retry per policy.
-    fn connect_failed(&mut self, now: Instant, reason: String) {
+    fn connect_failed(&mut self, now: Instant, ending: Ending) {
         self.log(
             LogLevel::Critical,
-            format!("connect to {} failed: {reason}", self.settings.display_url),
+            format!(
+                "connect to {} failed: {}",
+                self.settings.display_url, ending.reason
+            ),
         );
-        self.after_loss(now, format!("Connect failed: {reason}"));
+        self.record(&ending);
+        let status = format!("Connect failed: {}", ending.reason);
+        self.after_loss(now, status, &ending);
     }
 
     /// A connection that reached Connected ended: Disconnected fires once.
-    fn lost(&mut self, now: Instant, reason: String) {
+    fn lost(&mut self, now: Instant, ending: Ending) {
         // Status first: a controller reacting to the trigger sees it.
-        self.log(LogLevel::Normal, format!("disconnected: {reason}"));
-        let status = format!("Disconnected: {reason}");
+        self.log(LogLevel::Normal, format!("disconnected: {}", ending.reason));
+        self.record(&ending);
+        let status = format!("Disconnected: {}", ending.reason);
         self.status(status.clone());
-        self.fire(Trigger::Disconnected, Bytes::from(reason.into_bytes()));
-        self.after_loss(now, status);
+        self.fire(
+            Trigger::Disconnected,
+            Bytes::from(ending.reason.clone().into_bytes()),
+        );
+        self.after_loss(now, status, &ending);
+    }
+
+    /// Last Error and Last Close.
+    fn record(&mut self, ending: &Ending) {
+        if let Some(stage) = ending.stage {
+            self.set(
+                StatusKey::LastError,
+                format!("{} (stage: {})", ending.reason, stage.name()),
+            );
+        }
+        if let Some(close) = &ending.close {
+            self.set(StatusKey::LastClose, close.clone());
+        }
     }
 
     /// Decide what follows a loss: reconnect now (a Connect came while
-    /// closing), later (auto-reconnect), or stay idle.
-    fn after_loss(&mut self, now: Instant, status: String) {
+    /// closing), later (auto-reconnect), give up, or stay idle.
+    fn after_loss(&mut self, now: Instant, status: String, ending: &Ending) {
         self.state = State::Idle;
         if self.shutting_down {
             self.status(status);
@@ -674,10 +890,32 @@ impl Machine {
             self.open(now);
             return;
         }
-        if self.wanted && self.settings.auto_reconnect {
+        if !(self.wanted && self.settings.auto_reconnect) {
+            self.wanted = false;
+            self.status(status);
+            return;
+        }
+        let failures = self.attempt.saturating_add(1);
+        let max = self.settings.reconnect.max_attempts;
+        if ending.fatal {
+            self.give_up(format!("{} (retrying cannot help)", ending.reason));
+        } else if max > 0 && failures >= max {
+            self.give_up(format!(
+                "{failures} connection attempt(s) in a row failed (Reconnect Max Attempts {max}); last: {}",
+                ending.reason
+            ));
+        } else {
             let delay = self.backoff();
-            self.attempt = self.attempt.saturating_add(1);
-            self.state = State::Waiting { until: now + delay };
+            self.attempt = failures;
+            let until = now + delay;
+            self.state = State::Waiting { until };
+            // The shown value becomes a time the machine cannot spell, so
+            // the next set() of NextRetry always goes out.
+            self.shown[StatusKey::NextRetry as usize] = String::from("\0time");
+            self.effects.push_back(Effect::StatusAt {
+                key: StatusKey::NextRetry,
+                at: until,
+            });
             self.status(format!(
                 "Reconnecting in {:.1} s (attempt {}); {status}",
                 delay.as_secs_f64(),
@@ -688,18 +926,30 @@ impl Machine {
                 self.attempt + 1,
                 delay.as_millis()
             ));
-        } else {
-            self.wanted = false;
-            self.status(status);
         }
+    }
+
+    /// Auto-Reconnect stops: Gave Up fires; Connect or Reset Reconnect
+    /// starts again.
+    fn give_up(&mut self, reason: String) {
+        self.gave_up = true;
+        self.log(
+            LogLevel::Critical,
+            format!("auto-reconnect gave up: {reason}"),
+        );
+        self.set(StatusKey::NextRetry, "gave up".to_owned());
+        self.status(format!("Gave up: {reason}"));
+        self.fire(Trigger::GaveUp, Bytes::from(reason.into_bytes()));
     }
 
     /// Exponential backoff with full jitter: uniform in
     /// [floor, min(cap, min_delay × 2^attempt)].
     fn backoff(&mut self) -> Duration {
-        let ceiling = RECONNECT_MIN
+        let policy = self.settings.reconnect;
+        let ceiling = policy
+            .min_delay
             .saturating_mul(1u32 << self.attempt.min(16))
-            .min(RECONNECT_MAX);
+            .min(policy.max_delay);
         let floor = RECONNECT_FLOOR.as_millis() as u64;
         let ceiling = (ceiling.as_millis() as u64).max(floor);
         Duration::from_millis(self.rng.u64(floor..=ceiling))
@@ -709,17 +959,19 @@ impl Machine {
         self.effects.push_back(Effect::Fire { trigger, data });
     }
 
-    /// Sets Connection Status; the same value twice in a row is one change.
-    fn status(&mut self, value: impl Into<String>) {
-        let value = value.into();
-        if value == self.last_status {
+    /// Sets a status variable; the same value twice in a row is one change.
+    fn set(&mut self, key: StatusKey, value: String) {
+        let shown = &mut self.shown[key as usize];
+        if *shown == value {
             return;
         }
-        self.last_status.clone_from(&value);
-        self.effects.push_back(Effect::Status {
-            key: StatusKey::ConnectionStatus,
-            value,
-        });
+        shown.clone_from(&value);
+        self.effects.push_back(Effect::Status { key, value });
+    }
+
+    /// Sets Connection Status.
+    fn status(&mut self, value: impl Into<String>) {
+        self.set(StatusKey::ConnectionStatus, value.into());
     }
 
     fn log(&mut self, level: LogLevel, message: String) {

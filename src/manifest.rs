@@ -22,22 +22,51 @@ pub mod names {
     pub const AUTO_RECONNECT: &str = "Auto-Reconnect";
     pub const EXTENDED_LOGGING: &str = "Extended Logging";
     pub const LOG_COMMS: &str = "Log Comms";
+    pub const CONNECT_TIMEOUT: &str = "Connect Timeout";
+    pub const KEEP_ALIVE_INTERVAL: &str = "Keep Alive Interval";
+    pub const PONG_TIMEOUT: &str = "Pong Timeout";
+    pub const IDLE_TIMEOUT: &str = "Idle Timeout";
+    pub const RECONNECT_MIN_DELAY: &str = "Reconnect Min Delay";
+    pub const RECONNECT_MAX_DELAY: &str = "Reconnect Max Delay";
+    pub const RECONNECT_MAX_ATTEMPTS: &str = "Reconnect Max Attempts";
+    pub const HEADERS: &str = "Headers";
+    pub const SUBPROTOCOLS: &str = "Subprotocols";
+    pub const ORIGIN: &str = "Origin";
+    pub const USERNAME: &str = "Username";
+    pub const PASSWORD: &str = "Password";
+    pub const CA_CERTIFICATE: &str = "CA Certificate";
+    pub const TRUST_ONLY_GIVEN_CA: &str = "Trust Only Given CA";
+    pub const CLIENT_CERTIFICATE: &str = "Client Certificate";
+    pub const CLIENT_KEY: &str = "Client Key";
+    pub const PIN_SHA256: &str = "Pin SHA-256";
+    pub const INSECURE: &str = "Skip Certificate Verification (insecure)";
+    pub const PROXY: &str = "Proxy";
+    pub const USE_SYSTEM_PROXY: &str = "Use System Proxy";
+    pub const MAX_MESSAGE_SIZE: &str = "Max Message Size";
 
     pub const TRIGGER_CONNECTED: &str = "Connected";
     pub const TRIGGER_ESTABLISHED: &str = "WebSocket Established";
     pub const TRIGGER_DISCONNECTED: &str = "Disconnected";
     pub const TRIGGER_MESSAGES_RECEIVED: &str = "Messages Received";
+    pub const TRIGGER_GAVE_UP: &str = "Gave Up";
     pub const MATCH_STRING: &str = "Match String";
 
     pub const ACTION_CONNECT: &str = "Connect";
     pub const ACTION_DISCONNECT: &str = "Disconnect";
     pub const ACTION_SEND_MESSAGE: &str = "Send Message";
+    pub const ACTION_RESET_RECONNECT: &str = "Reset Reconnect";
     pub const BEARER_TOKEN: &str = "Bearer Token";
     pub const MESSAGE: &str = "Message";
 
     pub const STATUS_CONNECTION: &str = "ConnectionStatus";
     pub const STATUS_LAST_SENT: &str = "LastSent";
     pub const STATUS_LAST_RECEIVED: &str = "LastReceived";
+    pub const STATUS_LAST_ERROR: &str = "LastError";
+    pub const STATUS_LAST_CLOSE: &str = "LastClose";
+    pub const STATUS_RECONNECTS: &str = "Reconnects";
+    pub const STATUS_NEXT_RETRY: &str = "NextRetry";
+    pub const STATUS_SUBPROTOCOL: &str = "Subprotocol";
+    pub const STATUS_PING_RTT: &str = "PingRtt";
 }
 
 /// The whole manifest.
@@ -199,6 +228,27 @@ mod tests {
             AUTO_RECONNECT,
             EXTENDED_LOGGING,
             LOG_COMMS,
+            CONNECT_TIMEOUT,
+            KEEP_ALIVE_INTERVAL,
+            PONG_TIMEOUT,
+            IDLE_TIMEOUT,
+            RECONNECT_MIN_DELAY,
+            RECONNECT_MAX_DELAY,
+            RECONNECT_MAX_ATTEMPTS,
+            HEADERS,
+            SUBPROTOCOLS,
+            ORIGIN,
+            USERNAME,
+            PASSWORD,
+            CA_CERTIFICATE,
+            TRUST_ONLY_GIVEN_CA,
+            CLIENT_CERTIFICATE,
+            CLIENT_KEY,
+            PIN_SHA256,
+            INSECURE,
+            PROXY,
+            USE_SYSTEM_PROXY,
+            MAX_MESSAGE_SIZE,
         ]);
         let manifest = set(m.properties.iter().map(|p| p.name.as_str()));
         assert_eq!(code, manifest);
@@ -212,16 +262,32 @@ mod tests {
                 TRIGGER_CONNECTED,
                 TRIGGER_ESTABLISHED,
                 TRIGGER_DISCONNECTED,
-                TRIGGER_MESSAGES_RECEIVED
+                TRIGGER_MESSAGES_RECEIVED,
+                TRIGGER_GAVE_UP
             ]),
             set(m.triggers.iter().map(|t| t.name.as_str()))
         );
         assert_eq!(
-            set([ACTION_CONNECT, ACTION_DISCONNECT, ACTION_SEND_MESSAGE]),
+            set([
+                ACTION_CONNECT,
+                ACTION_DISCONNECT,
+                ACTION_SEND_MESSAGE,
+                ACTION_RESET_RECONNECT
+            ]),
             set(m.actions.iter().map(|a| a.name.as_str()))
         );
         assert_eq!(
-            set([STATUS_CONNECTION, STATUS_LAST_SENT, STATUS_LAST_RECEIVED]),
+            set([
+                STATUS_CONNECTION,
+                STATUS_LAST_SENT,
+                STATUS_LAST_RECEIVED,
+                STATUS_LAST_ERROR,
+                STATUS_LAST_CLOSE,
+                STATUS_RECONNECTS,
+                STATUS_NEXT_RETRY,
+                STATUS_SUBPROTOCOL,
+                STATUS_PING_RTT
+            ]),
             set(m.status.iter().map(|s| s.key.as_str()))
         );
         let received = m.trigger(TRIGGER_MESSAGES_RECEIVED).unwrap();
@@ -298,12 +364,23 @@ mod tests {
             .iter()
             .map(|p| &p.name)
             .chain(m.triggers.iter().map(|t| &t.name))
-            .chain(m.triggers.iter().flat_map(|t| t.properties.iter().map(|p| &p.name)))
+            .chain(
+                m.triggers
+                    .iter()
+                    .flat_map(|t| t.properties.iter().map(|p| &p.name)),
+            )
             .chain(m.actions.iter().map(|a| &a.name))
-            .chain(m.actions.iter().flat_map(|a| a.properties.iter().map(|p| &p.name)))
+            .chain(
+                m.actions
+                    .iter()
+                    .flat_map(|a| a.properties.iter().map(|p| &p.name)),
+            )
             .chain(m.status.iter().map(|s| &s.key));
         for name in names {
-            assert!(readme.contains(&format!("`{name}`")), "README lacks `{name}`");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README lacks `{name}`"
+            );
         }
         for s in &m.status {
             assert!(readme.contains(&s.label), "README lacks {}", s.label);

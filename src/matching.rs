@@ -19,14 +19,16 @@ pub enum Trigger {
     Established,
     Disconnected,
     MessagesReceived,
+    GaveUp,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 5] = [
         Trigger::Connected,
         Trigger::Established,
         Trigger::Disconnected,
         Trigger::MessagesReceived,
+        Trigger::GaveUp,
     ];
 
     /// The manifest name, as used by the controller and the ABI.
@@ -36,6 +38,7 @@ impl Trigger {
             Trigger::Established => names::TRIGGER_ESTABLISHED,
             Trigger::Disconnected => names::TRIGGER_DISCONNECTED,
             Trigger::MessagesReceived => names::TRIGGER_MESSAGES_RECEIVED,
+            Trigger::GaveUp => names::TRIGGER_GAVE_UP,
         }
     }
 
@@ -106,10 +109,10 @@ impl PreparedTrigger {
     }
 
     /// The trigger variables for matched data: variable 1 is the message
-    /// (Messages Received) or the reason (Disconnected); none otherwise.
+    /// (Messages Received) or the reason (Disconnected, Gave Up); none otherwise.
     pub fn variables(&self, data: &[u8]) -> Vec<String> {
         match self.trigger {
-            Trigger::MessagesReceived | Trigger::Disconnected => {
+            Trigger::MessagesReceived | Trigger::Disconnected | Trigger::GaveUp => {
                 vec![String::from_utf8_lossy(data).into_owned()]
             }
             Trigger::Connected | Trigger::Established => Vec::new(),

@@ -10,10 +10,15 @@
 //! accepted.
 
 use crate::manifest::{Manifest, PropertySpec, PropertyType, names};
+use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use futures_rustls::pki_types::pem::PemObject;
+use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A bad property set. The message is meant for the person configuring the
 /// controller: it names the property, the value and what is accepted.
@@ -284,8 +289,80 @@ impl Protocol {
     }
 }
 
+/// Auto-Reconnect's backoff policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// Ceiling of the first delay; doubles per failed attempt.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Failed attempts in a row before giving up (0 = never).
+    pub max_attempts: u32,
+}
+
+/// An extra handshake header; the value is never logged.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: String,
+    pub value: Secret,
+}
+
+/// HTTP Basic credentials (RFC 7617).
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// An HTTP proxy reached with CONNECT.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub host: String,
+    pub port: u16,
+    pub auth: Option<BasicAuth>,
+}
+
+/// Which proxy to use.
+#[derive(Debug, Clone, Default)]
+pub enum ProxySetting {
+    #[default]
+    Direct,
+    Explicit(ProxyConfig),
+    /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read at each connect.
+    System,
+}
+
+/// A client certificate chain and its private key, for mutual TLS.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({} certificate(s), key <redacted>)",
+            self.chain.len()
+        )
+    }
+}
+
+/// How the server's certificate is checked, and what the client presents.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Trusted in addition to the public roots (or instead, see below).
+    pub ca_certificates: Vec<CertificateDer<'static>>,
+    pub trust_only_given_ca: bool,
+    pub client_identity: Option<ClientIdentity>,
+    /// Accept only a certificate with this SHA-256 fingerprint.
+    pub pin_sha256: Option<[u8; 32]>,
+    /// Accept any certificate (warned about on every connection).
+    pub skip_verification: bool,
+}
+
 /// The typed instance configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Properties {
     /// Host name or IP address (IPv6 without brackets).
     pub hostname: String,
@@ -298,6 +375,19 @@ pub struct Properties {
     pub auto_reconnect: bool,
     pub extended_logging: bool,
     pub log_comms: bool,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub pong_timeout: Duration,
+    /// None = off.
+    pub idle_timeout: Option<Duration>,
+    pub reconnect: ReconnectPolicy,
+    pub headers: Vec<Header>,
+    pub subprotocols: Vec<String>,
+    pub origin: Option<String>,
+    pub basic_auth: Option<BasicAuth>,
+    pub tls: TlsSettings,
+    pub proxy: ProxySetting,
+    pub max_message_size: usize,
     /// What was normalised while parsing, to be logged once by the instance.
     pub notes: Vec<String>,
 }
@@ -329,6 +419,41 @@ impl Properties {
             // The manifest range (0..=65535) was checked by PropertyValues.
             p => u16::try_from(p).unwrap_or(protocol.default_port()),
         };
+        let seconds = |name: &str| Duration::from_secs(values.int(name).max(0) as u64);
+        let reconnect = ReconnectPolicy {
+            min_delay: seconds(names::RECONNECT_MIN_DELAY),
+            max_delay: seconds(names::RECONNECT_MAX_DELAY),
+            max_attempts: u32::try_from(values.int(names::RECONNECT_MAX_ATTEMPTS)).unwrap_or(0),
+        };
+        if reconnect.min_delay > reconnect.max_delay {
+            return Err(PropertyError::new(
+                names::RECONNECT_MIN_DELAY,
+                format!(
+                    "Reconnect Min Delay ({} s) must not exceed Reconnect Max Delay ({} s)",
+                    reconnect.min_delay.as_secs(),
+                    reconnect.max_delay.as_secs()
+                ),
+            ));
+        }
+        let idle = seconds(names::IDLE_TIMEOUT);
+        let tls = parse_tls(&values)?;
+        if protocol == Protocol::Ws && tls.is_configured() {
+            notes.push("TLS properties (CA Certificate, Client Certificate, Pin SHA-256, Skip Certificate Verification) are ignored with Protocol WS".to_owned());
+        }
+        let origin = values.string(names::ORIGIN).trim().to_owned();
+        if !origin.is_empty() && HeaderValue::from_str(&origin).is_err() {
+            return Err(PropertyError::new(
+                names::ORIGIN,
+                format!(
+                    "Origin \"{origin}\" has characters not allowed in an HTTP header; use a URL such as https://panel.example.com"
+                ),
+            ));
+        }
+        let proxy = match values.string(names::PROXY).trim() {
+            "" if values.bool(names::USE_SYSTEM_PROXY) => ProxySetting::System,
+            "" => ProxySetting::Direct,
+            url => ProxySetting::Explicit(parse_proxy(url, names::PROXY)?),
+        };
         Ok(Properties {
             hostname,
             path,
@@ -338,6 +463,19 @@ impl Properties {
             auto_reconnect: values.bool(names::AUTO_RECONNECT),
             extended_logging: values.bool(names::EXTENDED_LOGGING),
             log_comms: values.bool(names::LOG_COMMS),
+            connect_timeout: seconds(names::CONNECT_TIMEOUT),
+            keepalive_interval: seconds(names::KEEP_ALIVE_INTERVAL),
+            pong_timeout: seconds(names::PONG_TIMEOUT),
+            idle_timeout: (!idle.is_zero()).then_some(idle),
+            reconnect,
+            headers: parse_headers(&values.string(names::HEADERS))?,
+            subprotocols: parse_subprotocols(&values.string(names::SUBPROTOCOLS))?,
+            origin: (!origin.is_empty()).then_some(origin),
+            basic_auth: parse_basic_auth(&values)?,
+            tls,
+            proxy,
+            max_message_size: usize::try_from(values.int(names::MAX_MESSAGE_SIZE))
+                .unwrap_or(usize::MAX),
             notes,
         })
     }
@@ -362,6 +500,298 @@ impl Properties {
             self.hostname.clone()
         };
         format!("{}://{host}:{}", self.protocol.scheme(), self.port)
+    }
+}
+
+impl TlsSettings {
+    /// Whether any TLS property differs from its default.
+    pub fn is_configured(&self) -> bool {
+        !self.ca_certificates.is_empty()
+            || self.trust_only_given_ca
+            || self.client_identity.is_some()
+            || self.pin_sha256.is_some()
+            || self.skip_verification
+    }
+}
+
+/// Handshake headers the module sets itself: overriding them would break
+/// the handshake, so they are refused with the property that sets them.
+const RESERVED_HEADERS: [(&str, &str); 8] = [
+    ("host", "set by Hostname and Port"),
+    ("upgrade", "set by the WebSocket handshake"),
+    ("connection", "set by the WebSocket handshake"),
+    ("sec-websocket-key", "set by the WebSocket handshake"),
+    ("sec-websocket-version", "set by the WebSocket handshake"),
+    ("sec-websocket-extensions", "not supported by this module"),
+    ("sec-websocket-protocol", "use the Subprotocols property"),
+    ("content-length", "a handshake has no body"),
+];
+
+fn parse_headers(text: &str) -> Result<Vec<Header>, PropertyError> {
+    let mut headers = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |why: String| {
+            Err(PropertyError::new(
+                names::HEADERS,
+                format!("Headers line {line_no}: {why}"),
+            ))
+        };
+        let Some((name, value)) = line.split_once(':') else {
+            return err(
+                "expected 'Name: Value' (the line has no ':'; its text is not shown)".into(),
+            );
+        };
+        let name = name.trim();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return err(format!(
+                "\"{name}\" is not a valid header name (letters, digits and - only)"
+            ));
+        }
+        if let Some((_, why)) = RESERVED_HEADERS
+            .iter()
+            .find(|(reserved, _)| name.eq_ignore_ascii_case(reserved))
+        {
+            return err(format!("{name} cannot be set here: {why}"));
+        }
+        let value = value.trim();
+        if HeaderValue::from_str(value).is_err() {
+            return err(format!(
+                "the value of {name} has a character not allowed in HTTP headers (the value is not shown)"
+            ));
+        }
+        headers.push(Header {
+            name: name.to_owned(),
+            value: Secret::new(value.to_owned()),
+        });
+    }
+    Ok(headers)
+}
+
+fn parse_subprotocols(text: &str) -> Result<Vec<String>, PropertyError> {
+    // RFC 7230 token characters.
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut protocols: Vec<String> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if !item.chars().all(tchar) {
+            return Err(PropertyError::new(
+                names::SUBPROTOCOLS,
+                format!(
+                    "Subprotocols: \"{item}\" is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~; separate names with commas)"
+                ),
+            ));
+        }
+        if !protocols.iter().any(|p| p == item) {
+            protocols.push(item.to_owned());
+        }
+    }
+    Ok(protocols)
+}
+
+fn parse_basic_auth(values: &PropertyValues) -> Result<Option<BasicAuth>, PropertyError> {
+    let username = values.string(names::USERNAME);
+    let password = values.string(names::PASSWORD);
+    if username.is_empty() {
+        if !password.is_empty() {
+            return Err(PropertyError::new(
+                names::PASSWORD,
+                "Password is set but Username is blank; HTTP Basic authentication needs both"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    }
+    if username.contains(':') || username.chars().any(char::is_control) {
+        return Err(PropertyError::new(
+            names::USERNAME,
+            format!(
+                "Username \"{username}\" must not contain ':' or control characters (RFC 7617)"
+            ),
+        ));
+    }
+    Ok(Some(BasicAuth {
+        username,
+        password: Secret::new(password),
+    }))
+}
+
+/// PEM text as given, or the contents of the file it names.
+fn pem_or_path(property: &str, value: &str) -> Result<Vec<u8>, PropertyError> {
+    let value = value.trim();
+    if value.starts_with("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    std::fs::read(value).map_err(|e| {
+        PropertyError::new(
+            property,
+            format!(
+                "{property}: cannot read the file \"{value}\" ({e}); give PEM text (-----BEGIN ...) or the path of a PEM file"
+            ),
+        )
+    })
+}
+
+fn parse_tls(values: &PropertyValues) -> Result<TlsSettings, PropertyError> {
+    let mut tls = TlsSettings::default();
+    let ca = values.string(names::CA_CERTIFICATE);
+    if !ca.trim().is_empty() {
+        let pem = pem_or_path(names::CA_CERTIFICATE, &ca)?;
+        tls.ca_certificates = certificates(&pem, names::CA_CERTIFICATE)?;
+    }
+    tls.trust_only_given_ca = values.bool(names::TRUST_ONLY_GIVEN_CA);
+    if tls.trust_only_given_ca && tls.ca_certificates.is_empty() {
+        return Err(PropertyError::new(
+            names::TRUST_ONLY_GIVEN_CA,
+            "Trust Only Given CA is on but CA Certificate is blank: nothing would be trusted"
+                .to_owned(),
+        ));
+    }
+    let cert = values.string(names::CLIENT_CERTIFICATE);
+    let key = values.string(names::CLIENT_KEY);
+    match (cert.trim().is_empty(), key.trim().is_empty()) {
+        (true, true) => {}
+        (false, true) => {
+            return Err(PropertyError::new(
+                names::CLIENT_KEY,
+                "Client Certificate is set but Client Key is blank; mutual TLS needs both"
+                    .to_owned(),
+            ));
+        }
+        (true, false) => {
+            return Err(PropertyError::new(
+                names::CLIENT_CERTIFICATE,
+                "Client Key is set but Client Certificate is blank; mutual TLS needs both"
+                    .to_owned(),
+            ));
+        }
+        (false, false) => {
+            let chain = certificates(
+                &pem_or_path(names::CLIENT_CERTIFICATE, &cert)?,
+                names::CLIENT_CERTIFICATE,
+            )?;
+            let key_pem = pem_or_path(names::CLIENT_KEY, &key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+                PropertyError::new(
+                    names::CLIENT_KEY,
+                    "Client Key holds no usable private key: expected PEM with -----BEGIN PRIVATE KEY----- (PKCS#8), -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY----- (the key is not shown)".to_owned(),
+                )
+            })?;
+            if futures_rustls::rustls::crypto::ring::sign::any_supported_type(&key).is_err() {
+                return Err(PropertyError::new(
+                    names::CLIENT_KEY,
+                    "Client Key is not a usable RSA, ECDSA or Ed25519 private key (the key is not shown)".to_owned(),
+                ));
+            }
+            tls.client_identity = Some(ClientIdentity {
+                chain,
+                key: Arc::new(key),
+            });
+        }
+    }
+    let pin = values.string(names::PIN_SHA256);
+    if !pin.trim().is_empty() {
+        tls.pin_sha256 = Some(parse_sha256(&pin)?);
+    }
+    tls.skip_verification = values.bool(names::INSECURE);
+    if tls.skip_verification && tls.pin_sha256.is_some() {
+        return Err(PropertyError::new(
+            names::INSECURE,
+            "Skip Certificate Verification (insecure) and Pin SHA-256 contradict each other; keep the pin and turn skipping off".to_owned(),
+        ));
+    }
+    Ok(tls)
+}
+
+fn certificates(pem: &[u8], property: &str) -> Result<Vec<CertificateDer<'static>>, PropertyError> {
+    crate::tls::certificates_from_pem(pem, property).map_err(|e| PropertyError::new(property, e))
+}
+
+fn parse_sha256(text: &str) -> Result<[u8; 32], PropertyError> {
+    let hex: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    let mut pin = [0u8; 32];
+    let valid = hex.len() == 64
+        && hex.is_ascii()
+        && pin.iter_mut().enumerate().all(|(i, byte)| {
+            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map(|b| *byte = b)
+                .is_ok()
+        });
+    if valid {
+        Ok(pin)
+    } else {
+        Err(PropertyError::new(
+            names::PIN_SHA256,
+            format!(
+                "Pin SHA-256 must be 64 hexadecimal digits (colons and spaces allowed), got {} digit(s); e.g. the output of `openssl x509 -noout -fingerprint -sha256`",
+                hex.len()
+            ),
+        ))
+    }
+}
+
+/// Parses `http://[user[:password]@]host[:port]` (the password is never
+/// shown in errors). `property` names the source in messages.
+pub fn parse_proxy(text: &str, property: &str) -> Result<ProxyConfig, PropertyError> {
+    let shown = redact_userinfo(text);
+    let err = |why: &str| {
+        Err(PropertyError::new(
+            property,
+            format!(
+                "{property} \"{shown}\" {why}; expected http://host:port or http://user:password@host:port"
+            ),
+        ))
+    };
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    let Ok(url) = url::Url::parse(&with_scheme) else {
+        return err("is not a valid URL");
+    };
+    if url.scheme() != "http" {
+        return err("uses a scheme other than http:// (HTTPS proxies are not supported)");
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return err("has no host");
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let auth = (!url.username().is_empty()).then(|| BasicAuth {
+        username: decode(url.username()),
+        password: Secret::new(url.password().map(decode).unwrap_or_default()),
+    });
+    Ok(ProxyConfig { host, port, auth })
+}
+
+/// `http://user:secret@host` → `http://user:***@host`.
+fn redact_userinfo(text: &str) -> String {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            format!("{prefix}{user}:***@{host}")
+        }
+        None => text.to_owned(),
     }
 }
 
@@ -629,5 +1059,156 @@ mod tests {
         let s = Secret::new("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn connection_options_default_to_the_classic_behaviour() {
+        let p = Properties::from_json(&json!({"Hostname": "h"})).unwrap();
+        assert_eq!(p.connect_timeout, Duration::from_secs(10));
+        assert_eq!(p.keepalive_interval, Duration::from_secs(30));
+        assert_eq!(p.pong_timeout, Duration::from_secs(10));
+        assert_eq!(p.idle_timeout, None);
+        assert_eq!(p.reconnect.min_delay, Duration::from_secs(1));
+        assert_eq!(p.reconnect.max_delay, Duration::from_secs(60));
+        assert_eq!(p.reconnect.max_attempts, 0);
+        assert!(p.headers.is_empty() && p.subprotocols.is_empty());
+        assert!(p.origin.is_none() && p.basic_auth.is_none());
+        assert!(!p.tls.is_configured());
+        assert!(matches!(p.proxy, ProxySetting::Direct));
+        assert_eq!(p.max_message_size, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn headers_are_parsed_and_bad_lines_named_without_values() {
+        let p = Properties::from_json(
+            &json!({"Hostname": "h", "Headers": "X-Site: north\n\nX-Key: s3cr3t"}),
+        )
+        .unwrap();
+        assert_eq!(p.headers.len(), 2);
+        assert_eq!(p.headers[1].name, "X-Key");
+        assert_eq!(p.headers[1].value.expose(), "s3cr3t");
+        let e = err(json!({"Hostname": "h", "Headers": "X-A: 1\nno colon s3cr3t"}));
+        assert!(
+            e.starts_with("Headers line 2: expected 'Name: Value'"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"));
+        let e = err(json!({"Hostname": "h", "Headers": "Bad Name: v"}));
+        assert!(e.contains("\"Bad Name\" is not a valid header name"));
+        let e = err(json!({"Hostname": "h", "Headers": "Sec-WebSocket-Protocol: x"}));
+        assert!(e.contains("use the Subprotocols property"));
+        let e = err(json!({"Hostname": "h", "Headers": "X-A: bad\u{1}value"}));
+        assert!(e.contains("the value of X-A has a character not allowed") && !e.contains("bad"));
+    }
+
+    #[test]
+    fn subprotocols_basic_auth_and_origin_are_checked() {
+        let p = Properties::from_json(
+            &json!({"Hostname": "h", "Subprotocols": " v2.bar, v1.foo ,v2.bar"}),
+        )
+        .unwrap();
+        assert_eq!(p.subprotocols, vec!["v2.bar", "v1.foo"]);
+        assert!(
+            err(json!({"Hostname": "h", "Subprotocols": "a b"}))
+                .contains("\"a b\" is not a valid subprotocol")
+        );
+        let p = Properties::from_json(&json!({"Hostname": "h", "Username": "u", "Password": "pw"}))
+            .unwrap();
+        assert_eq!(p.basic_auth.unwrap().password.expose(), "pw");
+        assert!(
+            err(json!({"Hostname": "h", "Password": "pw"}))
+                .starts_with("Password is set but Username is blank")
+        );
+        assert!(err(json!({"Hostname": "h", "Username": "a:b"})).contains("must not contain ':'"));
+        assert!(err(json!({"Hostname": "h", "Origin": "bad\u{1}"})).starts_with("Origin"));
+    }
+
+    #[test]
+    fn reconnect_delays_must_be_ordered() {
+        assert_eq!(
+            err(json!({"Hostname": "h", "Reconnect Min Delay": 5, "Reconnect Max Delay": 2})),
+            "Reconnect Min Delay (5 s) must not exceed Reconnect Max Delay (2 s)"
+        );
+        assert!(err(json!({"Hostname": "h", "Max Message Size": 10})).contains("from 1024 to"));
+    }
+
+    #[test]
+    fn tls_options_are_parsed_and_checked() {
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let pem = ca.cert.pem();
+        let p = Properties::from_json(&json!({"Hostname": "h", "Protocol": "WSS", "CA Certificate": pem, "Trust Only Given CA": true})).unwrap();
+        assert_eq!(p.tls.ca_certificates.len(), 1);
+        assert!(p.tls.trust_only_given_ca && p.notes.is_empty());
+        let p = Properties::from_json(&json!({"Hostname": "h", "CA Certificate": pem})).unwrap();
+        assert!(p.notes[0].contains("ignored with Protocol WS"));
+        assert!(
+            err(json!({"Hostname": "h", "CA Certificate": "/nonexistent/ca.pem"}))
+                .contains("cannot read the file \"/nonexistent/ca.pem\"")
+        );
+        assert!(
+            err(json!({"Hostname": "h", "Trust Only Given CA": true}))
+                .starts_with("Trust Only Given CA is on but CA Certificate is blank")
+        );
+        assert!(
+            err(json!({"Hostname": "h", "Client Certificate": pem}))
+                .starts_with("Client Certificate is set but Client Key is blank")
+        );
+        let key_pem = ca.signing_key.serialize_pem();
+        let p = Properties::from_json(
+            &json!({"Hostname": "h", "Client Certificate": pem, "Client Key": key_pem}),
+        )
+        .unwrap();
+        assert!(p.tls.client_identity.is_some());
+        assert!(
+            !format!("{p:?}").contains(key_pem.lines().nth(1).unwrap()),
+            "the key never prints"
+        );
+        let e = err(
+            json!({"Hostname": "h", "Client Certificate": pem, "Client Key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"}),
+        );
+        assert!(
+            e.starts_with("Client Key is not a usable") && !e.contains("bm90"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pins_take_hex_with_colons() {
+        let hex = "AB:".repeat(31) + "AB";
+        let p = Properties::from_json(&json!({"Hostname": "h", "Pin SHA-256": hex})).unwrap();
+        assert_eq!(p.tls.pin_sha256, Some([0xAB; 32]));
+        assert!(
+            err(json!({"Hostname": "h", "Pin SHA-256": "abcd"}))
+                .starts_with("Pin SHA-256 must be 64 hexadecimal digits")
+        );
+        assert!(
+            err(json!({"Hostname": "h", "Pin SHA-256": "zz".repeat(32)}))
+                .starts_with("Pin SHA-256")
+        );
+        assert!(err(json!({"Hostname": "h", "Pin SHA-256": hex, "Skip Certificate Verification (insecure)": true})).contains("contradict"));
+    }
+
+    #[test]
+    fn proxies_parse_and_never_show_the_password() {
+        let p = Properties::from_json(
+            &json!({"Hostname": "h", "Proxy": "http://us%20er:p%40ss@proxy.lan:3128"}),
+        )
+        .unwrap();
+        let ProxySetting::Explicit(proxy) = p.proxy else {
+            panic!("explicit proxy")
+        };
+        assert_eq!((proxy.host.as_str(), proxy.port), ("proxy.lan", 3128));
+        let auth = proxy.auth.unwrap();
+        assert_eq!(
+            (auth.username.as_str(), auth.password.expose()),
+            ("us er", "p@ss")
+        );
+        let p =
+            Properties::from_json(&json!({"Hostname": "h", "Proxy": "proxy.lan:8080"})).unwrap();
+        assert!(matches!(p.proxy, ProxySetting::Explicit(ref c) if c.port == 8080));
+        let e = err(json!({"Hostname": "h", "Proxy": "https://u:hunter2@proxy:1"}));
+        assert!(e.contains("u:***@proxy:1") && !e.contains("hunter2"), "{e}");
+        let p = Properties::from_json(&json!({"Hostname": "h", "Use System Proxy": true})).unwrap();
+        assert!(matches!(p.proxy, ProxySetting::System));
     }
 }

@@ -22,13 +22,25 @@ pub enum StatusKey {
     ConnectionStatus,
     LastSent,
     LastReceived,
+    LastError,
+    LastClose,
+    Reconnects,
+    NextRetry,
+    Subprotocol,
+    PingRtt,
 }
 
 impl StatusKey {
-    pub const ALL: [StatusKey; 3] = [
+    pub const ALL: [StatusKey; 9] = [
         StatusKey::ConnectionStatus,
         StatusKey::LastSent,
         StatusKey::LastReceived,
+        StatusKey::LastError,
+        StatusKey::LastClose,
+        StatusKey::Reconnects,
+        StatusKey::NextRetry,
+        StatusKey::Subprotocol,
+        StatusKey::PingRtt,
     ];
 
     /// The manifest key.
@@ -37,6 +49,12 @@ impl StatusKey {
             StatusKey::ConnectionStatus => names::STATUS_CONNECTION,
             StatusKey::LastSent => names::STATUS_LAST_SENT,
             StatusKey::LastReceived => names::STATUS_LAST_RECEIVED,
+            StatusKey::LastError => names::STATUS_LAST_ERROR,
+            StatusKey::LastClose => names::STATUS_LAST_CLOSE,
+            StatusKey::Reconnects => names::STATUS_RECONNECTS,
+            StatusKey::NextRetry => names::STATUS_NEXT_RETRY,
+            StatusKey::Subprotocol => names::STATUS_SUBPROTOCOL,
+            StatusKey::PingRtt => names::STATUS_PING_RTT,
         }
     }
 
@@ -96,6 +114,7 @@ impl StatusVariables {
                     .expect("every StatusKey is in the manifest (tested)"),
                 value: match k {
                     StatusKey::ConnectionStatus => "Disconnected".to_owned(),
+                    StatusKey::Reconnects => "0".to_owned(),
                     _ => String::new(),
                 },
                 timestamp: now.clone(),
@@ -166,7 +185,7 @@ mod tests {
     fn initial_values_and_labels_come_from_the_manifest() {
         let s = StatusVariables::new();
         let snap = s.snapshot();
-        assert_eq!(snap.len(), 3);
+        assert_eq!(snap.len(), StatusKey::ALL.len());
         assert_eq!(snap[0].key, "ConnectionStatus");
         assert_eq!(snap[0].label, "Connection Status");
         assert_eq!(snap[0].value, "Disconnected");

@@ -6,6 +6,7 @@ use super::*;
 fn settings(keep_alive: bool, auto_reconnect: bool) -> Settings {
     Settings {
         timing: Timing::default(),
+        reconnect: ReconnectPolicy::default(),
         keep_alive,
         auto_reconnect,
         extended_logging: true,
@@ -49,7 +50,7 @@ impl Harness {
         self.m.handle_connect(self.now, None);
         let conn = open_conn(&self.drain());
         self.m.handle_tcp_connected(self.now, conn);
-        self.m.handle_established(self.now, conn);
+        self.m.handle_established(self.now, conn, None);
         self.drain();
         conn
     }
@@ -108,9 +109,9 @@ fn triggers_fire_in_order_connected_established_message_disconnected() {
     let mut all = h.drain();
     let conn = open_conn(&all);
     h.m.handle_tcp_connected(h.now, conn);
-    h.m.handle_established(h.now, conn);
+    h.m.handle_established(h.now, conn, None);
     h.m.handle_message(h.now, conn, Bytes::from_static(b"hello"));
-    h.m.handle_closed(h.now, conn, "closed by server: 1000 bye".into());
+    h.m.handle_closed(h.now, conn, "closed by server: 1000 bye");
     all.extend(h.drain());
     assert_eq!(
         triggers(&all),
@@ -133,7 +134,7 @@ fn failed_tcp_connect_fires_no_trigger_but_is_logged_and_shown() {
     let mut h = Harness::new(true, false);
     h.m.handle_connect(h.now, None);
     let conn = open_conn(&h.drain());
-    h.m.handle_closed(h.now, conn, "connection refused".into());
+    h.m.handle_closed(h.now, conn, "connection refused");
     let effects = h.drain();
     assert!(trigger_names(&effects).is_empty());
     assert!(
@@ -151,8 +152,8 @@ fn failed_tcp_connect_fires_no_trigger_but_is_logged_and_shown() {
 fn disconnected_fires_once_however_many_end_events_arrive() {
     let mut h = Harness::new(true, true);
     let conn = h.establish();
-    h.m.handle_closed(h.now, conn, "connection reset".into());
-    h.m.handle_closed(h.now, conn, "EOF".into());
+    h.m.handle_closed(h.now, conn, "connection reset");
+    h.m.handle_closed(h.now, conn, "EOF");
     h.m.handle_timeout(h.now);
     let effects = h.drain();
     assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
@@ -164,7 +165,7 @@ fn handshake_failure_after_connected_fires_disconnected() {
     h.m.handle_connect(h.now, None);
     let conn = open_conn(&h.drain());
     h.m.handle_tcp_connected(h.now, conn);
-    h.m.handle_closed(h.now, conn, "HTTP 401 Unauthorized".into());
+    h.m.handle_closed(h.now, conn, "HTTP 401 Unauthorized");
     assert_eq!(
         trigger_names(&h.drain()),
         vec![Trigger::Connected, Trigger::Disconnected]
@@ -186,7 +187,7 @@ fn disconnect_action_closes_with_1000_and_stops_reconnecting() {
         trigger_names(&effects).is_empty(),
         "Disconnected waits for the close"
     );
-    h.m.handle_closed(h.now, conn, "closed by client: 1000".into());
+    h.m.handle_closed(h.now, conn, "closed by client: 1000");
     let effects = h.drain();
     assert_eq!(
         triggers(&effects),
@@ -234,7 +235,7 @@ fn disconnect_while_handshaking_drops_tcp_and_fires_disconnected() {
     let effects = h.drain();
     assert!(effects.contains(&Effect::Abort { conn }));
     assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
-    h.m.handle_established(h.now, conn);
+    h.m.handle_established(h.now, conn, None);
     assert!(
         trigger_names(&h.drain()).is_empty(),
         "stale handshake ignored"
@@ -262,7 +263,7 @@ fn connect_during_closing_reconnects_once_closed() {
     h.m.handle_disconnect(h.now);
     h.m.handle_connect(h.now, None);
     h.drain();
-    h.m.handle_closed(h.now, conn, "closed".into());
+    h.m.handle_closed(h.now, conn, "closed");
     let effects = h.drain();
     assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
     assert!(open_conn(&effects) != conn);
@@ -370,7 +371,7 @@ fn backoff_is_exponential_with_full_jitter_capped_at_sixty_seconds() {
     let mut delays = Vec::new();
     for _ in 0..12 {
         let conn = open_conn(&h.drain());
-        h.m.handle_closed(h.now, conn, "connection refused".into());
+        h.m.handle_closed(h.now, conn, "connection refused");
         h.drain();
         delays.push(h.fire_deadline());
     }
@@ -397,7 +398,7 @@ fn backoff_sequence_is_deterministic_for_a_seed() {
         (0..8)
             .map(|_| {
                 let conn = open_conn(&h.drain());
-                h.m.handle_closed(h.now, conn, "refused".into());
+                h.m.handle_closed(h.now, conn, "refused");
                 h.drain();
                 h.fire_deadline()
             })
@@ -418,8 +419,8 @@ fn a_server_that_always_fails_is_never_hammered() {
         let conn = open_conn(&h.drain());
         attempts += 1;
         h.m.handle_tcp_connected(h.now, conn);
-        h.m.handle_established(h.now, conn);
-        h.m.handle_closed(h.now, conn, "closed by server: 1011".into());
+        h.m.handle_established(h.now, conn, None);
+        h.m.handle_closed(h.now, conn, "closed by server: 1011");
         h.drain();
         h.fire_deadline();
     }
@@ -432,17 +433,17 @@ fn backoff_resets_after_a_stable_connection() {
     h.m.handle_connect(h.now, None);
     for _ in 0..5 {
         let conn = open_conn(&h.drain());
-        h.m.handle_closed(h.now, conn, "refused".into());
+        h.m.handle_closed(h.now, conn, "refused");
         h.drain();
         h.fire_deadline();
     }
     assert_eq!(h.m.attempt(), 5);
     let conn = open_conn(&h.drain());
     h.m.handle_tcp_connected(h.now, conn);
-    h.m.handle_established(h.now, conn);
+    h.m.handle_established(h.now, conn, None);
     h.advance(STABLE_AFTER);
     h.m.handle_message(h.now, conn, Bytes::from_static(b"x"));
-    h.m.handle_closed(h.now, conn, "closed by server: 1001".into());
+    h.m.handle_closed(h.now, conn, "closed by server: 1001");
     h.drain();
     assert_eq!(h.m.attempt(), 1, "counted from zero again");
     assert!(h.fire_deadline() <= RECONNECT_MIN);
@@ -453,7 +454,7 @@ fn reconnects_reuse_the_bearer_token_of_the_last_connect() {
     let mut h = Harness::new(true, true);
     h.m.handle_connect(h.now, Some(Secret::new("tok-1".into())));
     let conn = open_conn(&h.drain());
-    h.m.handle_closed(h.now, conn, "refused".into());
+    h.m.handle_closed(h.now, conn, "refused");
     h.drain();
     h.fire_deadline();
     let effects = h.drain();
@@ -469,7 +470,7 @@ fn connect_during_backoff_connects_at_once_and_resets_the_count() {
     let mut h = Harness::new(true, true);
     h.m.handle_connect(h.now, None);
     let conn = open_conn(&h.drain());
-    h.m.handle_closed(h.now, conn, "refused".into());
+    h.m.handle_closed(h.now, conn, "refused");
     h.drain();
     h.m.handle_connect(h.now, None);
     let effects = h.drain();
@@ -482,7 +483,7 @@ fn disconnect_during_backoff_cancels_the_reconnect() {
     let mut h = Harness::new(true, true);
     h.m.handle_connect(h.now, None);
     let conn = open_conn(&h.drain());
-    h.m.handle_closed(h.now, conn, "refused".into());
+    h.m.handle_closed(h.now, conn, "refused");
     h.m.handle_disconnect(h.now);
     h.drain();
     assert!(h.m.is_idle());
@@ -521,7 +522,7 @@ fn shutdown_closes_cleanly_and_fires_disconnected_once() {
         reason: String::new()
     }));
     assert!(!h.m.is_idle());
-    h.m.handle_closed(h.now, conn, "closed".into());
+    h.m.handle_closed(h.now, conn, "closed");
     let effects = h.drain();
     assert_eq!(
         triggers(&effects),
@@ -565,12 +566,12 @@ fn network_up_does_not_reconnect_without_auto_reconnect() {
 fn events_for_an_old_connection_are_ignored() {
     let mut h = Harness::new(true, true);
     let old = h.establish();
-    h.m.handle_closed(h.now, old, "reset".into());
+    h.m.handle_closed(h.now, old, "reset");
     h.drain();
     h.fire_deadline();
     let new = open_conn(&h.drain());
     h.m.handle_message(h.now, old, Bytes::from_static(b"late"));
-    h.m.handle_closed(h.now, old, "late close".into());
+    h.m.handle_closed(h.now, old, "late close");
     assert!(h.drain().is_empty());
     assert_eq!(h.m.current_conn(), Some(new));
 }
@@ -584,4 +585,218 @@ fn extended_logging_off_keeps_decisions_out_of_the_log() {
     m.handle_connect(now, None);
     let effects: Vec<_> = std::iter::from_fn(|| m.poll_effect()).collect();
     assert!(logs(&effects).iter().all(|(l, _)| *l != LogLevel::Extended));
+}
+
+fn status_of(effects: &[Effect], key: StatusKey) -> Option<String> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Status { key: k, value } if *k == key => Some(value.clone()),
+        _ => None,
+    })
+}
+
+fn fatal(reason: &str) -> Ending {
+    Ending {
+        fatal: true,
+        ..Ending::error(Stage::HttpUpgrade, reason.to_owned())
+    }
+}
+
+#[test]
+fn a_fatal_failure_gives_up_at_once_without_retrying() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_closed(h.now, conn, fatal("HTTP upgrade refused: 401 Unauthorized"));
+    let effects = h.drain();
+    assert_eq!(
+        trigger_names(&effects),
+        vec![Trigger::Connected, Trigger::Disconnected, Trigger::GaveUp]
+    );
+    assert_eq!(
+        status_of(&effects, StatusKey::LastError).unwrap(),
+        "HTTP upgrade refused: 401 Unauthorized (stage: HTTP upgrade)"
+    );
+    assert_eq!(
+        status_of(&effects, StatusKey::NextRetry).unwrap(),
+        "gave up"
+    );
+    assert!(h.m.is_idle());
+    assert_eq!(h.m.poll_deadline(), None, "no retry scheduled");
+    // The network coming back does not undo a Gave Up.
+    h.m.handle_network(h.now, false);
+    h.m.handle_network(h.now, true);
+    assert!(!h.drain().iter().any(|e| matches!(e, Effect::Open { .. })));
+}
+
+#[test]
+fn max_attempts_counts_the_first_connect_and_then_gives_up() {
+    let mut s = settings(true, true);
+    s.reconnect.max_attempts = 3;
+    let mut m = Machine::new(s, 3);
+    let mut now = Instant::now();
+    m.handle_connect(now, Some(Secret::new("t".into())));
+    let mut opens = 0;
+    let mut gave_up = Vec::new();
+    for _ in 0..10 {
+        let effects: Vec<_> = std::iter::from_fn(|| m.poll_effect()).collect();
+        gave_up.extend(
+            triggers(&effects)
+                .into_iter()
+                .filter(|(t, _)| *t == Trigger::GaveUp),
+        );
+        let Some(conn) = effects.iter().find_map(|e| match e {
+            Effect::Open { conn, .. } => Some(*conn),
+            _ => None,
+        }) else {
+            break;
+        };
+        opens += 1;
+        m.handle_closed(now, conn, Ending::error(Stage::Tcp, "refused".into()));
+        if let Some(d) = m.poll_deadline() {
+            now = d;
+            m.handle_timeout(now);
+        }
+    }
+    let effects: Vec<_> = std::iter::from_fn(|| m.poll_effect()).collect();
+    gave_up.extend(
+        triggers(&effects)
+            .into_iter()
+            .filter(|(t, _)| *t == Trigger::GaveUp),
+    );
+    assert_eq!(opens, 3);
+    assert_eq!(gave_up.len(), 1);
+    assert!(
+        gave_up[0]
+            .1
+            .contains("3 connection attempt(s) in a row failed")
+    );
+    // Reset Reconnect starts again, with the last Connect's token.
+    m.handle_reset_reconnect(now);
+    let effects: Vec<_> = std::iter::from_fn(|| m.poll_effect()).collect();
+    let token = effects.iter().find_map(|e| match e {
+        Effect::Open { bearer_token, .. } => bearer_token.clone(),
+        _ => None,
+    });
+    assert_eq!(token.unwrap().expose(), "t");
+    assert_eq!(m.attempt(), 0);
+}
+
+#[test]
+fn reset_reconnect_without_a_connect_does_nothing() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_reset_reconnect(h.now);
+    let effects = h.drain();
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Open { .. })));
+    assert!(logs(&effects)[0].1.contains("nothing to retry"));
+}
+
+#[test]
+fn reconnects_and_next_retry_are_reported() {
+    let mut h = Harness::new(true, true);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, Ending::error(Stage::Tcp, "refused".into()));
+    let effects = h.drain();
+    let at = effects.iter().find_map(|e| match e {
+        Effect::StatusAt {
+            key: StatusKey::NextRetry,
+            at,
+        } => Some(*at),
+        _ => None,
+    });
+    assert_eq!(at, h.m.poll_deadline(), "Next Retry is the scheduled time");
+    h.fire_deadline();
+    let effects = h.drain();
+    assert_eq!(status_of(&effects, StatusKey::Reconnects).unwrap(), "1");
+    assert_eq!(status_of(&effects, StatusKey::NextRetry).unwrap(), "");
+}
+
+#[test]
+fn idle_timeout_declares_a_silent_link_dead_even_without_keep_alive() {
+    let mut s = settings(false, false);
+    s.timing.idle_timeout = Some(Duration::from_secs(5));
+    let mut h = Harness {
+        m: Machine::new(s, 1),
+        now: Instant::now(),
+    };
+    let conn = h.establish();
+    h.advance(Duration::from_secs(3));
+    h.m.handle_activity(h.now, conn);
+    assert_eq!(h.fire_deadline(), Duration::from_secs(5));
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    let fired = triggers(&effects);
+    assert!(fired[0].1.contains("(Idle Timeout)"), "{fired:?}");
+    assert!(
+        status_of(&effects, StatusKey::LastError)
+            .unwrap()
+            .ends_with("(stage: Idle timeout)")
+    );
+}
+
+#[test]
+fn a_pong_reports_the_round_trip_time() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    h.fire_deadline();
+    h.drain();
+    h.advance(Duration::from_millis(42));
+    h.m.handle_pong(h.now, conn);
+    assert_eq!(
+        status_of(&h.drain(), StatusKey::PingRtt).as_deref(),
+        Some("42")
+    );
+}
+
+#[test]
+fn the_negotiated_subprotocol_and_close_codes_are_shown() {
+    let mut h = Harness::new(true, false);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_established(h.now, conn, Some("v1.foo".into()));
+    let effects = h.drain();
+    assert_eq!(
+        status_of(&effects, StatusKey::Subprotocol).unwrap(),
+        "v1.foo"
+    );
+    h.m.handle_closed(
+        h.now,
+        conn,
+        Ending {
+            close: Some("4000 bye (closed by server)".into()),
+            ..Ending::from("closed by server: 4000 bye")
+        },
+    );
+    let effects = h.drain();
+    assert_eq!(
+        status_of(&effects, StatusKey::LastClose).unwrap(),
+        "4000 bye (closed by server)"
+    );
+    assert_eq!(
+        status_of(&effects, StatusKey::LastError),
+        None,
+        "a close is no error"
+    );
+}
+
+#[test]
+fn reconnect_delays_follow_the_configured_policy() {
+    let mut s = settings(true, true);
+    s.reconnect.min_delay = Duration::from_secs(5);
+    s.reconnect.max_delay = Duration::from_secs(7);
+    let mut h = Harness {
+        m: Machine::new(s, 9),
+        now: Instant::now(),
+    };
+    h.m.handle_connect(h.now, None);
+    for n in 0..6 {
+        let conn = open_conn(&h.drain());
+        h.m.handle_closed(h.now, conn, "refused");
+        h.drain();
+        let d = h.fire_deadline();
+        let ceiling = if n == 0 { 5 } else { 7 };
+        assert!(d <= Duration::from_secs(ceiling), "attempt {n}: {d:?}");
+    }
 }
