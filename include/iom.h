@@ -49,6 +49,10 @@ extern "C" {
 
 #define IOM_ABI_VERSION 1u
 
+/* Flags of fired trigger data (fire_trigger_ex, iom_trigger_test_ex). */
+#define IOM_DATA_BINARY 1u /* the message was a binary frame: data is its lowercase hex
+                              (or its text, with the module's Binary As Text) */
+
 /* Return codes of the functions that return int. */
 #define IOM_OK 0
 #define IOM_ERR_INVALID_ARGUMENT 1 /* NULL, bad UTF-8, bad JSON, unknown name, bad value */
@@ -98,6 +102,13 @@ typedef struct iom_host_callbacks {
     /* A log line from the instance (instance_id) or the module (instance_id 0
      * is never used by an instance; hosts choose ids >= 1). */
     void (*log)(void *user_data, uint64_t instance_id, iom_log_level level, const char *message);
+    /* Optional; a later addition to ABI 1, used when struct_size covers it
+     * and it is not NULL (older hosts simply have a shorter struct). Like
+     * fire_trigger, plus `flags` (IOM_DATA_BINARY) to pass on to
+     * iom_trigger_test_ex(). When present, the module calls it instead of
+     * fire_trigger. */
+    void (*fire_trigger_ex)(void *user_data, uint64_t instance_id, const char *trigger,
+                            const uint8_t *data, size_t len, uint32_t flags);
 } iom_host_callbacks;
 
 /* The ABI version the module implements (IOM_ABI_VERSION it was built with). */
@@ -136,7 +147,8 @@ int iom_instance_action(iom_instance *instance, const char *action, const char *
 
 /* A JSON snapshot of the status variables:
  * [{"key":"ConnectionStatus","label":"Connection Status","value":"...","timestamp":"..."}].
- * Free with iom_string_free(). NULL only if `instance` is NULL. */
+ * Free with iom_string_free(). NULL only if `instance` is NULL or not a live
+ * instance (destroyed, or never created). */
 char *iom_instance_status(iom_instance *instance);
 
 /* Tell the instance the controller's network went down (0) or up (non-zero). */
@@ -158,6 +170,12 @@ iom_prepared_trigger *iom_trigger_prepare(iom_instance *instance, const char *tr
  */
 int iom_trigger_test(const iom_prepared_trigger *prepared, const uint8_t *data, size_t len,
                      iom_variables **variables);
+
+/* Like iom_trigger_test, with the flags fire_trigger_ex gave (so that, for
+ * example, the Message Type variable says "binary"). iom_trigger_test is
+ * iom_trigger_test_ex with flags 0. */
+int iom_trigger_test_ex(const iom_prepared_trigger *prepared, const uint8_t *data, size_t len,
+                        uint32_t flags, iom_variables **variables);
 
 void iom_trigger_free(iom_prepared_trigger *prepared);
 

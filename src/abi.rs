@@ -55,6 +55,14 @@ pub type StatusChangedFn = unsafe extern "C" fn(
     value: *const c_char,
     timestamp: *const c_char,
 );
+pub type FireTriggerExFn = unsafe extern "C" fn(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+);
 pub type LogFn = unsafe extern "C" fn(
     user_data: *mut c_void,
     instance_id: u64,
@@ -72,7 +80,16 @@ pub struct IomHostCallbacks {
     pub fire_trigger: Option<FireTriggerFn>,
     pub status_changed: Option<StatusChangedFn>,
     pub log: Option<LogFn>,
+    /// Optional: present when `struct_size` covers it.
+    pub fire_trigger_ex: Option<FireTriggerExFn>,
 }
+
+/// The size of the struct before the optional fields: what every ABI 1
+/// host passes at least.
+const CALLBACKS_BASE_SIZE: usize = std::mem::offset_of!(IomHostCallbacks, fire_trigger_ex);
+
+/// `IOM_DATA_BINARY`.
+pub const IOM_DATA_BINARY: u32 = 1;
 
 /// Opaque handle types of the header (never dereferenced: registry ids).
 pub enum IomInstance {}
@@ -176,8 +193,22 @@ fn trigger_c_name(trigger: Trigger) -> &'static CStr {
 }
 
 impl Host for CHost {
-    fn fire_trigger(&self, trigger: Trigger, data: &[u8]) {
-        if let Some(f) = self.callbacks.fire_trigger {
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool) {
+        if let Some(f) = self.callbacks.fire_trigger_ex {
+            let flags = if binary { IOM_DATA_BINARY } else { 0 };
+            // SAFETY: the host gave us this function (struct_size covered
+            // it); every pointer is valid for the duration of the call.
+            unsafe {
+                f(
+                    self.callbacks.user_data,
+                    self.instance_id,
+                    trigger_c_name(trigger).as_ptr(),
+                    data.as_ptr(),
+                    data.len(),
+                    flags,
+                )
+            }
+        } else if let Some(f) = self.callbacks.fire_trigger {
             // SAFETY: the host gave us this function for exactly this call;
             // every pointer is valid for the duration of the call.
             unsafe {
@@ -371,7 +402,7 @@ fn create(
             "host speaks IO module ABI version {version}, this module implements version {ABI_VERSION}; rebuild the host against this module's iom.h or use a matching module"
         ));
     }
-    let needed = std::mem::size_of::<IomHostCallbacks>();
+    let needed = CALLBACKS_BASE_SIZE;
     if (size as usize) < needed {
         return Err(format!(
             "iom_host_callbacks.struct_size is {size}, expected at least {needed} (sizeof(iom_host_callbacks) for ABI {ABI_VERSION})"
@@ -380,8 +411,28 @@ fn create(
     if instance_id == 0 {
         return Err("instance_id must be 1 or more (0 is reserved)".into());
     }
-    // SAFETY: non-NULL, version and size checked: a full struct is readable.
-    let callbacks = unsafe { host.read_unaligned() };
+    // Copy what the host's struct has; optional fields it lacks stay NULL.
+    let full = std::mem::size_of::<IomHostCallbacks>();
+    let mut callbacks = IomHostCallbacks {
+        struct_size: 0,
+        abi_version: 0,
+        user_data: std::ptr::null_mut(),
+        fire_trigger: None,
+        status_changed: None,
+        log: None,
+        fire_trigger_ex: None,
+    };
+    // SAFETY: non-NULL, version checked, and `size` (at least the base
+    // size) bytes are readable per iom.h; we copy at most our struct's size
+    // into a valid value whose every field is a plain integer, pointer or
+    // nullable function pointer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            host as *const u8,
+            (&mut callbacks as *mut IomHostCallbacks).cast::<u8>(),
+            (size as usize).min(full),
+        )
+    };
     let json = read_json(properties_json, "properties_json")?;
     let properties = Properties::from_json(&json).map_err(|e| e.message)?;
     let chost = Arc::new(CHost {
@@ -547,6 +598,22 @@ pub unsafe extern "C" fn iom_trigger_test(
     len: usize,
     variables: *mut *mut IomVariables,
 ) -> c_int {
+    // SAFETY: the same contract, passed on unchanged.
+    unsafe { iom_trigger_test_ex(prepared, data, len, 0, variables) }
+}
+
+/// See iom.h.
+///
+/// # Safety
+/// Pointer arguments must be NULL or as iom.h describes them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iom_trigger_test_ex(
+    prepared: *const IomPreparedTrigger,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+    variables: *mut *mut IomVariables,
+) -> c_int {
     guard(-1, std::ptr::null_mut(), || {
         if !variables.is_null() {
             // SAFETY: NULL or writable storage for one pointer (iom.h).
@@ -565,8 +632,9 @@ pub unsafe extern "C" fn iom_trigger_test(
             return 0;
         }
         if !variables.is_null() {
+            let binary = flags & IOM_DATA_BINARY != 0;
             let values = trigger
-                .variables(bytes)
+                .variables(bytes, binary)
                 .into_iter()
                 .map(|v| v.into_bytes().into_boxed_slice())
                 .collect();

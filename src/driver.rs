@@ -10,10 +10,11 @@
 //! driver thread, one at a time, in event order.
 
 use crate::instance::{Host, Shared};
-use crate::machine::{ConnId, Effect, Ending, LogLevel, Machine, Stage};
+use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Stage};
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
 use crate::proxy;
+use crate::status::StatusKey;
 use crate::status::StatusVariables;
 use crate::tls::is_certificate_failure;
 use async_tungstenite::WebSocketStream;
@@ -22,7 +23,7 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use async_tungstenite::tungstenite::{self, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use base64::Engine;
 use bytes::Bytes;
@@ -102,7 +103,8 @@ pub(crate) enum Input {
     Connect(Option<Secret>),
     Disconnect,
     ResetReconnect,
-    Send(Utf8Bytes),
+    Send(Outbound),
+    ClearQueue,
     Network(bool),
     Shutdown,
     /// A log line decided outside the driver thread (e.g. a refused action).
@@ -144,6 +146,8 @@ pub(crate) struct Runner {
     attempt: Option<(ConnId, Task<()>)>,
     shutting_down: bool,
     close_timeout: Duration,
+    /// The counters as last pushed to the status variables.
+    published: Counters,
 }
 
 enum Wake {
@@ -179,6 +183,7 @@ impl Runner {
             connection: None,
             attempt: None,
             shutting_down: false,
+            published: Counters::default(),
         }
     }
 
@@ -270,6 +275,7 @@ impl Runner {
                 self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
                 self.machine.handle_send(now, text);
             }
+            Input::ClearQueue => self.machine.handle_clear_queue(now),
             Input::Network(up) => self.machine.handle_network(now, up),
             Input::Shutdown => {
                 self.shutting_down = true;
@@ -312,17 +318,11 @@ impl Runner {
                         .log(LogLevel::Extended, &comms_line("<-", &message));
                 }
                 match message {
-                    Message::Text(text) => self.machine.handle_message(now, id, Bytes::from(text)),
-                    Message::Binary(data) => {
-                        self.machine.handle_activity(now, id);
-                        self.host.log(
-                            LogLevel::Normal,
-                            &format!(
-                                "binary message of {} bytes received; this module version delivers text messages only, so it fired no trigger",
-                                data.len()
-                            ),
-                        );
+                    Message::Text(text) => {
+                        self.machine
+                            .handle_message(now, id, Bytes::from(text), false)
                     }
+                    Message::Binary(data) => self.machine.handle_message(now, id, data, true),
                     Message::Close(frame) => {
                         conn.server_close = Some(frame);
                         self.machine.handle_activity(now, id);
@@ -413,8 +413,11 @@ impl Runner {
                     }
                     self.attempt = Some((conn, task));
                 }
-                Effect::Send { conn, text } => {
-                    let message = Message::Text(text);
+                Effect::Send { conn, message } => {
+                    let message = match message {
+                        Outbound::Text(text) => Message::Text(text),
+                        Outbound::Binary(data) => Message::Binary(data),
+                    };
                     if self.props.log_comms {
                         self.host
                             .log(LogLevel::Extended, &comms_line("->", &message));
@@ -448,14 +451,18 @@ impl Runner {
                         self.attempt = None;
                     }
                 }
-                Effect::Fire { trigger, data } => {
+                Effect::Fire {
+                    trigger,
+                    data,
+                    binary,
+                } => {
                     // Connection triggers see up-to-date status (and the
                     // established flag Send Message checks); message
                     // triggers leave Last Received to the batch flush.
                     if trigger != Trigger::MessagesReceived {
                         self.publish();
                     }
-                    self.host.fire_trigger(trigger, &data);
+                    self.host.fire_trigger(trigger, &data, binary);
                 }
                 Effect::Status { key, value } => self.status.set(key, value),
                 Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
@@ -502,6 +509,48 @@ impl Runner {
             .state_name
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = self.machine.state_name();
+        let counters = self.machine.counters();
+        if counters != self.published {
+            let pairs = [
+                (
+                    StatusKey::MessagesIn,
+                    counters.messages_in,
+                    self.published.messages_in,
+                ),
+                (
+                    StatusKey::MessagesOut,
+                    counters.messages_out,
+                    self.published.messages_out,
+                ),
+                (
+                    StatusKey::BytesIn,
+                    counters.bytes_in,
+                    self.published.bytes_in,
+                ),
+                (
+                    StatusKey::BytesOut,
+                    counters.bytes_out,
+                    self.published.bytes_out,
+                ),
+                (StatusKey::Dropped, counters.dropped, self.published.dropped),
+                (
+                    StatusKey::Suppressed,
+                    counters.suppressed,
+                    self.published.suppressed,
+                ),
+                (
+                    StatusKey::QueueDepth,
+                    counters.queue_depth as u64,
+                    self.published.queue_depth as u64,
+                ),
+            ];
+            for (key, now, before) in pairs {
+                if now != before {
+                    self.status.set(key, now.to_string());
+                }
+            }
+            self.published = counters;
+        }
         if !self.status.is_dirty() {
             return;
         }

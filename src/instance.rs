@@ -16,7 +16,7 @@
 //!
 //! struct Print;
 //! impl Host for Print {
-//!     fn fire_trigger(&self, trigger: Trigger, data: &[u8]) {
+//!     fn fire_trigger(&self, trigger: Trigger, data: &[u8], _binary: bool) {
 //!         println!("{}: {}", trigger.name(), String::from_utf8_lossy(data));
 //!     }
 //!     fn status_changed(&self, v: &StatusVariable) { println!("{} = {}", v.label, v.value); }
@@ -32,7 +32,7 @@
 //! ```
 
 use crate::driver::{self, Input, Runner};
-use crate::machine::{LogLevel, Machine, Settings, Timing};
+use crate::machine::{LogLevel, Machine, Outbound, Settings, Timing};
 use crate::manifest::{Manifest, names};
 use crate::matching::{Trigger, fill_placeholders};
 use crate::properties::{
@@ -60,8 +60,10 @@ pub const SEND_BACKLOG: usize = 10_000;
 /// into the instance (queue the event instead).
 pub trait Host: Send + Sync + 'static {
     /// A trigger fired with its data (the message for Messages Received, the
-    /// reason for Disconnected, empty otherwise).
-    fn fire_trigger(&self, trigger: Trigger, data: &[u8]);
+    /// reason for Disconnected and Gave Up, empty otherwise). `binary`: the
+    /// message was a binary frame (data is its hex, or its text with Binary
+    /// As Text); pass it on to [`PreparedTrigger::variables`](crate::matching::PreparedTrigger::variables).
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool);
     /// A status variable changed.
     fn status_changed(&self, variable: &StatusVariable);
     /// A log line. Extended-level lines come only with Extended Logging or
@@ -145,8 +147,9 @@ impl From<PropertyError> for ActionError {
 pub enum Action {
     Connect { bearer_token: Option<Secret> },
     Disconnect,
-    SendMessage { message: String },
+    SendMessage { message: Outbound },
     ResetReconnect,
+    ClearQueue,
 }
 
 impl Action {
@@ -185,11 +188,45 @@ impl Action {
             }
             names::ACTION_DISCONNECT => Action::Disconnect,
             names::ACTION_RESET_RECONNECT => Action::ResetReconnect,
-            _ => Action::SendMessage {
-                message: values.string(names::MESSAGE),
-            },
+            names::ACTION_CLEAR_QUEUE => Action::ClearQueue,
+            _ => {
+                let text = values.string(names::MESSAGE);
+                let message = if values.string(names::MESSAGE_TYPE) == "Binary" {
+                    Outbound::Binary(parse_hex(&text)?.into())
+                } else {
+                    Outbound::Text(Utf8Bytes::from(text))
+                };
+                Action::SendMessage { message }
+            }
         })
     }
+}
+
+/// Hex digits (whitespace allowed between bytes) to bytes; an error names
+/// the offset of the first bad character in the Message text.
+fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
+    let digits: Vec<(usize, char)> = text
+        .char_indices()
+        .filter(|(_, c)| !c.is_whitespace())
+        .collect();
+    let compact: String = digits.iter().map(|(_, c)| *c).collect();
+    hex::decode(&compact).map_err(|e| {
+        let message = match e {
+            hex::FromHexError::InvalidHexCharacter { c, index } => format!(
+                "Message is not hex: '{c}' at offset {} is not a hex digit (Message Type Binary takes hex such as 01 ff 7e)",
+                digits.get(index).map_or(index, |(offset, _)| *offset)
+            ),
+            hex::FromHexError::OddLength => format!(
+                "Message is not hex: {} hex digit(s) is an odd count; every byte takes two digits",
+                compact.len()
+            ),
+            other => format!("Message is not hex: {other}"),
+        };
+        PropertyError {
+            property: names::MESSAGE.to_owned(),
+            message,
+        }
+    })
 }
 
 /// State shared between the instance handle and its runner.
@@ -203,6 +240,8 @@ pub(crate) struct Shared {
 /// One configured WebSocket Client. See the module documentation.
 pub struct Instance {
     inputs: Sender<Input>,
+    /// Send Message while not established is queued, not refused.
+    queue_while_disconnected: bool,
     shared: Arc<Shared>,
     task: Mutex<Option<Task<()>>>,
 }
@@ -251,9 +290,11 @@ impl Instance {
             close_timeout: options.timing.close_timeout,
             idle_timeout: options.timing.idle_timeout.or(properties.idle_timeout),
         };
+        let messaging = properties.messaging;
         let settings = Settings {
             timing,
             reconnect: properties.reconnect,
+            messaging,
             keep_alive: properties.keep_alive,
             auto_reconnect: properties.auto_reconnect,
             extended_logging: properties.extended_logging,
@@ -284,6 +325,7 @@ impl Instance {
         let task = driver::spawn(runner.run(queue));
         Ok(Instance {
             inputs,
+            queue_while_disconnected: messaging.queue_while_disconnected,
             shared,
             task: Mutex::new(Some(task)),
         })
@@ -317,7 +359,8 @@ impl Instance {
             Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
             Action::Disconnect => self.input(Input::Disconnect),
             Action::ResetReconnect => self.input(Input::ResetReconnect),
-            Action::SendMessage { message } => self.send_message(message),
+            Action::ClearQueue => self.input(Input::ClearQueue),
+            Action::SendMessage { message } => self.send(message),
         }
     }
 
@@ -334,10 +377,16 @@ impl Instance {
         self.run(Action::Disconnect)
     }
 
-    /// Send a text message. Refused with an error (and an error in the log)
-    /// when the WebSocket is not established: nothing is sent or queued.
+    /// Send a text message. See [`Instance::send`].
     pub fn send_message(&self, message: impl Into<String>) -> Result<(), ActionError> {
-        if !self.shared.established.load(Ordering::Relaxed) {
+        self.send(Outbound::Text(Utf8Bytes::from(message.into())))
+    }
+
+    /// Send a message. When the WebSocket is not established it is queued
+    /// (Queue While Disconnected) or refused with an error (and an error in
+    /// the log): nothing is sent.
+    pub fn send(&self, message: Outbound) -> Result<(), ActionError> {
+        if !self.queue_while_disconnected && !self.shared.established.load(Ordering::Relaxed) {
             let error = ActionError::NotEstablished {
                 state: self.state_name(),
             };
@@ -356,8 +405,7 @@ impl Instance {
                 .try_send(Input::Log(LogLevel::Critical, error.to_string()));
             return Err(error);
         }
-        let text = Utf8Bytes::from(message.into());
-        self.input(Input::Send(text)).inspect_err(|_| {
+        self.input(Input::Send(message)).inspect_err(|_| {
             self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
         })
     }
@@ -443,7 +491,7 @@ mod tests {
         assert_eq!(
             a,
             Action::SendMessage {
-                message: "pong: ping".into()
+                message: Outbound::Text("pong: ping".into())
             }
         );
         assert_eq!(

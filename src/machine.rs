@@ -72,8 +72,8 @@ pub enum Effect {
         conn: ConnId,
         bearer_token: Option<Secret>,
     },
-    /// Send a text message on the connection.
-    Send { conn: ConnId, text: Utf8Bytes },
+    /// Send a message on the connection.
+    Send { conn: ConnId, message: Outbound },
     /// Send a keep-alive ping.
     Ping { conn: ConnId },
     /// Send a close frame and wait for the server's close (then report
@@ -87,8 +87,13 @@ pub enum Effect {
     /// cancelled attempt). No `handle_closed` is expected afterwards.
     Abort { conn: ConnId },
     /// Fire a trigger with its data (the message; the reason for
-    /// Disconnected; empty otherwise).
-    Fire { trigger: Trigger, data: Bytes },
+    /// Disconnected; empty otherwise). `binary`: a binary message, whose
+    /// data is its hex (or text, with Binary As Text).
+    Fire {
+        trigger: Trigger,
+        data: Bytes,
+        binary: bool,
+    },
     /// Set a status variable.
     Status { key: StatusKey, value: String },
     /// Set a status variable to a payload (coalesced, converted at flush).
@@ -97,6 +102,132 @@ pub enum Effect {
     StatusAt { key: StatusKey, at: Instant },
     /// A log line for the controller.
     Log { level: LogLevel, message: String },
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Outbound {
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What Last Sent shows: the text, or the hex of binary data.
+    fn shown(&self) -> Bytes {
+        match self {
+            Outbound::Text(t) => Bytes::from(t.clone()),
+            Outbound::Binary(b) => Bytes::from(hex::encode(b)),
+        }
+    }
+}
+
+/// Messaging options (all off by default: the classic behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Messaging {
+    pub binary_as_text: bool,
+    pub queue_while_disconnected: bool,
+    pub queue_size: usize,
+    /// None: queued messages never expire.
+    pub queue_ttl: Option<Duration>,
+    /// When full: drop the oldest queued message (true) or the new one.
+    pub drop_oldest: bool,
+    /// Messages per second at most (0 = unlimited).
+    pub max_send_rate: u32,
+    /// Messages Received triggers per second at most (0 = unlimited).
+    pub trigger_rate_limit: u32,
+}
+
+impl Default for Messaging {
+    fn default() -> Self {
+        Messaging {
+            binary_as_text: false,
+            queue_while_disconnected: false,
+            queue_size: 100,
+            queue_ttl: Some(Duration::from_secs(60)),
+            drop_oldest: true,
+            max_send_rate: 0,
+            trigger_rate_limit: 0,
+        }
+    }
+}
+
+/// Traffic counters, shown as status variables (pushed in batches).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Queued messages dropped (full queue, TTL, Clear Queue, lost link).
+    pub dropped: u64,
+    /// Messages that fired no trigger because of Trigger Rate Limit.
+    pub suppressed: u64,
+    pub queue_depth: usize,
+}
+
+/// A token bucket in virtual time.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: bool) -> Bucket {
+        let rate = f64::from(rate);
+        let capacity = if burst { rate.max(1.0) } else { 1.0 };
+        Bucket {
+            rate,
+            capacity,
+            tokens: capacity,
+            at: None,
+        }
+    }
+
+    fn unlimited(&self) -> bool {
+        self.rate == 0.0
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.at {
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        }
+        self.at = Some(now);
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if self.unlimited() {
+            return true;
+        }
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is there.
+    fn next(&self, now: Instant) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        let at = self.at.unwrap_or(now);
+        at + Duration::from_secs_f64(missing / self.rate)
+    }
 }
 
 /// The machine's timeouts. Defaults are the constants above; the Rust API
@@ -209,6 +340,7 @@ impl From<&str> for Ending {
 pub struct Settings {
     pub timing: Timing,
     pub reconnect: ReconnectPolicy,
+    pub messaging: Messaging,
     pub keep_alive: bool,
     pub auto_reconnect: bool,
     pub extended_logging: bool,
@@ -263,6 +395,13 @@ pub struct Machine {
     reconnects: u64,
     rng: fastrand::Rng,
     effects: VecDeque<Effect>,
+    /// Messages waiting to be sent: offline queue and send-rate pacing.
+    queue: VecDeque<(Instant, Outbound)>,
+    send_bucket: Bucket,
+    trigger_bucket: Bucket,
+    /// Trigger Rate Limit is suppressing (logged once per episode).
+    suppressing: bool,
+    counters: Counters,
     /// The status values last emitted (by StatusKey), to skip repeats.
     shown: Vec<String>,
 }
@@ -271,7 +410,13 @@ impl Machine {
     /// A machine in the Idle state. `seed` drives the reconnect jitter, so
     /// tests can replay a backoff sequence.
     pub fn new(settings: Settings, seed: u64) -> Self {
+        let messaging = settings.messaging;
         Machine {
+            queue: VecDeque::new(),
+            send_bucket: Bucket::new(messaging.max_send_rate, false),
+            trigger_bucket: Bucket::new(messaging.trigger_rate_limit, true),
+            suppressing: false,
+            counters: Counters::default(),
             settings,
             state: State::Idle,
             next_conn: 0,
@@ -327,6 +472,14 @@ impl Machine {
         }
     }
 
+    /// Traffic counters and the queue depth.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            queue_depth: self.queue.len(),
+            ..self.counters
+        }
+    }
+
     /// How long a close handshake may take.
     pub fn close_timeout(&self) -> Duration {
         self.settings.timing.close_timeout
@@ -346,6 +499,24 @@ impl Machine {
 
     /// When `handle_timeout` must be called next (None: nothing scheduled).
     pub fn poll_deadline(&self) -> Option<Instant> {
+        self.state_deadline()
+            .into_iter()
+            .chain(self.queue_deadline())
+            .min()
+    }
+
+    /// The queue's next event: the next send token while established and
+    /// paced, or the oldest message's expiry while waiting.
+    fn queue_deadline(&self) -> Option<Instant> {
+        let (enqueued, _) = self.queue.front()?;
+        if self.is_established() {
+            (!self.send_bucket.unlimited()).then(|| self.send_bucket.next(*enqueued))
+        } else {
+            self.settings.messaging.queue_ttl.map(|ttl| *enqueued + ttl)
+        }
+    }
+
+    fn state_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Idle => None,
             State::Connecting { since, .. } | State::Handshaking { since, .. } => {
@@ -433,32 +604,41 @@ impl Machine {
         self.wanted = false;
         self.connect_after_close = false;
         self.end_by_request(now, "instance removed", 1000);
+        if self.is_idle() {
+            let n = self.queue.len();
+            self.drop_queued(n, "instance removed");
+        }
     }
 
-    /// The Send Message action. Sends only when established; otherwise logs
-    /// an error naming the state and sends nothing, queues nothing.
-    /// Returns whether the message was handed to the connection.
-    pub fn handle_send(&mut self, _now: Instant, text: Utf8Bytes) -> bool {
-        match self.state {
-            State::Established { conn, .. } => {
-                self.effects.push_back(Effect::StatusPayload {
-                    key: StatusKey::LastSent,
-                    payload: Bytes::from(text.clone()),
-                });
-                self.effects.push_back(Effect::Send { conn, text });
-                true
+    /// The Send Message action. Sends when established (paced by Max Send
+    /// Rate); otherwise queues it with Queue While Disconnected, or (the
+    /// classic behaviour) logs an error naming the state and sends nothing.
+    /// Returns whether the message was sent or queued.
+    pub fn handle_send(&mut self, now: Instant, message: Outbound) -> bool {
+        if let State::Established { conn, .. } = self.state {
+            if self.queue.is_empty() && self.send_bucket.take(now) {
+                self.transmit(conn, message);
+                return true;
             }
-            _ => {
-                self.log(
-                    LogLevel::Critical,
-                    format!(
-                        "Send Message failed: the WebSocket is not established (state: {}); nothing was sent",
-                        self.state_name()
-                    ),
-                );
-                false
-            }
+            return self.enqueue(now, message);
         }
+        if self.settings.messaging.queue_while_disconnected && !self.shutting_down {
+            return self.enqueue(now, message);
+        }
+        self.log(
+            LogLevel::Critical,
+            format!(
+                "Send Message failed: the WebSocket is not established (state: {}); nothing was sent",
+                self.state_name()
+            ),
+        );
+        false
+    }
+
+    /// The Clear Queue action.
+    pub fn handle_clear_queue(&mut self, _now: Instant) {
+        let n = self.queue.len();
+        self.drop_queued(n, "Clear Queue");
     }
 
     /// The Reset Reconnect action: clear the attempt count (and a Gave Up)
@@ -564,6 +744,8 @@ impl Machine {
             self.set(StatusKey::NextRetry, String::new());
             self.status("Established");
             self.fire(Trigger::Established, Bytes::new());
+            // Queued messages go first, in order, before anything sent later.
+            self.flush_queue(now);
             self.log(
                 LogLevel::Normal,
                 format!("WebSocket established with {}", self.settings.display_url),
@@ -572,27 +754,57 @@ impl Machine {
     }
 
     /// A message arrived: fires Messages Received (one per message, in
-    /// order) and sets Last Received.
-    pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
-        if let State::Established {
+    /// order, unless Trigger Rate Limit suppresses it) and sets Last
+    /// Received. Binary payloads are shown as lowercase hex (or as text with
+    /// Binary As Text, when valid UTF-8).
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes, binary: bool) {
+        let State::Established {
             conn: c,
             last_rx,
             ping_sent,
             ..
         } = &mut self.state
-            && *c == conn
-        {
-            *last_rx = now;
-            *ping_sent = None;
-            self.effects.push_back(Effect::StatusPayload {
-                key: StatusKey::LastReceived,
-                payload: payload.clone(),
-            });
-            self.effects.push_back(Effect::Fire {
-                trigger: Trigger::MessagesReceived,
-                data: payload,
-            });
+        else {
+            return;
+        };
+        if *c != conn {
+            return;
         }
+        *last_rx = now;
+        *ping_sent = None;
+        self.counters.messages_in += 1;
+        self.counters.bytes_in += payload.len() as u64;
+        let data = if binary
+            && !(self.settings.messaging.binary_as_text && std::str::from_utf8(&payload).is_ok())
+        {
+            Bytes::from(hex::encode(&payload))
+        } else {
+            payload
+        };
+        self.effects.push_back(Effect::StatusPayload {
+            key: StatusKey::LastReceived,
+            payload: data.clone(),
+        });
+        if !self.trigger_bucket.take(now) {
+            self.counters.suppressed += 1;
+            if !self.suppressing {
+                self.suppressing = true;
+                self.log(
+                    LogLevel::Normal,
+                    format!(
+                        "Trigger Rate Limit ({}/s) reached: messages over it fire no trigger and are counted in Suppressed",
+                        self.settings.messaging.trigger_rate_limit
+                    ),
+                );
+            }
+            return;
+        }
+        self.suppressing = false;
+        self.effects.push_back(Effect::Fire {
+            trigger: Trigger::MessagesReceived,
+            data,
+            binary,
+        });
     }
 
     /// A pong: proof of life, and the round trip time of a keep-alive ping.
@@ -664,6 +876,13 @@ impl Machine {
             return;
         }
         let timing = self.settings.timing;
+        self.service_queue(now);
+        let Some(due) = self.state_deadline() else {
+            return;
+        };
+        if now < due {
+            return;
+        }
         match self.state {
             State::Idle => {}
             State::Waiting { .. } => {
@@ -831,6 +1050,103 @@ impl Machine {
         }
     }
 
+    /// Sends a message now and counts it.
+    fn transmit(&mut self, conn: ConnId, message: Outbound) {
+        self.counters.messages_out += 1;
+        self.counters.bytes_out += message.len() as u64;
+        self.effects.push_back(Effect::StatusPayload {
+            key: StatusKey::LastSent,
+            payload: message.shown(),
+        });
+        self.effects.push_back(Effect::Send { conn, message });
+    }
+
+    /// Puts a message in the send queue, applying the drop policy.
+    fn enqueue(&mut self, now: Instant, message: Outbound) -> bool {
+        let messaging = self.settings.messaging;
+        self.expire_queue(now);
+        if self.queue.len() >= messaging.queue_size {
+            if !messaging.drop_oldest {
+                self.counters.dropped += 1;
+                self.log(
+                    LogLevel::Critical,
+                    format!(
+                        "Send Message dropped: the send queue is full ({} messages, Queue Drop Policy: Drop Newest)",
+                        messaging.queue_size
+                    ),
+                );
+                return false;
+            }
+            self.drop_queued(1, "the send queue is full (Queue Drop Policy: Drop Oldest)");
+        }
+        self.queue.push_back((now, message));
+        self.extended(format!(
+            "Send Message queued ({} waiting; state: {})",
+            self.queue.len(),
+            self.state_name()
+        ));
+        true
+    }
+
+    /// Drops the `n` oldest queued messages, counted and logged.
+    fn drop_queued(&mut self, n: usize, why: &str) {
+        let n = n.min(self.queue.len());
+        if n == 0 {
+            return;
+        }
+        self.queue.drain(..n);
+        self.counters.dropped += n as u64;
+        self.log(
+            LogLevel::Critical,
+            format!("{n} queued message(s) dropped: {why}"),
+        );
+    }
+
+    /// Drops queued messages older than Queue Message TTL.
+    fn expire_queue(&mut self, now: Instant) {
+        let Some(ttl) = self.settings.messaging.queue_ttl else {
+            return;
+        };
+        let expired = self
+            .queue
+            .iter()
+            .take_while(|(at, _)| now >= *at + ttl)
+            .count();
+        self.drop_queued(
+            expired,
+            &format!("older than Queue Message TTL ({})", secs(ttl)),
+        );
+    }
+
+    /// Sends what the rate allows, in order.
+    fn flush_queue(&mut self, now: Instant) {
+        self.expire_queue(now);
+        let State::Established { conn, .. } = self.state else {
+            return;
+        };
+        while !self.queue.is_empty() && self.send_bucket.take(now) {
+            if let Some((_, message)) = self.queue.pop_front() {
+                self.transmit(conn, message);
+            }
+        }
+    }
+
+    fn service_queue(&mut self, now: Instant) {
+        if self.is_established() {
+            self.flush_queue(now);
+        } else {
+            self.expire_queue(now);
+        }
+    }
+
+    /// After a loss: paced messages wait only with Queue While Disconnected.
+    fn keep_or_drop_queue(&mut self) {
+        if !self.settings.messaging.queue_while_disconnected || self.shutting_down {
+            let n = self.queue.len();
+            self.drop_queued(n, "the connection closed before they could be sent");
+        }
+    }
+
     /// A TCP connect that never reached Connected: no trigger, a log line,
     /// the status, and a retry per policy.
     fn connect_failed(&mut self, now: Instant, ending: Ending) {
@@ -877,6 +1193,7 @@ impl Machine {
     /// closing), later (auto-reconnect), give up, or stay idle.
     fn after_loss(&mut self, now: Instant, status: String, ending: &Ending) {
         self.state = State::Idle;
+        self.keep_or_drop_queue();
         if self.shutting_down {
             self.status(status);
             return;
@@ -956,7 +1273,11 @@ impl Machine {
     }
 
     fn fire(&mut self, trigger: Trigger, data: Bytes) {
-        self.effects.push_back(Effect::Fire { trigger, data });
+        self.effects.push_back(Effect::Fire {
+            trigger,
+            data,
+            binary: false,
+        });
     }
 
     /// Sets a status variable; the same value twice in a row is one change.

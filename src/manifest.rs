@@ -43,6 +43,13 @@ pub mod names {
     pub const PROXY: &str = "Proxy";
     pub const USE_SYSTEM_PROXY: &str = "Use System Proxy";
     pub const MAX_MESSAGE_SIZE: &str = "Max Message Size";
+    pub const BINARY_AS_TEXT: &str = "Binary As Text";
+    pub const QUEUE_WHILE_DISCONNECTED: &str = "Queue While Disconnected";
+    pub const QUEUE_SIZE: &str = "Queue Size";
+    pub const QUEUE_TTL: &str = "Queue Message TTL";
+    pub const QUEUE_DROP_POLICY: &str = "Queue Drop Policy";
+    pub const MAX_SEND_RATE: &str = "Max Send Rate";
+    pub const TRIGGER_RATE_LIMIT: &str = "Trigger Rate Limit";
 
     pub const TRIGGER_CONNECTED: &str = "Connected";
     pub const TRIGGER_ESTABLISHED: &str = "WebSocket Established";
@@ -50,11 +57,15 @@ pub mod names {
     pub const TRIGGER_MESSAGES_RECEIVED: &str = "Messages Received";
     pub const TRIGGER_GAVE_UP: &str = "Gave Up";
     pub const MATCH_STRING: &str = "Match String";
+    pub const MATCH_MODE: &str = "Match Mode";
+    pub const CASE_SENSITIVE: &str = "Case Sensitive";
 
     pub const ACTION_CONNECT: &str = "Connect";
     pub const ACTION_DISCONNECT: &str = "Disconnect";
     pub const ACTION_SEND_MESSAGE: &str = "Send Message";
     pub const ACTION_RESET_RECONNECT: &str = "Reset Reconnect";
+    pub const ACTION_CLEAR_QUEUE: &str = "Clear Queue";
+    pub const MESSAGE_TYPE: &str = "Message Type";
     pub const BEARER_TOKEN: &str = "Bearer Token";
     pub const MESSAGE: &str = "Message";
 
@@ -67,6 +78,13 @@ pub mod names {
     pub const STATUS_NEXT_RETRY: &str = "NextRetry";
     pub const STATUS_SUBPROTOCOL: &str = "Subprotocol";
     pub const STATUS_PING_RTT: &str = "PingRtt";
+    pub const STATUS_QUEUE_DEPTH: &str = "QueueDepth";
+    pub const STATUS_DROPPED: &str = "Dropped";
+    pub const STATUS_SUPPRESSED: &str = "Suppressed";
+    pub const STATUS_MESSAGES_IN: &str = "MessagesIn";
+    pub const STATUS_MESSAGES_OUT: &str = "MessagesOut";
+    pub const STATUS_BYTES_IN: &str = "BytesIn";
+    pub const STATUS_BYTES_OUT: &str = "BytesOut";
 }
 
 /// The whole manifest.
@@ -249,6 +267,13 @@ mod tests {
             PROXY,
             USE_SYSTEM_PROXY,
             MAX_MESSAGE_SIZE,
+            BINARY_AS_TEXT,
+            QUEUE_WHILE_DISCONNECTED,
+            QUEUE_SIZE,
+            QUEUE_TTL,
+            QUEUE_DROP_POLICY,
+            MAX_SEND_RATE,
+            TRIGGER_RATE_LIMIT,
         ]);
         let manifest = set(m.properties.iter().map(|p| p.name.as_str()));
         assert_eq!(code, manifest);
@@ -272,7 +297,8 @@ mod tests {
                 ACTION_CONNECT,
                 ACTION_DISCONNECT,
                 ACTION_SEND_MESSAGE,
-                ACTION_RESET_RECONNECT
+                ACTION_RESET_RECONNECT,
+                ACTION_CLEAR_QUEUE
             ]),
             set(m.actions.iter().map(|a| a.name.as_str()))
         );
@@ -286,14 +312,21 @@ mod tests {
                 STATUS_RECONNECTS,
                 STATUS_NEXT_RETRY,
                 STATUS_SUBPROTOCOL,
-                STATUS_PING_RTT
+                STATUS_PING_RTT,
+                STATUS_QUEUE_DEPTH,
+                STATUS_DROPPED,
+                STATUS_SUPPRESSED,
+                STATUS_MESSAGES_IN,
+                STATUS_MESSAGES_OUT,
+                STATUS_BYTES_IN,
+                STATUS_BYTES_OUT
             ]),
             set(m.status.iter().map(|s| s.key.as_str()))
         );
         let received = m.trigger(TRIGGER_MESSAGES_RECEIVED).unwrap();
         assert_eq!(
             set(received.properties.iter().map(|p| p.name.as_str())),
-            set([MATCH_STRING])
+            set([MATCH_STRING, MATCH_MODE, CASE_SENSITIVE])
         );
         assert_eq!(received.variables[0].number, 1);
         let connect = m.action(ACTION_CONNECT).unwrap();
@@ -305,7 +338,7 @@ mod tests {
         let send = m.action(ACTION_SEND_MESSAGE).unwrap();
         assert_eq!(
             set(send.properties.iter().map(|p| p.name.as_str())),
-            set([MESSAGE])
+            set([MESSAGE, MESSAGE_TYPE])
         );
     }
 

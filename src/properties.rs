@@ -9,6 +9,7 @@
 //! Every error names the property, the value (never a secret's) and what is
 //! accepted.
 
+use crate::machine::Messaging;
 use crate::manifest::{Manifest, PropertySpec, PropertyType, names};
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use futures_rustls::pki_types::pem::PemObject;
@@ -388,6 +389,7 @@ pub struct Properties {
     pub tls: TlsSettings,
     pub proxy: ProxySetting,
     pub max_message_size: usize,
+    pub messaging: Messaging,
     /// What was normalised while parsing, to be logged once by the instance.
     pub notes: Vec<String>,
 }
@@ -476,6 +478,19 @@ impl Properties {
             proxy,
             max_message_size: usize::try_from(values.int(names::MAX_MESSAGE_SIZE))
                 .unwrap_or(usize::MAX),
+            messaging: Messaging {
+                binary_as_text: values.bool(names::BINARY_AS_TEXT),
+                queue_while_disconnected: values.bool(names::QUEUE_WHILE_DISCONNECTED),
+                queue_size: usize::try_from(values.int(names::QUEUE_SIZE)).unwrap_or(1),
+                queue_ttl: match values.int(names::QUEUE_TTL) {
+                    0 => None,
+                    s => Some(Duration::from_secs(s.max(0) as u64)),
+                },
+                drop_oldest: values.string(names::QUEUE_DROP_POLICY) != "Drop Newest",
+                max_send_rate: u32::try_from(values.int(names::MAX_SEND_RATE)).unwrap_or(0),
+                trigger_rate_limit: u32::try_from(values.int(names::TRIGGER_RATE_LIMIT))
+                    .unwrap_or(0),
+            },
             notes,
         })
     }

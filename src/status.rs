@@ -28,10 +28,17 @@ pub enum StatusKey {
     NextRetry,
     Subprotocol,
     PingRtt,
+    QueueDepth,
+    Dropped,
+    Suppressed,
+    MessagesIn,
+    MessagesOut,
+    BytesIn,
+    BytesOut,
 }
 
 impl StatusKey {
-    pub const ALL: [StatusKey; 9] = [
+    pub const ALL: [StatusKey; 16] = [
         StatusKey::ConnectionStatus,
         StatusKey::LastSent,
         StatusKey::LastReceived,
@@ -41,6 +48,13 @@ impl StatusKey {
         StatusKey::NextRetry,
         StatusKey::Subprotocol,
         StatusKey::PingRtt,
+        StatusKey::QueueDepth,
+        StatusKey::Dropped,
+        StatusKey::Suppressed,
+        StatusKey::MessagesIn,
+        StatusKey::MessagesOut,
+        StatusKey::BytesIn,
+        StatusKey::BytesOut,
     ];
 
     /// The manifest key.
@@ -55,6 +69,13 @@ impl StatusKey {
             StatusKey::NextRetry => names::STATUS_NEXT_RETRY,
             StatusKey::Subprotocol => names::STATUS_SUBPROTOCOL,
             StatusKey::PingRtt => names::STATUS_PING_RTT,
+            StatusKey::QueueDepth => names::STATUS_QUEUE_DEPTH,
+            StatusKey::Dropped => names::STATUS_DROPPED,
+            StatusKey::Suppressed => names::STATUS_SUPPRESSED,
+            StatusKey::MessagesIn => names::STATUS_MESSAGES_IN,
+            StatusKey::MessagesOut => names::STATUS_MESSAGES_OUT,
+            StatusKey::BytesIn => names::STATUS_BYTES_IN,
+            StatusKey::BytesOut => names::STATUS_BYTES_OUT,
         }
     }
 
@@ -114,7 +135,14 @@ impl StatusVariables {
                     .expect("every StatusKey is in the manifest (tested)"),
                 value: match k {
                     StatusKey::ConnectionStatus => "Disconnected".to_owned(),
-                    StatusKey::Reconnects => "0".to_owned(),
+                    StatusKey::Reconnects
+                    | StatusKey::QueueDepth
+                    | StatusKey::Dropped
+                    | StatusKey::Suppressed
+                    | StatusKey::MessagesIn
+                    | StatusKey::MessagesOut
+                    | StatusKey::BytesIn
+                    | StatusKey::BytesOut => "0".to_owned(),
                     _ => String::new(),
                 },
                 timestamp: now.clone(),

@@ -7,6 +7,7 @@ fn settings(keep_alive: bool, auto_reconnect: bool) -> Settings {
     Settings {
         timing: Timing::default(),
         reconnect: ReconnectPolicy::default(),
+        messaging: Messaging::default(),
         keep_alive,
         auto_reconnect,
         extended_logging: true,
@@ -70,7 +71,7 @@ fn triggers(effects: &[Effect]) -> Vec<(Trigger, String)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Fire { trigger, data } => {
+            Effect::Fire { trigger, data, .. } => {
                 Some((*trigger, String::from_utf8_lossy(data).into_owned()))
             }
             _ => None,
@@ -110,7 +111,7 @@ fn triggers_fire_in_order_connected_established_message_disconnected() {
     let conn = open_conn(&all);
     h.m.handle_tcp_connected(h.now, conn);
     h.m.handle_established(h.now, conn, None);
-    h.m.handle_message(h.now, conn, Bytes::from_static(b"hello"));
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"hello"), false);
     h.m.handle_closed(h.now, conn, "closed by server: 1000 bye");
     all.extend(h.drain());
     assert_eq!(
@@ -272,7 +273,7 @@ fn connect_during_closing_reconnects_once_closed() {
 #[test]
 fn send_while_not_established_logs_the_state_and_sends_nothing() {
     let mut h = Harness::new(true, false);
-    assert!(!h.m.handle_send(h.now, "hi".into()));
+    assert!(!h.m.handle_send(h.now, Outbound::Text("hi".into())));
     let effects = h.drain();
     assert!(!effects.iter().any(|e| matches!(e, Effect::Send { .. })));
     let (level, message) = &logs(&effects)[0];
@@ -287,11 +288,11 @@ fn send_while_not_established_logs_the_state_and_sends_nothing() {
 fn send_while_established_sends_and_sets_last_sent() {
     let mut h = Harness::new(true, false);
     let conn = h.establish();
-    assert!(h.m.handle_send(h.now, "hi".into()));
+    assert!(h.m.handle_send(h.now, Outbound::Text("hi".into())));
     let effects = h.drain();
     assert!(effects.contains(&Effect::Send {
         conn,
-        text: "hi".into()
+        message: Outbound::Text("hi".into())
     }));
     assert!(effects.contains(&Effect::StatusPayload {
         key: StatusKey::LastSent,
@@ -304,7 +305,7 @@ fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
     let mut h = Harness::new(true, false);
     let conn = h.establish();
     for i in 0..10_000 {
-        h.m.handle_message(h.now, conn, Bytes::from(format!("msg-{i:06}")));
+        h.m.handle_message(h.now, conn, Bytes::from(format!("msg-{i:06}")), false);
     }
     let fired = triggers(&h.drain());
     assert_eq!(fired.len(), 10_000);
@@ -339,7 +340,7 @@ fn any_inbound_frame_is_proof_of_life() {
     let mut h = Harness::new(true, false);
     let conn = h.establish();
     h.advance(Duration::from_secs(29));
-    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"));
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"), false);
     h.drain();
     assert_eq!(h.fire_deadline(), KEEPALIVE_INTERVAL);
     assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
@@ -442,7 +443,7 @@ fn backoff_resets_after_a_stable_connection() {
     h.m.handle_tcp_connected(h.now, conn);
     h.m.handle_established(h.now, conn, None);
     h.advance(STABLE_AFTER);
-    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"));
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"x"), false);
     h.m.handle_closed(h.now, conn, "closed by server: 1001");
     h.drain();
     assert_eq!(h.m.attempt(), 1, "counted from zero again");
@@ -570,7 +571,7 @@ fn events_for_an_old_connection_are_ignored() {
     h.drain();
     h.fire_deadline();
     let new = open_conn(&h.drain());
-    h.m.handle_message(h.now, old, Bytes::from_static(b"late"));
+    h.m.handle_message(h.now, old, Bytes::from_static(b"late"), false);
     h.m.handle_closed(h.now, old, "late close");
     assert!(h.drain().is_empty());
     assert_eq!(h.m.current_conn(), Some(new));
@@ -798,5 +799,235 @@ fn reconnect_delays_follow_the_configured_policy() {
         let d = h.fire_deadline();
         let ceiling = if n == 0 { 5 } else { 7 };
         assert!(d <= Duration::from_secs(ceiling), "attempt {n}: {d:?}");
+    }
+}
+
+fn messaging_harness(messaging: Messaging) -> Harness {
+    let mut s = settings(true, true);
+    s.messaging = messaging;
+    Harness {
+        m: Machine::new(s, 5),
+        now: Instant::now(),
+    }
+}
+
+fn sent(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                message: Outbound::Text(t),
+                ..
+            } => Some(t.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text(s: &str) -> Outbound {
+    Outbound::Text(s.to_owned().into())
+}
+
+#[test]
+fn queued_messages_are_flushed_in_order_on_established_before_later_sends() {
+    let mut h = messaging_harness(Messaging {
+        queue_while_disconnected: true,
+        ..Messaging::default()
+    });
+    for i in 0..3 {
+        assert!(h.m.handle_send(h.now, text(&format!("q{i}"))));
+    }
+    assert_eq!(h.m.counters().queue_depth, 3);
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_established(h.now, conn, None);
+    h.m.handle_send(h.now, text("later"));
+    assert_eq!(sent(&h.drain()), vec!["q0", "q1", "q2", "later"]);
+    assert_eq!(h.m.counters().queue_depth, 0);
+    assert_eq!(h.m.counters().messages_out, 4);
+}
+
+#[test]
+fn queue_keeps_messages_across_a_lost_connection() {
+    let mut h = messaging_harness(Messaging {
+        queue_while_disconnected: true,
+        ..Messaging::default()
+    });
+    let conn = h.establish();
+    h.m.handle_closed(h.now, conn, "reset");
+    h.drain();
+    h.m.handle_send(h.now, text("while down"));
+    h.fire_deadline(); // reconnect
+    let conn = open_conn(&h.drain());
+    h.m.handle_tcp_connected(h.now, conn);
+    h.m.handle_established(h.now, conn, None);
+    assert_eq!(sent(&h.drain()), vec!["while down"]);
+}
+
+#[test]
+fn expired_messages_are_dropped_and_counted_at_their_ttl() {
+    let mut h = messaging_harness(Messaging {
+        queue_while_disconnected: true,
+        queue_ttl: Some(Duration::from_secs(60)),
+        ..Messaging::default()
+    });
+    h.m.handle_send(h.now, text("old"));
+    h.advance(Duration::from_secs(30));
+    h.m.handle_send(h.now, text("young"));
+    assert_eq!(
+        h.fire_deadline(),
+        Duration::from_secs(30),
+        "the old one's expiry"
+    );
+    let effects = h.drain();
+    assert!(logs(&effects).iter().any(|(_, m)| {
+        m.contains("1 queued message(s) dropped: older than Queue Message TTL (60 s)")
+    }));
+    assert_eq!(h.m.counters().dropped, 1);
+    assert_eq!(h.m.counters().queue_depth, 1);
+    let conn = h.establish();
+    let _ = conn;
+    assert_eq!(h.m.counters().messages_out, 1);
+}
+
+#[test]
+fn drop_policies_drop_the_oldest_or_refuse_the_newest() {
+    for (drop_oldest, expect) in [(true, vec!["b", "c"]), (false, vec!["a", "b"])] {
+        let mut h = messaging_harness(Messaging {
+            queue_while_disconnected: true,
+            queue_size: 2,
+            drop_oldest,
+            ..Messaging::default()
+        });
+        assert!(h.m.handle_send(h.now, text("a")));
+        assert!(h.m.handle_send(h.now, text("b")));
+        assert_eq!(h.m.handle_send(h.now, text("c")), drop_oldest);
+        assert_eq!(h.m.counters().dropped, 1);
+        h.drain();
+        h.m.handle_connect(h.now, None);
+        let conn = open_conn(&h.drain());
+        h.m.handle_tcp_connected(h.now, conn);
+        h.m.handle_established(h.now, conn, None);
+        assert_eq!(sent(&h.drain()), expect);
+    }
+}
+
+#[test]
+fn clear_queue_drops_and_counts_everything_waiting() {
+    let mut h = messaging_harness(Messaging {
+        queue_while_disconnected: true,
+        ..Messaging::default()
+    });
+    h.m.handle_send(h.now, text("a"));
+    h.m.handle_send(h.now, text("b"));
+    h.m.handle_clear_queue(h.now);
+    assert_eq!(
+        h.m.counters(),
+        Counters {
+            dropped: 2,
+            ..Counters::default()
+        }
+    );
+}
+
+#[test]
+fn max_send_rate_paces_sends_in_order_without_dropping() {
+    let mut h = messaging_harness(Messaging {
+        max_send_rate: 10,
+        queue_size: 1000,
+        ..Messaging::default()
+    });
+    h.establish();
+    for i in 0..50 {
+        h.m.handle_send(h.now, text(&format!("m{i}")));
+    }
+    let mut out = sent(&h.drain());
+    assert_eq!(out.len(), 1, "one token at first");
+    // Count what went out after each virtual second.
+    let start = h.now;
+    let mut per_second = Vec::new();
+    while out.len() < 50 {
+        h.fire_deadline();
+        out.extend(sent(&h.drain()));
+        let elapsed = h.now.duration_since(start).as_secs_f64();
+        per_second.push((elapsed, out.len()));
+    }
+    for (elapsed, count) in per_second {
+        assert!(
+            count as f64 <= 1.0 + 10.0 * elapsed + 1e-6,
+            "{count} by {elapsed} s"
+        );
+    }
+    let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(out, expected, "all sent, in order");
+    assert_eq!(h.m.counters().dropped, 0);
+}
+
+#[test]
+fn paced_messages_are_dropped_and_counted_when_the_link_drops_without_the_offline_queue() {
+    let mut h = messaging_harness(Messaging {
+        max_send_rate: 1,
+        ..Messaging::default()
+    });
+    let conn = h.establish();
+    for _ in 0..5 {
+        h.m.handle_send(h.now, text("x"));
+    }
+    h.m.handle_closed(h.now, conn, "reset");
+    let effects = h.drain();
+    assert_eq!(h.m.counters().dropped, 4);
+    assert!(
+        logs(&effects)
+            .iter()
+            .any(|(_, m)| m.contains("4 queued message(s) dropped"))
+    );
+}
+
+#[test]
+fn trigger_rate_limit_suppresses_and_counts_the_excess() {
+    let mut h = messaging_harness(Messaging {
+        trigger_rate_limit: 100,
+        ..Messaging::default()
+    });
+    let conn = h.establish();
+    for i in 0..1000 {
+        h.m.handle_message(h.now, conn, Bytes::from(format!("{i}")), false);
+    }
+    let fired = triggers(&h.drain()).len();
+    let c = h.m.counters();
+    assert_eq!(fired, 100, "a burst of one second's worth");
+    assert_eq!(c.suppressed, 900);
+    assert_eq!(c.messages_in, 1000, "every message is counted in");
+    h.advance(Duration::from_secs(1));
+    h.m.handle_message(h.now, conn, Bytes::from_static(b"later"), false);
+    assert_eq!(triggers(&h.drain()).len(), 1);
+}
+
+#[test]
+fn binary_messages_fire_hex_or_text() {
+    for (as_text, payload, expect) in [
+        (false, &b"\x00\xff"[..], "00ff"),
+        (true, &b"hi"[..], "hi"),
+        (true, &b"\xff"[..], "ff"),
+    ] {
+        let mut h = messaging_harness(Messaging {
+            binary_as_text: as_text,
+            ..Messaging::default()
+        });
+        let conn = h.establish();
+        h.m.handle_message(h.now, conn, Bytes::copy_from_slice(payload), true);
+        let effects = h.drain();
+        let fired: Vec<_> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Fire { data, binary, .. } => Some((data.clone(), *binary)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            vec![(Bytes::copy_from_slice(expect.as_bytes()), true)]
+        );
     }
 }

@@ -16,6 +16,8 @@ use wsio::status::StatusVariable;
 pub struct Recorded {
     /// Fired triggers with their data.
     pub triggers: Vec<(Trigger, Vec<u8>)>,
+    /// For each fired trigger: whether it was a binary message.
+    pub binary: Vec<bool>,
     /// Every status change pushed, in order.
     pub status: Vec<StatusVariable>,
     pub logs: Vec<(LogLevel, String)>,
@@ -123,8 +125,11 @@ impl Recorder {
 }
 
 impl Host for Recorder {
-    fn fire_trigger(&self, trigger: Trigger, data: &[u8]) {
-        self.record(|r| r.triggers.push((trigger, data.to_vec())));
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool) {
+        self.record(|r| {
+            r.triggers.push((trigger, data.to_vec()));
+            r.binary.push(binary);
+        });
     }
 
     fn status_changed(&self, variable: &StatusVariable) {

@@ -1,0 +1,232 @@
+//! Messaging beyond the classic module, end to end on 127.0.0.1: binary
+//! frames, the offline queue across a server restart, rate limits (checked
+//! by counting, never by timing) and the traffic counters.
+
+mod support;
+
+use serde_json::json;
+use std::sync::Arc;
+use support::{EchoServer, Recorder, TIMEOUT};
+use wsio::instance::{ActionError, Instance, Options};
+use wsio::matching::{PreparedTrigger, Trigger};
+
+fn start(rec: &Arc<Recorder>, mut props: serde_json::Value, port: u16) -> Instance {
+    props["Hostname"] = json!("127.0.0.1");
+    props["Port"] = json!(port);
+    Instance::from_json(&props.to_string(), rec.host(), Options::default()).expect("valid")
+}
+
+fn established(r: &support::Recorded) -> bool {
+    r.count(Trigger::Established) > 0
+}
+
+fn status(instance: &Instance, key: &str) -> String {
+    instance
+        .status()
+        .into_iter()
+        .find(|v| v.key == key)
+        .map(|v| v.value)
+        .unwrap_or_default()
+}
+
+#[test]
+fn binary_messages_round_trip_as_hex_with_their_message_type() {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({}), server.port());
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    instance
+        .action(
+            "Send Message",
+            &json!({"Message Type": "Binary", "Message": "00 ff 7e 41"}),
+            &[] as &[&str],
+        )
+        .unwrap();
+    rec.expect("the binary echo", |r| {
+        r.count(Trigger::MessagesReceived) == 1
+    });
+    let snapshot = server.snapshot();
+    assert_eq!(
+        snapshot.messages[0],
+        async_tungstenite::tungstenite::Message::Binary(vec![0x00, 0xff, 0x7e, 0x41].into()),
+        "a binary frame went out"
+    );
+    let r = rec.snapshot();
+    let fired = r.data_of(Trigger::MessagesReceived).remove(0);
+    assert_eq!(fired, "00ff7e41");
+    let index = r
+        .trigger_names()
+        .iter()
+        .position(|t| *t == Trigger::MessagesReceived)
+        .unwrap();
+    assert!(r.binary[index], "fired as binary");
+    // The trigger test gives the Message Type as the last variable.
+    let t =
+        PreparedTrigger::prepare("Messages Received", &json!({"Match String": "ff7e"})).unwrap();
+    assert!(t.test(fired.as_bytes()));
+    assert_eq!(
+        t.variables(fired.as_bytes(), true),
+        vec!["00ff7e41", "binary"]
+    );
+    rec.expect("Last Sent/Received in hex", |r| {
+        r.status_value("LastSent").as_deref() == Some("00ff7e41")
+            && r.status_value("LastReceived").as_deref() == Some("00ff7e41")
+    });
+}
+
+#[test]
+fn binary_as_text_delivers_valid_utf8_as_text() {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({"Binary As Text": true}), server.port());
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    instance
+        .action(
+            "Send Message",
+            &json!({"Message Type": "Binary", "Message": "68 c3 a9"}),
+            &[] as &[&str],
+        )
+        .unwrap();
+    rec.expect("the echo", |r| r.count(Trigger::MessagesReceived) == 1);
+    assert_eq!(
+        rec.snapshot().data_of(Trigger::MessagesReceived),
+        vec!["hé"]
+    );
+}
+
+#[test]
+fn bad_hex_is_an_error_naming_the_offset() {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({}), server.port());
+    let error = instance
+        .action(
+            "Send Message",
+            &json!({"Message Type": "Binary", "Message": "00 fg"}),
+            &[] as &[&str],
+        )
+        .unwrap_err();
+    let ActionError::Invalid(e) = error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        e.message.contains("'g' at offset 4 is not a hex digit"),
+        "{}",
+        e.message
+    );
+    let error = instance
+        .action(
+            "Send Message",
+            &json!({"Message Type": "Binary", "Message": "abc"}),
+            &[] as &[&str],
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("odd count"), "{error}");
+}
+
+#[test]
+fn the_offline_queue_delivers_in_order_after_a_server_restart() {
+    let server = EchoServer::start();
+    let port = server.port();
+    let rec = Recorder::new();
+    let instance = start(
+        &rec,
+        json!({"Auto-Reconnect": true, "Queue While Disconnected": true, "Reconnect Max Delay": 1}),
+        port,
+    );
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    server.abort_all();
+    drop(server);
+    rec.expect("Disconnected", |r| r.count(Trigger::Disconnected) == 1);
+    for i in 1..=3 {
+        instance
+            .send_message(format!("queued {i}"))
+            .expect("queued, not refused");
+    }
+    rec.expect("Queue Depth 3", |r| {
+        r.status_value("QueueDepth").as_deref() == Some("3")
+    });
+    let server = EchoServer::start_on(port);
+    assert!(server.wait_for(|o| o.messages.len() >= 3, TIMEOUT));
+    instance.send_message("after").unwrap();
+    assert!(server.wait_for(|o| o.messages.len() == 4, TIMEOUT));
+    assert_eq!(
+        server.snapshot().texts(),
+        vec!["queued 1", "queued 2", "queued 3", "after"],
+        "flushed first, in order"
+    );
+    rec.expect("Queue Depth 0", |r| {
+        r.status_value("QueueDepth").as_deref() == Some("0")
+    });
+    assert_eq!(status(&instance, "Dropped"), "0");
+}
+
+#[test]
+fn without_the_queue_sends_while_down_are_refused_as_in_the_classic_module() {
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({}), 9);
+    assert!(matches!(
+        instance.send_message("x"),
+        Err(ActionError::NotEstablished { .. })
+    ));
+    assert_eq!(status(&instance, "QueueDepth"), "0");
+}
+
+#[test]
+fn max_send_rate_delivers_everything_in_order() {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(
+        &rec,
+        json!({"Max Send Rate": 50, "Queue Size": 1000}),
+        server.port(),
+    );
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    for i in 0..40 {
+        instance.send_message(format!("m{i:02}")).unwrap();
+    }
+    assert!(server.wait_for(|o| o.messages.len() == 40, TIMEOUT));
+    let expected: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(server.snapshot().texts(), expected);
+    rec.expect("counters", |r| {
+        r.status_value("MessagesOut").as_deref() == Some("40")
+    });
+    assert_eq!(status(&instance, "Dropped"), "0");
+}
+
+#[test]
+fn trigger_rate_limit_counts_every_message_it_suppresses() {
+    let server = EchoServer::start_burst(2_000);
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({"Trigger Rate Limit": 100}), server.port());
+    instance.connect(None).unwrap();
+    rec.expect("all 2,000 counted in", |r| {
+        r.status_value("MessagesIn").as_deref() == Some("2000")
+    });
+    let fired = rec.snapshot().count(Trigger::MessagesReceived) as u64;
+    let suppressed: u64 = status(&instance, "Suppressed").parse().unwrap();
+    assert!(suppressed > 0, "the burst was limited");
+    assert_eq!(fired + suppressed, 2_000, "nothing lost from the count");
+}
+
+#[test]
+fn traffic_counters_count_messages_and_bytes() {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({}), server.port());
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    instance.send_message("12345").unwrap();
+    instance.send_message("678").unwrap();
+    rec.expect("two echoes", |r| r.count(Trigger::MessagesReceived) == 2);
+    rec.expect("counters", |r| {
+        r.status_value("BytesIn").as_deref() == Some("8")
+            && r.status_value("MessagesIn").as_deref() == Some("2")
+    });
+    assert_eq!(status(&instance, "MessagesOut"), "2");
+    assert_eq!(status(&instance, "BytesOut"), "8");
+}
