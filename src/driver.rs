@@ -361,6 +361,9 @@ impl Runner {
             }
             Some(Err(error)) => {
                 let ending = match (&error, conn.server_close.take()) {
+                    (tungstenite::Error::ConnectionClosed, _) if conn.we_closed => {
+                        closed_by_client()
+                    }
                     (tungstenite::Error::ConnectionClosed, Some(frame)) => {
                         server_closed(frame.as_ref())
                     }
@@ -370,12 +373,10 @@ impl Runner {
                 self.machine.handle_closed(now, id, ending);
             }
             None => {
+                // Our close comes first: the server's frame is then its reply.
                 let ending = match (conn.server_close.take(), conn.we_closed) {
-                    (Some(frame), _) => server_closed(frame.as_ref()),
-                    (None, true) => Ending {
-                        close: Some("1000 (closed by client)".to_owned()),
-                        ..Ending::from("closed")
-                    },
+                    (_, true) => closed_by_client(),
+                    (Some(frame), false) => server_closed(frame.as_ref()),
                     (None, false) => Ending {
                         close: Some("1006 (connection lost without a close frame)".to_owned()),
                         ..Ending::from("connection closed by the server without a close frame")
@@ -790,6 +791,14 @@ async fn write_loop(
                 .push_str(&format!("; {dropped} queued message(s) were not sent"));
         }
         let _ = inputs.send(Input::WriterFailed(conn, ending)).await;
+    }
+}
+
+/// Our close handshake (Disconnect, removal) completed.
+fn closed_by_client() -> Ending {
+    Ending {
+        close: Some("1000 (closed by client)".to_owned()),
+        ..Ending::from("closed")
     }
 }
 

@@ -304,3 +304,224 @@ fn observations_can_be_awaited_while_the_client_runs_on_the_same_thread() {
         "a timed-out wait reports false"
     );
 }
+
+// ------------------------------------------ fixtures for the connection options
+
+use std::sync::Arc;
+
+use futures_rustls::rustls::{ClientConfig, RootCertStore};
+use support::{
+    ClientAuth, ConnectProxy, Credential, Io, connect_with, sha256_fingerprint, test_pki,
+};
+
+/// A rustls client trusting `root`, presenting `identity` if given.
+fn pki_client(
+    root: &rustls_pki_types::CertificateDer<'static>,
+    identity: Option<&Credential>,
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(futures_rustls::rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(c) => builder
+            .with_client_auth_cert(vec![c.cert_der.clone()], c.key_der())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// Connects, sends one text and returns its echo (or the error).
+async fn echo_once(url: String, tls: Arc<ClientConfig>) -> Result<String, WsError> {
+    let (mut ws, _) = connect_with(url, tls).await?;
+    ws.send(Message::text("over tls")).await?;
+    match deadline("the echo", ws.next()).await {
+        Some(Ok(Message::Text(text))) => Ok(text.to_string()),
+        Some(Ok(other)) => panic!("expected the echo, got {other:?}"),
+        Some(Err(e)) => Err(e),
+        None => Err(WsError::ConnectionClosed),
+    }
+}
+
+#[test]
+fn pki_echo_server_is_trusted_through_the_test_ca_only() {
+    let pki = test_pki();
+    let server = EchoServer::start_tls_with(pki.server_config(ClientAuth::None));
+    assert!(server.url("/").starts_with("wss://127.0.0.1:"));
+    smol::block_on(async {
+        let trusted = pki_client(pki.ca.cert_der(), None);
+        assert_eq!(
+            echo_once(server.url("/"), trusted).await.unwrap(),
+            "over tls"
+        );
+        let other = pki_client(pki.other_ca.cert_der(), None);
+        let error = echo_once(server.url("/"), other).await.unwrap_err();
+        assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    });
+    assert!(server.wait_for(|o| o.tls_failures.len() == 1, TIMEOUT));
+    let seen = server.snapshot();
+    assert_eq!(seen.tls_sessions.len(), 1);
+    assert!(seen.tls_sessions[0].client_certificate.is_none());
+}
+
+#[test]
+fn pki_echo_server_requiring_client_certificates_records_which_one_came() {
+    let pki = test_pki();
+    let server = EchoServer::start_tls_with(pki.server_config(ClientAuth::Required));
+    smol::block_on(async {
+        for client in [&pki.client_ecdsa, &pki.client_ed25519, &pki.client_rsa] {
+            let tls = pki_client(pki.ca.cert_der(), Some(client));
+            assert_eq!(echo_once(server.url("/"), tls).await.unwrap(), "over tls");
+        }
+        for client in [None, Some(&pki.client_untrusted)] {
+            let tls = pki_client(pki.ca.cert_der(), client);
+            assert!(echo_once(server.url("/"), tls).await.is_err());
+        }
+    });
+    assert!(server.wait_for(|o| o.tls_failures.len() == 2, TIMEOUT));
+    let seen = server.snapshot();
+    let presented: Vec<_> = seen
+        .tls_sessions
+        .iter()
+        .map(|s| s.client_certificate.clone().unwrap())
+        .collect();
+    assert_eq!(
+        presented,
+        [
+            pki.client_ecdsa.cert_der.clone(),
+            pki.client_ed25519.cert_der.clone(),
+            pki.client_rsa.cert_der.clone()
+        ]
+    );
+    assert_eq!(seen.handshakes.len(), 3, "refused clients never reach HTTP");
+}
+
+#[test]
+fn sha256_fingerprints_are_64_hex_digits_of_the_der() {
+    let fingerprint = sha256_fingerprint(support::tls_identity().cert_der());
+    assert_eq!(fingerprint.len(), 64);
+    assert!(
+        fingerprint
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    let colons = support::sha256_fingerprint_colons(support::tls_identity().cert_der());
+    assert_eq!(colons.replace(':', "").to_lowercase(), fingerprint);
+    assert_ne!(fingerprint, test_pki().server.sha256());
+}
+
+#[test]
+fn subprotocol_server_answers_with_the_first_offer_it_supports() {
+    let server = EchoServer::start_with_subprotocols(&["v1.foo", "v3.baz"]);
+    let offer = |protocols: &str| {
+        let mut request = server.url("/").into_client_request().unwrap();
+        if !protocols.is_empty() {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+        }
+        request
+    };
+    smol::block_on(async {
+        let (_ws, response) = connect(offer("v2.bar, v1.foo, v3.baz")).await.unwrap();
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "v1.foo"
+        );
+        let (_ws, response) = connect(offer("")).await.unwrap();
+        assert!(response.headers().get("sec-websocket-protocol").is_none());
+        // Offered, none supported: the server names none, which tungstenite's
+        // client refuses.
+        let Err(error) = connect(offer("v2.bar")).await else {
+            panic!("a handshake without the offered subprotocol was accepted");
+        };
+        assert!(
+            error.to_string().to_lowercase().contains("subprotocol"),
+            "{error}"
+        );
+    });
+    assert_eq!(server.snapshot().handshakes.len(), 3);
+}
+
+/// Sends a CONNECT for `target` to the proxy; returns the stream and the
+/// response head.
+async fn proxy_connect(
+    proxy: &ConnectProxy,
+    target: &str,
+    authorization: Option<&str>,
+) -> (smol::net::TcpStream, String) {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = smol::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let auth = authorization
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Read the head byte by byte: nothing after it may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if deadline("the proxy's answer", stream.read(&mut byte))
+            .await
+            .unwrap()
+            == 0
+        {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).unwrap())
+}
+
+#[test]
+fn connect_proxy_tunnels_a_websocket_and_records_the_request() {
+    let echo = EchoServer::start();
+    let proxy = ConnectProxy::start();
+    let target = echo.addr().to_string();
+    smol::block_on(async {
+        let (tunnel, head) = proxy_connect(&proxy, &target, None).await;
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        let stream: Box<dyn Io> = Box::new(tunnel);
+        let (mut ws, _) = async_tungstenite::client_async(echo.url("/tunnelled"), stream)
+            .await
+            .unwrap();
+        ws.send(Message::text("through the proxy")).await.unwrap();
+        assert_eq!(recv_text(&mut ws).await, "through the proxy");
+    });
+    let seen = proxy.snapshot();
+    assert_eq!(seen.tunnels, 1);
+    assert_eq!(seen.tunnelled_targets(), [target]);
+    assert_eq!(seen.requests[0].method, "CONNECT");
+    assert_eq!(seen.requests[0].proxy_authorization, None);
+    assert_eq!(echo.snapshot().handshakes[0].path, "/tunnelled");
+}
+
+#[test]
+fn connect_proxy_with_credentials_answers_407_without_them_and_403_off_loopback() {
+    let echo = EchoServer::start();
+    let proxy = ConnectProxy::requiring("alice", "pw");
+    let target = echo.addr().to_string();
+    // base64("alice:pw")
+    let right = "Basic YWxpY2U6cHc=";
+    smol::block_on(async {
+        let (_s, head) = proxy_connect(&proxy, &target, None).await;
+        assert!(head.starts_with("HTTP/1.1 407 "), "{head}");
+        assert!(head.contains("Proxy-Authenticate: Basic"), "{head}");
+        let (_s, head) = proxy_connect(&proxy, &target, Some("Basic d3Jvbmc6d3Jvbmc=")).await;
+        assert!(head.starts_with("HTTP/1.1 407 "), "{head}");
+        let (_s, head) = proxy_connect(&proxy, &target, Some(right)).await;
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        let (_s, head) = proxy_connect(&proxy, "example.invalid:443", Some(right)).await;
+        assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    });
+    let seen = proxy.snapshot();
+    let statuses: Vec<u16> = seen.requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [407, 407, 200, 403]);
+    assert_eq!(seen.requests[2].proxy_authorization.as_deref(), Some(right));
+    assert_eq!(seen.tunnels, 1);
+    assert_eq!(seen.connections, 4);
+}

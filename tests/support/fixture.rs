@@ -12,13 +12,14 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http;
 use futures_rustls::TlsAcceptor;
+use futures_rustls::rustls::ServerConfig;
 use smol::channel::Sender;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpListener;
 use smol::{Executor, future};
 use wsio::demo_server::TlsIdentity;
 
-use super::observations::{Handshake, Observations};
+use super::observations::{Handshake, Observations, TlsSession};
 
 /// Any byte stream a fixture or test client talks over: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -72,15 +73,31 @@ impl Fixture {
         F: Fn(Connection) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let tls_config = tls.then(|| tls_identity().server_config().expect("fixture TLS config"));
+        Self::start_with_tls(port, tls_config, serve)
+    }
+
+    /// [`start`](Self::start) with a TLS configuration of the caller's (a
+    /// test PKI's certificate, client authentication), or plain TCP for
+    /// `None`. Each TLS handshake is recorded in `tls_sessions` (with the
+    /// client's certificate, if it presented one) or `tls_failures`.
+    pub fn start_with_tls<F, Fut>(
+        port: u16,
+        tls_config: Option<Arc<ServerConfig>>,
+        serve: F,
+    ) -> Fixture
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let tls = tls_config.is_some();
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .unwrap_or_else(|e| panic!("fixture cannot bind 127.0.0.1:{port}: {e}"));
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
         let listener = TcpListener::try_from(listener).expect("register listener with smol");
-        let acceptor = tls.then(|| {
-            TlsAcceptor::from(tls_identity().server_config().expect("fixture TLS config"))
-        });
+        let acceptor = tls_config.map(TlsAcceptor::from);
         let observations = Arc::new(Observations::default());
         let (accepting, stop_accepting) = smol::channel::bounded::<()>(1);
         let (not_accepting_tx, not_accepting) = mpsc::channel();
@@ -207,8 +224,21 @@ async fn accept_loop<F, Fut>(
                     None => Box::new(tcp),
                     Some(acceptor) => {
                         match within(FIXTURE_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Some(Ok(tls)) => Box::new(tls),
-                            _ => return,
+                            Some(Ok(tls)) => {
+                                let session = TlsSession::of(tls.get_ref().1);
+                                observations.record(|o| o.tls_sessions.push(session));
+                                Box::new(tls)
+                            }
+                            Some(Err(error)) => {
+                                let error = error.to_string();
+                                observations.record(|o| o.tls_failures.push(error));
+                                return;
+                            }
+                            None => {
+                                let error = "TLS handshake timed out".to_string();
+                                observations.record(|o| o.tls_failures.push(error));
+                                return;
+                            }
                         }
                     }
                 };
@@ -226,6 +256,8 @@ async fn accept_loop<F, Fut>(
 /// How a fixture answers an upgrade request.
 pub enum Answer {
     Accept,
+    /// Accept, naming this subprotocol in `Sec-WebSocket-Protocol`.
+    AcceptProtocol(String),
     /// Refuse with this HTTP status and a short body.
     Refuse(u16),
 }
@@ -239,6 +271,16 @@ pub async fn accept_websocket(
     stream: Box<dyn Io>,
     observations: &Observations,
     on_request: impl FnOnce() -> Answer + Unpin,
+) -> Option<ServerWs> {
+    accept_websocket_with(stream, observations, |_| on_request()).await
+}
+
+/// [`accept_websocket`] deciding the answer from the request (e.g. which
+/// of the offered subprotocols to pick).
+pub async fn accept_websocket_with(
+    stream: Box<dyn Io>,
+    observations: &Observations,
+    on_request: impl FnOnce(&Handshake) -> Answer + Unpin,
 ) -> Option<ServerWs> {
     // The shape (an HTTP response as the error) is tungstenite's Callback.
     #[allow(clippy::result_large_err)]
@@ -260,9 +302,19 @@ pub async fn accept_websocket(
                 .collect(),
             at: Instant::now(),
         };
+        let answer = on_request(&handshake);
         observations.record(|o| o.handshakes.push(handshake));
-        match on_request() {
+        match answer {
             Answer::Accept => Ok(response),
+            Answer::AcceptProtocol(protocol) => {
+                let mut response = response;
+                let value = http::HeaderValue::from_str(&protocol)
+                    .expect("a subprotocol the fixture supports is a valid header value");
+                response
+                    .headers_mut()
+                    .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+                Ok(response)
+            }
             Answer::Refuse(status) => {
                 let body = format!("{status} refused by the fixture server\n");
                 Err(http::Response::builder()

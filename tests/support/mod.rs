@@ -14,6 +14,12 @@
 //! - [`RefuseServer`]: answers the upgrade with an HTTP error status.
 //! - [`SilentServer`]: handshake, then silence (half-open connection).
 //! - [`BlackHoleServer`]: accepts TCP, never answers the handshake.
+//! - [`ConnectProxy`]: an HTTP CONNECT proxy, optionally requiring Basic
+//!   credentials; records targets and `Proxy-Authorization`.
+//! - [`test_pki`]: CAs, server and client certificates, and server TLS
+//!   configurations (with client authentication) for
+//!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
+//!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
 //! A behaviour not covered here is a few lines with [`Fixture::start`] and
 //! [`accept_websocket`], which do the threading, TLS and recording.
@@ -24,6 +30,8 @@
 mod client;
 mod fixture;
 mod observations;
+mod pki;
+mod proxy;
 mod recorder;
 mod servers;
 
@@ -31,8 +39,15 @@ pub use client::{
     ClientWs, TIMEOUT, client_config_trusting, connect, connect_with, deadline, recv, recv_close,
     recv_text, tls_client_config,
 };
-pub use fixture::{Answer, Connection, Fixture, Io, accept_websocket, tls_identity, within};
-pub use observations::{CloseReceived, Handshake, Observations, Observed};
+pub use fixture::{
+    Answer, Connection, Fixture, Io, accept_websocket, accept_websocket_with, tls_identity, within,
+};
+pub use observations::{CloseReceived, Handshake, Observations, Observed, TlsSession};
+pub use pki::{
+    Authority, ClientAuth, Credential, RSA_CLIENT_KEY_FILE, TestPki, rsa_client_key_pem,
+    sha256_fingerprint, sha256_fingerprint_colons, test_pki,
+};
+pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
 pub use recorder::{Recorded, Recorder};
 pub use servers::{
     BlackHoleServer, CloseServer, EchoOptions, EchoServer, RefuseServer, SilentServer,

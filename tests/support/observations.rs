@@ -10,6 +10,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
+use futures_rustls::rustls::ServerConnection;
+use rustls_pki_types::CertificateDer;
 use smol::channel::Sender;
 
 /// One WebSocket upgrade request as the server received it (also recorded
@@ -59,6 +61,29 @@ pub struct Observed {
     pub closes: Vec<CloseReceived>,
     /// Connections that have ended, whatever the reason.
     pub disconnects: usize,
+    /// TLS fixtures: each completed TLS handshake, in order.
+    pub tls_sessions: Vec<TlsSession>,
+    /// TLS fixtures: each failed TLS handshake, as rustls reported it (e.g.
+    /// a client certificate missing or refused).
+    pub tls_failures: Vec<String>,
+}
+
+/// A completed server-side TLS handshake.
+#[derive(Clone, Debug)]
+pub struct TlsSession {
+    /// The client's end-entity certificate, when it presented one.
+    pub client_certificate: Option<CertificateDer<'static>>,
+}
+
+impl TlsSession {
+    pub fn of(connection: &ServerConnection) -> TlsSession {
+        TlsSession {
+            client_certificate: connection
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.clone().into_owned()),
+        }
+    }
 }
 
 impl Observed {

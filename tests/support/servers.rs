@@ -10,12 +10,16 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_rustls::rustls::ServerConfig;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use smol::channel::Sender;
 use smol::future;
 
-use super::fixture::{Answer, FIXTURE_HANDSHAKE_TIMEOUT, Fixture, accept_websocket, within};
-use super::observations::{CloseReceived, Observations, Observed};
+use super::fixture::{
+    Answer, FIXTURE_HANDSHAKE_TIMEOUT, Fixture, accept_websocket, accept_websocket_with,
+    tls_identity, within,
+};
+use super::observations::{CloseReceived, Handshake, Observations, Observed};
 
 /// How long a dropped EchoServer waits for its clients to answer its 1001.
 const GRACEFUL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,6 +74,13 @@ pub struct EchoOptions {
     /// On each connection, first send this many texts `msg-000001`,
     /// `msg-000002`, … as fast as the socket takes them.
     pub burst: usize,
+    /// Serve `wss://` with this configuration instead (a test PKI's
+    /// certificate, client authentication); overrides `tls`.
+    pub tls_config: Option<Arc<ServerConfig>>,
+    /// Subprotocols the server speaks: it answers with the first of the
+    /// client's offers in this list, and with none when nothing matches
+    /// (or this is empty).
+    pub subprotocols: Vec<String>,
 }
 
 /// Echoes every text and binary message back to its sender, answers pings,
@@ -106,6 +117,24 @@ impl EchoServer {
         })
     }
 
+    /// `wss://` with a TLS configuration of the test's, e.g.
+    /// `support::test_pki().server_config(ClientAuth::Required)`.
+    pub fn start_tls_with(tls_config: Arc<ServerConfig>) -> EchoServer {
+        Self::start_with(EchoOptions {
+            tls_config: Some(tls_config),
+            ..EchoOptions::default()
+        })
+    }
+
+    /// Negotiates a subprotocol: answers with the first of the client's
+    /// offers that is in `supported`, or with none.
+    pub fn start_with_subprotocols(supported: &[&str]) -> EchoServer {
+        Self::start_with(EchoOptions {
+            subprotocols: supported.iter().map(|s| s.to_string()).collect(),
+            ..EchoOptions::default()
+        })
+    }
+
     /// Sends `count` messages `msg-000001`… to each client on connect.
     pub fn start_burst(count: usize) -> EchoServer {
         Self::start_with(EchoOptions {
@@ -118,8 +147,14 @@ impl EchoServer {
         let clients = Arc::new(Clients::default());
         let shared = clients.clone();
         let burst = options.burst;
-        let fixture = Fixture::start(options.port, options.tls, move |connection| {
-            serve_echo(connection, shared.clone(), burst)
+        let subprotocols = Arc::new(options.subprotocols);
+        let tls_config = options.tls_config.or_else(|| {
+            options
+                .tls
+                .then(|| tls_identity().server_config().expect("fixture TLS config"))
+        });
+        let fixture = Fixture::start_with_tls(options.port, tls_config, move |connection| {
+            serve_echo(connection, shared.clone(), burst, subprotocols.clone())
         });
         EchoServer { fixture, clients }
     }
@@ -199,19 +234,27 @@ impl Drop for Registration {
     }
 }
 
-async fn serve_echo(connection: super::fixture::Connection, clients: Arc<Clients>, burst: usize) {
+async fn serve_echo(
+    connection: super::fixture::Connection,
+    clients: Arc<Clients>,
+    burst: usize,
+    subprotocols: Arc<Vec<String>>,
+) {
     let observations = connection.observations;
     let (commands_tx, commands) = smol::channel::unbounded();
     let id = clients.next_id.fetch_add(1, Ordering::Relaxed);
     let registration = Registration { clients, id };
     let register = {
         let (clients, commands_tx) = (registration.clients.clone(), commands_tx.clone());
-        move || {
+        move |request: &Handshake| {
             clients.lock().push((id, commands_tx));
-            Answer::Accept
+            match choose_subprotocol(request, &subprotocols) {
+                Some(protocol) => Answer::AcceptProtocol(protocol),
+                None => Answer::Accept,
+            }
         }
     };
-    let Some(ws) = accept_websocket(connection.stream, &observations, register).await else {
+    let Some(ws) = accept_websocket_with(connection.stream, &observations, register).await else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
@@ -236,6 +279,19 @@ async fn serve_echo(connection: super::fixture::Connection, clients: Arc<Clients
     };
     future::or(reader, writer).await;
     drop(registration);
+}
+
+/// The first subprotocol the client offers (`Sec-WebSocket-Protocol`, in
+/// its order) that the server supports.
+fn choose_subprotocol(request: &Handshake, supported: &[String]) -> Option<String> {
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "sec-websocket-protocol")
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .find(|offered| supported.iter().any(|s| s == offered))
+        .map(str::to_string)
 }
 
 /// Completes the handshake, optionally sends a burst of messages, then
