@@ -334,7 +334,13 @@ fn io_modules_shows_modules_and_instances_and_bad_requests_say_what_exists() {
         .iter()
         .map(|s| s["key"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["ConnectionStatus", "LastSent", "LastReceived"]);
+    // Every status variable the manifest declares, in its order.
+    let declared: Vec<&str> = wsio::manifest::Manifest::get()
+        .status
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(keys, declared);
     for status in instances[0]["status"].as_array().unwrap() {
         for field in ["label", "value", "timestamp"] {
             assert!(status[field].is_string(), "{field} in {status}");

@@ -6,9 +6,10 @@
 //! a fired trigger is logged and recorded, and every wire whose `when` names
 //! that instance and trigger has its prepared test run on the data; on a
 //! match the wire's actions run with the trigger variables. Actions return at
-//! once, so the engine never waits on a module. Module log lines are
-//! forwarded to `log` from here, so they interleave with trigger and action
-//! lines in the order they happened.
+//! once, so the engine never waits on a module. Status changes go to the
+//! status page's live feed (`state`), which never blocks either. Module log
+//! lines are forwarded to `log` from here, so they interleave with trigger
+//! and action lines in the order they happened.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,6 +149,13 @@ impl Engine {
                     "{}: status {key} = {value:?} at {timestamp}",
                     self.name(instance_id)
                 );
+                // The status page shows it live; status values are never
+                // secret (the ABI's contract).
+                if let Some(index) = self.state.instance_index_by_id(instance_id) {
+                    self.state
+                        .recent
+                        .status_changed(index, &key, &value, &timestamp);
+                }
             }
             ModuleEvent::Log {
                 instance_id,

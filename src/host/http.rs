@@ -7,10 +7,14 @@
 //! - `POST /io_modules/<instance>/network` with `{"up": false}` or
 //!   `{"up": true}`: tells the instance the controller's network went down
 //!   or came up, to try what a module does then;
-//! - `GET /`: the status page (a placeholder for now).
+//! - `GET /`: the status page (`page`), with its `GET /assets/<file>`;
+//! - `GET /events`: the page's live feed, Server-Sent Events
+//!   (`event_stream`; each stream on a thread of its own).
 //!
 //! Requests only read state and run actions, which return at once, so a
-//! request never waits on a module.
+//! request never waits on a module. A POST that a browser sends from another
+//! site's page (its `Origin` is not this host) is refused: a web page the
+//! integrator happens to visit must not be able to run actions here.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -21,7 +25,9 @@ use std::thread::JoinHandle;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use super::event_stream::EventStreams;
 use super::module::CallErrorKind;
+use super::page;
 use super::state::{ActionCall, HostState};
 
 /// Two workers: one slow client does not hold up the others, and the
@@ -60,16 +66,19 @@ impl HttpListener {
             addr: self.addr,
             workers: Vec::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            state: state.clone(),
+            streams: Arc::new(EventStreams::default()),
         };
         for n in 0..WORKERS {
-            let (server, state, stopping) = (
+            let (server, state, stopping, streams) = (
                 running.server.clone(),
                 state.clone(),
                 running.stopping.clone(),
+                running.streams.clone(),
             );
             match std::thread::Builder::new()
                 .name(format!("wsio-http-{n}"))
-                .spawn(move || serve(&server, &state, &stopping))
+                .spawn(move || serve(&server, &state, &stopping, &streams))
             {
                 Ok(worker) => running.workers.push(worker),
                 Err(e) => {
@@ -89,6 +98,9 @@ pub struct HttpServer {
     addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    /// To end the live streams, which run on threads of their own.
+    state: Arc<HostState>,
+    streams: Arc<EventStreams>,
 }
 
 impl HttpServer {
@@ -97,8 +109,10 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops accepting requests and waits for the workers to finish theirs.
+    /// Stops accepting requests, waits for the workers to finish theirs,
+    /// and ends the live streams (each sends its last chunk and closes).
     pub fn stop(self) {
+        self.state.recent.close_feed();
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             // Each call wakes one worker blocked in recv().
@@ -107,49 +121,135 @@ impl HttpServer {
         for worker in self.workers {
             let _ = worker.join();
         }
+        let stuck = self.streams.wait_ended(STREAMS_END_WITHIN);
+        if stuck > 0 {
+            log::warn!(
+                "{stuck} live status page(s) stopped reading; their streams are dropped at exit"
+            );
+        }
     }
 }
 
-fn serve(server: &Server, state: &HostState, stopping: &AtomicBool) {
+/// How long stopping waits for the live streams to send their last chunk.
+const STREAMS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn serve(server: &Server, state: &Arc<HostState>, stopping: &AtomicBool, streams: &EventStreams) {
     loop {
         let request = server.recv();
         if stopping.load(Ordering::SeqCst) {
             return;
         }
         match request {
-            Ok(request) => handle(request, state),
+            Ok(request) => handle(request, state, streams),
             Err(e) => log::debug!("HTTP: {e}"),
         }
     }
 }
 
-fn handle(mut request: Request, state: &HostState) {
+fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams) {
     let method = request.method().clone();
     let url = request.url().to_string();
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let cross_site = is_cross_site(
+        &method,
+        header("Origin").as_deref(),
+        header("Host").as_deref(),
+    );
     let mut body = Vec::new();
     let read = request
         .as_reader()
         .take(MAX_BODY + 1)
         .read_to_end(&mut body);
-    let reply = match read {
-        Err(e) => Reply::error(400, format!("could not read the request body: {e}")),
+    let answer = match read {
+        Err(e) => Reply::error(400, format!("could not read the request body: {e}")).into(),
         Ok(_) if body.len() as u64 > MAX_BODY => Reply::error(
             413,
             format!("the request body is larger than {MAX_BODY} bytes"),
-        ),
+        )
+        .into(),
+        Ok(_) if cross_site => Reply::error(
+            403,
+            "a page from another site may not run actions here; use this host's status page, \
+             or a client that sends no Origin header (curl)",
+        )
+        .into(),
         Ok(_) => route(state, &method, &url, &body),
     };
+    let reply = match answer {
+        Answer::Reply(reply) => reply,
+        Answer::EventStream => match streams.open(&request, state) {
+            Ok(opening) => {
+                log::debug!("HTTP {method} {url} -> live stream");
+                opening.run(request, state.clone());
+                return;
+            }
+            Err((status, message)) => Reply::error(status, message),
+        },
+    };
     log::debug!("HTTP {method} {url} -> {}", reply.status);
-    let response = Response::from_data(reply.body)
+    let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
-        .with_header(content_type(reply.content_type));
+        .with_header(header_of("Content-Type", reply.content_type));
+    for (name, value) in COMMON_HEADERS {
+        response.add_header(header_of(name, value));
+    }
+    response.add_header(header_of("Cache-Control", reply.cache));
     if let Err(e) = request.respond(response) {
         log::debug!("HTTP {method} {url}: could not send the response: {e}");
     }
 }
 
-fn content_type(value: &str) -> Header {
-    Header::from_bytes(&b"Content-Type"[..], value.as_bytes()).expect("a static, valid header")
+fn header_of(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a static, valid header")
+}
+
+/// On every response. The page loads only its own files and talks only to
+/// this host, so an injected script, had one slipped past escaping, could
+/// neither run nor send anything elsewhere.
+const COMMON_HEADERS: [(&str, &str); 3] = [
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+];
+
+/// A POST sent by a browser from a page of another origin. Browsers always
+/// send `Origin` with a POST; curl and other clients send none.
+fn is_cross_site(method: &Method, origin: Option<&str>, host: Option<&str>) -> bool {
+    if *method != Method::Post {
+        return false;
+    }
+    match (origin, host) {
+        (None, _) => false,
+        (Some(origin), Some(host)) => {
+            let origin = origin.strip_prefix("http://").unwrap_or(origin);
+            !origin.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+    }
+}
+
+/// What a request gets: a reply, or the live stream (which takes over the
+/// request and is answered on a thread of its own).
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Reply(Reply),
+    EventStream,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer::Reply(reply)
+    }
 }
 
 /// An HTTP response before it is written.
@@ -157,6 +257,8 @@ fn content_type(value: &str) -> Header {
 struct Reply {
     status: u16,
     content_type: &'static str,
+    /// Status and API answers change all the time; assets are checked.
+    cache: &'static str,
     body: Vec<u8>,
 }
 
@@ -165,6 +267,7 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json; charset=utf-8",
+            cache: "no-store",
             body: value.to_string().into_bytes(),
         }
     }
@@ -175,9 +278,10 @@ impl Reply {
 }
 
 const ENDPOINTS: &str = "GET /io_modules, POST /io_modules/<instance>/actions/<action>, \
-                         POST /io_modules/<instance>/network, GET /";
+                         POST /io_modules/<instance>/network, GET / (the status page), \
+                         GET /events (its live feed)";
 
-fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Reply {
+fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let segments: Vec<String> = match path
         .split('/')
@@ -190,12 +294,15 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Reply {
             return Reply::error(
                 400,
                 format!("the path {path:?} is not valid percent-encoded UTF-8"),
-            );
+            )
+            .into();
         }
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (allowed, endpoint) = match segments.as_slice() {
         [] => ("GET", Endpoint::Page),
+        ["events"] => ("GET", Endpoint::Events),
+        ["assets", name] => ("GET", Endpoint::Asset(name)),
         ["io_modules"] => ("GET", Endpoint::IoModules),
         ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
         ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
@@ -203,34 +310,45 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Reply {
             return Reply::error(
                 404,
                 format!("no such endpoint: {path}; endpoints: {ENDPOINTS}"),
-            );
+            )
+            .into();
         }
     };
     if method.as_str() != allowed {
-        return Reply::error(405, format!("{path} takes {allowed}, not {method}"));
+        return Reply::error(405, format!("{path} takes {allowed}, not {method}")).into();
     }
     match endpoint {
         Endpoint::Page => Reply {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: PLACEHOLDER_PAGE.as_bytes().to_vec(),
+            cache: "no-store",
+            body: page::render(state).into_bytes(),
+        },
+        Endpoint::Events => return Answer::EventStream,
+        Endpoint::Asset(name) => match page::asset(name) {
+            Some((content_type, body)) => Reply {
+                status: 200,
+                content_type,
+                cache: "no-cache",
+                body: body.as_bytes().to_vec(),
+            },
+            None => Reply::error(404, format!("no such asset: {name}")),
         },
         Endpoint::IoModules => Reply::json(200, io_modules(state)),
         Endpoint::Action(instance, action) => run_action(state, instance, action, body),
         Endpoint::Network(instance) => network(state, instance, body),
     }
+    .into()
 }
 
 enum Endpoint<'a> {
     Page,
+    Events,
+    Asset(&'a str),
     IoModules,
     Action(&'a str, &'a str),
     Network(&'a str),
 }
-
-const PLACEHOLDER_PAGE: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>wsio</title></head>\n\
-<body><h1>wsio</h1><p>The status page is coming. Meanwhile: <a href=\"/io_modules\">/io_modules</a> \
-(modules, instances and their status as JSON).</p></body></html>\n";
 
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.
 fn io_modules(state: &HostState) -> Value {
@@ -245,23 +363,9 @@ fn io_modules(state: &HostState) -> Value {
     let instances: Vec<Value> = state
         .instances
         .iter()
-        .map(|i| {
-            let status = i
-                .instance
-                .status_json()
-                .map_or(
-                    Value::Array(Vec::new()),
-                    |text| match serde_json::from_str::<Value>(&text) {
-                        Ok(status @ Value::Array(_)) => status,
-                        _ => {
-                            log::warn!(
-                                "{}: the module's status is not a JSON array: {text}",
-                                i.name
-                            );
-                            Value::Array(Vec::new())
-                        }
-                    },
-                );
+        .enumerate()
+        .map(|(index, i)| {
+            let status = state.status_of(index);
             json!({
                 "id": i.instance.id(),
                 "module_id": state.modules[i.module].id,
@@ -391,6 +495,14 @@ mod tests {
         serde_json::from_slice(&reply.body).unwrap()
     }
 
+    /// `route` for everything but the event stream.
+    fn answer(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Reply {
+        match route(state, method, url, body) {
+            Answer::Reply(reply) => reply,
+            Answer::EventStream => panic!("{url} is the event stream"),
+        }
+    }
+
     #[test]
     fn percent_decoding_handles_spaces_and_utf8() {
         assert_eq!(
@@ -406,14 +518,14 @@ mod tests {
 
     #[test]
     fn io_modules_of_an_empty_host_has_both_lists() {
-        let reply = route(&HostState::default(), &Method::Get, "/io_modules", b"");
+        let reply = answer(&HostState::default(), &Method::Get, "/io_modules", b"");
         assert_eq!(reply.status, 200);
         assert_eq!(body(&reply), json!({ "modules": [], "instances": [] }));
     }
 
     #[test]
     fn an_unknown_instance_is_404_and_lists_the_instances() {
-        let reply = route(
+        let reply = answer(
             &HostState::default(),
             &Method::Post,
             "/io_modules/nope/actions/Send%20Message",
@@ -427,7 +539,7 @@ mod tests {
     #[test]
     fn unknown_paths_and_wrong_methods_say_what_exists() {
         let state = HostState::default();
-        let reply = route(&state, &Method::Get, "/nothing", b"");
+        let reply = answer(&state, &Method::Get, "/nothing", b"");
         assert_eq!(reply.status, 404);
         assert!(
             body(&reply)["error"]
@@ -435,17 +547,84 @@ mod tests {
                 .unwrap()
                 .contains("GET /io_modules")
         );
-        let reply = route(&state, &Method::Post, "/io_modules", b"");
+        let reply = answer(&state, &Method::Post, "/io_modules", b"");
         assert_eq!(reply.status, 405);
-        let reply = route(&state, &Method::Get, "/io_modules/a/actions/Connect", b"");
+        let reply = answer(&state, &Method::Get, "/io_modules/a/actions/Connect", b"");
         assert_eq!(reply.status, 405);
     }
 
     #[test]
     fn the_root_is_an_html_page() {
-        let reply = route(&HostState::default(), &Method::Get, "/?x=1", b"");
+        let reply = answer(&HostState::default(), &Method::Get, "/?x=1", b"");
         assert_eq!(reply.status, 200);
         assert!(reply.content_type.starts_with("text/html"));
+    }
+
+    #[test]
+    fn the_root_lists_no_instances_of_an_empty_host_and_loads_its_assets() {
+        let reply = answer(&HostState::default(), &Method::Get, "/", b"");
+        let page = String::from_utf8(reply.body).unwrap();
+        assert!(page.contains("The project has no instances."), "{page}");
+        assert!(page.contains(r#"src="/assets/page.js""#), "{page}");
+        assert!(page.contains(r#"href="/assets/page.css""#), "{page}");
+    }
+
+    #[test]
+    fn assets_are_served_with_their_type_and_unknown_ones_are_404() {
+        let state = HostState::default();
+        let css = answer(&state, &Method::Get, "/assets/page.css", b"");
+        assert_eq!(
+            (css.status, css.content_type),
+            (200, "text/css; charset=utf-8")
+        );
+        let js = answer(&state, &Method::Get, "/assets/page.js", b"");
+        assert_eq!(js.status, 200);
+        assert!(js.content_type.starts_with("text/javascript"));
+        assert_eq!(
+            answer(&state, &Method::Get, "/assets/nope.js", b"").status,
+            404
+        );
+        assert_eq!(
+            answer(&state, &Method::Get, "/assets/..%2FCargo.toml", b"").status,
+            404
+        );
+    }
+
+    #[test]
+    fn events_is_the_stream_and_takes_only_get() {
+        let state = HostState::default();
+        assert_eq!(
+            route(&state, &Method::Get, "/events", b""),
+            Answer::EventStream
+        );
+        assert_eq!(answer(&state, &Method::Post, "/events", b"").status, 405);
+    }
+
+    #[test]
+    fn only_posts_from_another_origin_are_cross_site() {
+        let host = Some("127.0.0.1:8080");
+        assert!(!is_cross_site(&Method::Post, None, host), "curl");
+        assert!(!is_cross_site(
+            &Method::Post,
+            Some("http://127.0.0.1:8080"),
+            host
+        ));
+        assert!(is_cross_site(
+            &Method::Post,
+            Some("https://evil.example"),
+            host
+        ));
+        assert!(is_cross_site(&Method::Post, Some("null"), host));
+        assert!(is_cross_site(
+            &Method::Post,
+            Some("http://127.0.0.1:8080"),
+            None
+        ));
+        assert!(!is_cross_site(
+            &Method::Get,
+            Some("https://evil.example"),
+            host
+        ));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The host's view of a module manifest: the TOML text a module returns from
 //! `iom_module_manifest()`, reduced to what a controller needs to check a
 //! project before starting it (trigger and action names, which action
-//! properties are secret, the status variables it will show).
+//! properties are secret) and to show it on the status page (action forms
+//! built from the properties' types and editors, status variable labels).
 //!
 //! This is deliberately not the module's own `wsio::manifest`: the host must
 //! work with any module that exports the ABI, so it reads only the common
@@ -9,15 +10,13 @@
 
 use serde::Deserialize;
 
-/// A module manifest as the host reads it. The instance properties, editors
-/// and status variables are read now for the status page (next step), which
-/// shows and edits them.
+/// A module manifest as the host reads it.
 #[derive(Debug, Clone, Deserialize)]
-#[allow(dead_code, reason = "read by the status page, not yet written")]
 pub struct ModuleManifest {
     pub module: ModuleInfo,
     /// Instance properties (checked by the module in `iom_instance_create`).
     #[serde(default, rename = "property")]
+    #[allow(dead_code, reason = "parsed so a bad one is reported; not shown yet")]
     pub properties: Vec<PropertySpec>,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
@@ -36,7 +35,6 @@ pub struct ModuleInfo {
 
 /// A property of an instance, trigger or action.
 #[derive(Debug, Clone, Deserialize)]
-#[allow(dead_code, reason = "`editor` is for the status page, not yet written")]
 pub struct PropertySpec {
     pub name: String,
     /// "string", "int", "bool", "enum" in the wsio manifest; other modules may
@@ -51,6 +49,17 @@ pub struct PropertySpec {
     pub secret: bool,
     #[serde(default)]
     pub options: Vec<String>,
+    /// Any TOML value; the status page pre-fills its forms with it.
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+    #[serde(default)]
+    pub min: Option<i64>,
+    #[serde(default)]
+    pub max: Option<i64>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,12 +72,13 @@ pub struct TriggerSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionSpec {
     pub name: String,
+    #[serde(default)]
+    pub description: String,
     #[serde(default, rename = "property")]
     pub properties: Vec<PropertySpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[allow(dead_code, reason = "read by the status page, not yet written")]
 pub struct StatusSpec {
     pub key: String,
     #[serde(default)]
@@ -105,6 +115,14 @@ impl ModuleManifest {
 
     pub fn action_names(&self) -> String {
         quoted_list(self.actions.iter().map(|a| a.name.as_str()))
+    }
+
+    /// The label of a status variable; its key if the manifest has none.
+    pub fn status_label<'a>(&'a self, key: &'a str) -> &'a str {
+        self.status
+            .iter()
+            .find(|s| s.key == key && !s.label.is_empty())
+            .map_or(key, |s| s.label.as_str())
     }
 }
 
@@ -153,7 +171,12 @@ mod tests {
         let send = manifest.action("Send Message").unwrap();
         assert!(!send.property("Message").unwrap().secret);
         let keys: Vec<&str> = manifest.status.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["ConnectionStatus", "LastSent", "LastReceived"]);
+        assert!(
+            keys.starts_with(&["ConnectionStatus", "LastSent", "LastReceived"]),
+            "{keys:?}"
+        );
+        assert_eq!(manifest.status_label("LastSent"), "Last Sent");
+        assert_eq!(manifest.status_label("NoSuchKey"), "NoSuchKey");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! What the running host shares between its threads: the loaded modules, the
-//! instances of the project, and a ring of recent events. The trigger engine
-//! (`engine`) and the HTTP server (`http`) both run actions through
-//! [`HostState::run_action`], so every action is logged and recorded the same
-//! way whoever asked for it.
+//! instances of the project, and a ring of recent events with a live feed of
+//! it for the status page. The trigger engine (`engine`) and the HTTP server
+//! (`http`) both run actions through [`HostState::run_action`], so every
+//! action is logged and recorded the same way whoever asked for it.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Local};
 
@@ -14,6 +15,12 @@ use super::module::{CallError, Instance, Module};
 
 /// How many events the ring keeps for the status page.
 pub const RECENT_EVENTS: usize = 500;
+
+/// How many live events may wait for one subscriber (a status page's
+/// stream). One that falls further behind is dropped from the feed, which
+/// ends its stream: the page reconnects and starts again from a snapshot,
+/// so it is never silently missing events.
+pub const SUBSCRIBER_BACKLOG: usize = 4096;
 
 /// A loaded module with the id `/io_modules` shows for it.
 pub struct LoadedModule {
@@ -85,8 +92,11 @@ pub enum RecentEventKind {
 }
 
 /// One line of the host's recent history.
+///
+/// Built only from what is safe to show: an action's properties are its
+/// [`ActionCall::shown`] form, so a secret cannot reach the ring, the live
+/// feed or the status page through here.
 #[derive(Debug, Clone)]
-#[allow(dead_code, reason = "read by the status page, not yet written")]
 pub struct RecentEvent {
     pub time: DateTime<Local>,
     pub kind: RecentEventKind,
@@ -103,29 +113,121 @@ pub struct RecentEvent {
     pub error: Option<String>,
 }
 
-/// The last [`RECENT_EVENTS`] events, oldest first.
+/// What the live feed carries to each subscriber.
+#[derive(Debug)]
+pub enum LiveEvent {
+    /// An event just pushed into the ring.
+    Recent(RecentEvent),
+    /// A status variable of an instance changed.
+    Status {
+        /// Index into [`HostState::instances`].
+        instance: usize,
+        key: String,
+        value: String,
+        timestamp: String,
+    },
+}
+
+/// What a new subscriber gets: the ring as it was when it subscribed and,
+/// from then on, every live event, with nothing lost or repeated between
+/// the two.
+pub struct Subscription {
+    pub recent: Vec<RecentEvent>,
+    /// Ends (disconnects) when the feed closes or the subscriber fell more
+    /// than [`SUBSCRIBER_BACKLOG`] events behind.
+    pub events: Receiver<Arc<LiveEvent>>,
+}
+
+/// The last [`RECENT_EVENTS`] events, oldest first, and the live feed of
+/// them (plus status changes) to the status page's streams.
 #[derive(Default)]
 pub struct RecentEvents {
-    ring: Mutex<VecDeque<RecentEvent>>,
+    inner: Mutex<Recent>,
+}
+
+#[derive(Default)]
+struct Recent {
+    ring: VecDeque<RecentEvent>,
+    subscribers: Vec<SyncSender<Arc<LiveEvent>>>,
+    /// Set when the host stops serving: no new subscriber is taken.
+    closed: bool,
+}
+
+impl Recent {
+    /// Sends to every subscriber without ever blocking the caller (the
+    /// engine's thread): a full or gone subscriber is dropped.
+    fn publish(&mut self, event: LiveEvent) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let event = Arc::new(event);
+        self.subscribers
+            .retain(|subscriber| match subscriber.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    log::warn!(
+                        "a status page fell more than {SUBSCRIBER_BACKLOG} events behind; \
+                         its live stream restarts from a fresh snapshot"
+                    );
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
+    }
 }
 
 impl RecentEvents {
     pub fn push(&self, event: RecentEvent) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == RECENT_EVENTS {
-            ring.pop_front();
+        let mut recent = self.lock();
+        if recent.ring.len() == RECENT_EVENTS {
+            recent.ring.pop_front();
         }
-        ring.push_back(event);
+        recent.ring.push_back(event.clone());
+        // Under the same lock as the ring, so subscribers see events in ring
+        // order and `subscribe` can neither miss nor repeat one.
+        recent.publish(LiveEvent::Recent(event));
     }
 
-    #[allow(dead_code, reason = "read by the status page, not yet written")]
+    /// Tells the subscribers that a status variable changed (not kept: the
+    /// module's status snapshot is the truth for a new subscriber).
+    pub fn status_changed(&self, instance: usize, key: &str, value: &str, timestamp: &str) {
+        self.lock().publish(LiveEvent::Status {
+            instance,
+            key: key.to_string(),
+            value: value.to_string(),
+            timestamp: timestamp.to_string(),
+        });
+    }
+
+    /// The ring as it is (the streams take it with `subscribe`).
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<RecentEvent> {
-        self.ring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.lock().ring.iter().cloned().collect()
+    }
+
+    /// The ring now and every event from now on; None once the feed closed.
+    pub fn subscribe(&self) -> Option<Subscription> {
+        let mut recent = self.lock();
+        if recent.closed {
+            return None;
+        }
+        let (sender, events) = sync_channel(SUBSCRIBER_BACKLOG);
+        recent.subscribers.push(sender);
+        Some(Subscription {
+            recent: recent.ring.iter().cloned().collect(),
+            events,
+        })
+    }
+
+    /// Ends every subscription (their streams finish) and takes no new one.
+    pub fn close_feed(&self) {
+        let mut recent = self.lock();
+        recent.closed = true;
+        recent.subscribers.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -150,6 +252,26 @@ impl HostState {
         self.modules[self.instances[instance].module]
             .module
             .manifest()
+    }
+
+    /// The instance's status variables as the module reports them
+    /// (`[{"key","label","value","timestamp"}]`); empty if it reports none
+    /// or something that is not a JSON array (logged).
+    pub fn status_of(&self, instance: usize) -> Vec<serde_json::Value> {
+        let running = &self.instances[instance];
+        let Some(text) = running.instance.status_json() else {
+            return Vec::new();
+        };
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(status)) => status,
+            _ => {
+                log::warn!(
+                    "{}: the module's status is not a JSON array: {text}",
+                    running.name
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// Runs an action (returns at once: the module works on its own thread),
@@ -218,9 +340,13 @@ impl HostState {
 /// Bytes as text for a log line: lossy UTF-8, at most 200 characters (a
 /// message may be megabytes; the log is for people).
 pub fn shorten(bytes: &[u8]) -> String {
-    const MAX: usize = 200;
+    shorten_to(bytes, 200)
+}
+
+/// Bytes as text, at most `max` characters, saying how long it was if cut.
+pub fn shorten_to(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
-    match text.char_indices().nth(MAX) {
+    match text.char_indices().nth(max) {
         None => text.into_owned(),
         Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], bytes.len()),
     }
@@ -266,6 +392,43 @@ mod tests {
         assert_eq!(kept.len(), RECENT_EVENTS);
         assert_eq!(kept[0].name, "t7");
         assert_eq!(kept.last().unwrap().name, format!("t{}", RECENT_EVENTS + 6));
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_ring_then_every_later_event_once() {
+        let recent = RecentEvents::default();
+        recent.push(event(1));
+        let subscription = recent.subscribe().unwrap();
+        recent.push(event(2));
+        recent.status_changed(0, "LastSent", "hi", "2026-01-01T00:00:00.000+00:00");
+        let names: Vec<String> = subscription.recent.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(names, ["t1"]);
+        let live: Vec<Arc<LiveEvent>> = subscription.events.try_iter().collect();
+        assert_eq!(live.len(), 2);
+        assert!(matches!(&*live[0], LiveEvent::Recent(e) if e.name == "t2"));
+        assert!(matches!(&*live[1], LiveEvent::Status { key, .. } if key == "LastSent"));
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_dropped_not_blocked_on() {
+        let recent = RecentEvents::default();
+        let slow = recent.subscribe().unwrap();
+        for n in 0..SUBSCRIBER_BACKLOG + 1 {
+            recent.push(event(n));
+        }
+        // The backlog is delivered, then the stream ends: the page resyncs.
+        assert_eq!(slow.events.try_iter().count(), SUBSCRIBER_BACKLOG);
+        assert!(slow.events.recv().is_err());
+        assert_eq!(recent.snapshot().len(), RECENT_EVENTS);
+    }
+
+    #[test]
+    fn closing_the_feed_ends_subscriptions_and_refuses_new_ones() {
+        let recent = RecentEvents::default();
+        let subscription = recent.subscribe().unwrap();
+        recent.close_feed();
+        assert!(subscription.events.recv().is_err());
+        assert!(recent.subscribe().is_none());
     }
 
     #[test]

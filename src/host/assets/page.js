@@ -1,0 +1,298 @@
+// The status page's behaviour: live status and log from the host's
+// /events stream (Server-Sent Events), and the action forms, run with fetch
+// against POST /io_modules/<instance>/actions/<action>.
+//
+// The host renders the page from the modules' manifests (src/host/page.rs);
+// this file knows only the shapes of the events (src/host/event_stream.rs)
+// and the data-* attributes of the page. Values are always set as text,
+// never as HTML.
+'use strict';
+
+(() => {
+  const MAX_LOG = 500;
+
+  // name -> { tbody, rows: Map(key -> <tr>), connection: <p>, retryAt }
+  const instances = new Map();
+  for (const element of document.querySelectorAll('article[data-instance]')) {
+    const rows = new Map();
+    for (const row of element.querySelectorAll('tr[data-key]')) {
+      rows.set(row.dataset.key, row);
+    }
+    instances.set(element.dataset.instance, {
+      element,
+      tbody: element.querySelector('table.status tbody'),
+      rows,
+      connection: element.querySelector('.connection'),
+      retryAt: null,
+    });
+  }
+
+  // ------------------------------------------------------------ time
+
+  // "06:34:21.123" of "2026-11-21T06:34:21.123+00:00": the host's clock,
+  // as the module stamped it.
+  function timeOfDay(timestamp) {
+    const match = /T(\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?)/.exec(timestamp || '');
+    return match ? match[1] : (timestamp || '');
+  }
+
+  function setTime(time, timestamp) {
+    time.dateTime = timestamp || '';
+    time.title = timestamp || '';
+    time.textContent = timeOfDay(timestamp);
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ------------------------------------------------------------ status
+
+  function statusRow(instance, status) {
+    let row = instance.rows.get(status.key);
+    if (!row) {
+      // A status variable the page did not have yet.
+      row = element('tr');
+      row.dataset.key = status.key;
+      const label = element('th');
+      label.scope = 'row';
+      const changed = element('td', 'changed');
+      changed.append(element('time'));
+      row.append(label, element('td', 'value'), changed);
+      instance.tbody.append(row);
+      instance.rows.set(status.key, row);
+    }
+    return row;
+  }
+
+  function applyStatus(name, status, hostNow) {
+    const instance = instances.get(name);
+    if (!instance) return;
+    const row = statusRow(instance, status);
+    const value = row.querySelector('.value');
+    const time = row.querySelector('time');
+    const changed = value.textContent !== status.value || time.dateTime !== status.timestamp;
+    row.querySelector('th').textContent = status.label;
+    value.textContent = status.value;
+    setTime(time, status.timestamp);
+    if (changed) {
+      row.classList.remove('changed-now');
+      void row.offsetWidth; // restart the highlight
+      row.classList.add('changed-now');
+    }
+    if (status.connection) applyConnection(instance, status, hostNow);
+  }
+
+  function applyConnection(instance, status, hostNow) {
+    let line = instance.connection;
+    if (!line) {
+      line = element('p', 'connection');
+      line.setAttribute('role', 'status');
+      line.setAttribute('aria-live', 'polite');
+      line.append(element('span', 'badge'), ' ', element('span', 'connection-detail'));
+      instance.element.querySelector('.instance-head').append(line);
+      instance.connection = line;
+    }
+    const { state, text, retry_in: retryIn } = status.connection;
+    line.dataset.state = state;
+    const badge = line.querySelector('.badge');
+    badge.textContent = text;
+    // The detail says the reason; the badge already says the state.
+    line.querySelector('.connection-detail').textContent = status.value === text ? '' : status.value;
+    instance.retryAt = null;
+    if (state === 'reconnecting' && typeof retryIn === 'number') {
+      const elapsed = Math.max(0, Date.parse(hostNow) - Date.parse(status.timestamp)) || 0;
+      instance.retryAt = Date.now() + retryIn * 1000 - elapsed;
+      // A visual countdown; screen readers have the detail instead of a
+      // voice every second.
+      const countdown = element('span', 'countdown');
+      countdown.setAttribute('aria-hidden', 'true');
+      badge.append(countdown);
+    }
+    tickCountdowns();
+  }
+
+  let countdownTimer = null;
+  function tickCountdowns() {
+    let running = false;
+    for (const instance of instances.values()) {
+      if (instance.retryAt === null || !instance.connection) continue;
+      const countdown = instance.connection.querySelector('.countdown');
+      if (!countdown) continue;
+      const seconds = Math.ceil((instance.retryAt - Date.now()) / 1000);
+      countdown.textContent = seconds > 0 ? ` in ${seconds} s` : ' now';
+      running = running || seconds > 0;
+    }
+    if (running && countdownTimer === null) {
+      countdownTimer = setInterval(tickCountdowns, 1000);
+    } else if (!running && countdownTimer !== null) {
+      clearInterval(countdownTimer);
+      countdownTimer = null;
+    }
+  }
+
+  // ------------------------------------------------------------ log
+
+  const log = document.getElementById('log');
+  const TAGS = { trigger: 'Trigger', action: 'Action', error: 'Action failed' };
+
+  function logEntry(event) {
+    const entry = element('li', 'entry');
+    entry.dataset.kind = event.kind;
+    const time = element('time');
+    setTime(time, event.time);
+    const what = element('span', 'what', `${event.instance} · ${event.name}`);
+    if (event.source) what.append(' ', element('span', 'source', `by ${event.source}`));
+    entry.append(time, element('span', 'tag', TAGS[event.kind] || event.kind), what);
+    const details = [];
+    if (event.detail) details.push(event.kind === 'trigger' ? `data: ${JSON.stringify(event.detail)}` : event.detail);
+    if (event.variables && event.variables.length) {
+      details.push('with ' + event.variables.map((v, i) => `<${i + 1}> = ${JSON.stringify(v)}`).join(', '));
+    }
+    if (details.length || event.error) {
+      const detail = element('p', 'detail', details.join(' '));
+      if (event.error) {
+        detail.append(details.length ? '\n' : '', element('span', 'error-text', `failed: ${event.error}`));
+      }
+      entry.append(detail);
+    }
+    return entry;
+  }
+
+  // Log events wait here and go in together, once per frame, so a flood
+  // of messages costs one layout per frame, not one per message.
+  let pending = [];
+  let flushScheduled = false;
+
+  function addLog(event) {
+    pending.push(event);
+    if (pending.length > MAX_LOG) pending = pending.slice(-MAX_LOG);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      requestAnimationFrame(flushLog);
+    }
+  }
+
+  function flushLog() {
+    flushScheduled = false;
+    const fragment = document.createDocumentFragment();
+    for (let i = pending.length - 1; i >= 0; i--) fragment.append(logEntry(pending[i]));
+    pending = [];
+    log.prepend(fragment);
+    while (log.children.length > MAX_LOG) log.lastElementChild.remove();
+  }
+
+  function replaceLog(events) {
+    pending = [];
+    const fragment = document.createDocumentFragment();
+    for (let i = events.length - 1; i >= 0 && fragment.childNodes.length < MAX_LOG; i--) {
+      fragment.append(logEntry(events[i]));
+    }
+    log.replaceChildren(fragment);
+  }
+
+  // ------------------------------------------------------------ live feed
+
+  const feed = document.getElementById('feed');
+  function setFeed(state, text) {
+    if (feed.dataset.feed === state && feed.textContent === text) return;
+    feed.dataset.feed = state;
+    feed.textContent = text;
+  }
+
+  if (typeof EventSource === 'function') {
+    const source = new EventSource('/events');
+    source.addEventListener('snapshot', (message) => {
+      const snapshot = JSON.parse(message.data);
+      for (const { instance, status } of snapshot.instances) {
+        for (const s of status) applyStatus(instance, s, snapshot.now);
+      }
+      replaceLog(snapshot.events);
+      setFeed('live', 'Live');
+    });
+    source.addEventListener('status', (message) => {
+      const status = JSON.parse(message.data);
+      applyStatus(status.instance, status, status.now);
+    });
+    source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
+    source.addEventListener('error', () => {
+      if (source.readyState === EventSource.CLOSED) {
+        setFeed('lost', 'Live updates stopped: reload the page');
+      } else {
+        setFeed('lost', 'Host unreachable: retrying…');
+      }
+    });
+  } else {
+    setFeed('lost', 'This browser cannot show live updates');
+  }
+
+  // ------------------------------------------------------------ actions
+
+  function clock() {
+    return new Date().toLocaleTimeString([], { hour12: false });
+  }
+
+  async function runAction(form) {
+    if (form.getAttribute('aria-busy') === 'true') return;
+    const instance = form.closest('article[data-instance]').dataset.instance;
+    const action = form.dataset.action;
+    const properties = {};
+    for (const field of form.querySelectorAll('[data-property]')) {
+      const name = field.dataset.property;
+      if (field.dataset.type === 'bool') {
+        properties[name] = field.checked;
+      } else if (field.dataset.type === 'int') {
+        if (field.value !== '') properties[name] = Number(field.value);
+      } else {
+        properties[name] = field.value;
+      }
+      // A secret leaves the page with this request and nowhere else.
+      if (field.hasAttribute('data-secret')) field.value = '';
+    }
+    const output = form.querySelector('output');
+    form.setAttribute('aria-busy', 'true');
+    output.dataset.result = 'running';
+    output.textContent = 'Running…';
+    const url = `/io_modules/${encodeURIComponent(instance)}/actions/${encodeURIComponent(action)}`;
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(properties),
+      });
+      let answer = {};
+      try { answer = await response.json(); } catch (_) { /* not JSON */ }
+      if (response.ok) {
+        output.dataset.result = 'ok';
+        output.textContent = `✓ Done at ${clock()}`;
+      } else {
+        output.dataset.result = 'error';
+        output.textContent = `✕ ${answer.error || `${response.status} ${response.statusText}`}`;
+      }
+    } catch (error) {
+      output.dataset.result = 'error';
+      output.textContent = `✕ The host did not answer (${error.message})`;
+    } finally {
+      form.removeAttribute('aria-busy');
+    }
+  }
+
+  for (const form of document.querySelectorAll('form.action')) {
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      runAction(form);
+    });
+    // Enter makes a new line in a text area; Ctrl+Enter (⌘+Enter) sends.
+    for (const area of form.querySelectorAll('textarea')) {
+      area.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
+    }
+  }
+})();

@@ -1,0 +1,155 @@
+// The status page in a real browser, as an integrator uses it while
+// commissioning: headless Chromium (Debian's package, never a downloaded
+// one) driven by playwright-core, against `wsio run` with the built-in demo.
+//
+// Run it with `bash tests/browser/run.sh`, which builds and starts the host
+// and passes its address in WSIO_STATUS_URL. Every wait is Playwright's
+// (a locator that appears within a timeout); nothing sleeps.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const URL = process.env.WSIO_STATUS_URL;
+const SCREENSHOT = process.env.WSIO_SCREENSHOT || 'target/browser/status-page.png';
+const TOKEN = process.env.WSIO_TEST_TOKEN || 'browser-test-token.never-shown';
+const TIMEOUT = 15_000;
+
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+};
+
+/** Waits until `locator` has an element whose whole text is `text`. */
+function hasExactly(locator, text) {
+  const escaped = text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return locator.filter({ hasText: new RegExp(`^\\s*${escaped}\\s*$`) }).first().waitFor();
+}
+
+test('the status page shows live status, runs actions from the manifest and logs them', { timeout: 120_000 }, async (t) => {
+  assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
+  const browser = await chromium.launch(LAUNCH);
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  // Every script error and every failed request is a problem, except the
+  // one refusal this test provokes (listed in `refusalExpected`).
+  const problems = [];
+  let refusalExpected = null;
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      problems.push(`console error: ${message.text()}`);
+    }
+  });
+  page.on('response', (response) => {
+    const path = new globalThis.URL(response.url()).pathname;
+    if (response.status() >= 400 && path !== refusalExpected) {
+      problems.push(`${response.status()} for ${response.request().method()} ${path}`);
+    }
+  });
+
+  await page.goto(URL);
+  await page.locator('#feed[data-feed="live"]').waitFor();
+
+  const piesocket = page.locator('article[data-instance="piesocket"]');
+  const visitor = page.locator('article[data-instance="visitor"]');
+  const log = page.locator('#log');
+
+  await step('piesocket is established, said in words as well as colour', async () => {
+    await hasExactly(piesocket.locator('.connection[data-state="established"] .badge'), 'Established');
+    await hasExactly(visitor.locator('.connection[data-state="established"] .badge'), 'Established');
+  });
+
+  await step('a message sent from visitor\'s form reaches piesocket, which answers', async () => {
+    const send = visitor.getByRole('form', { name: 'Send Message', exact: true });
+    await send.getByLabel('Message', { exact: true }).fill('ping from the browser');
+    await send.getByRole('button', { name: 'Send Message', exact: true }).click();
+    await send.locator('output[data-result="ok"]').waitFor();
+
+    await hasExactly(visitor.locator('tr[data-key="LastSent"] td.value'), 'ping from the browser');
+    await hasExactly(piesocket.locator('tr[data-key="LastReceived"] td.value'), 'ping from the browser');
+    await hasExactly(piesocket.locator('tr[data-key="LastSent"] td.value'), 'pong: ping from the browser');
+    await hasExactly(visitor.locator('tr[data-key="LastReceived"] td.value'), 'pong: ping from the browser');
+
+    await log
+      .locator('.entry[data-kind="trigger"]', { hasText: 'piesocket · Messages Received' })
+      .filter({ hasText: 'ping from the browser' })
+      .first()
+      .waitFor();
+    await log
+      .locator('.entry[data-kind="trigger"]', { hasText: 'visitor · Messages Received' })
+      .filter({ hasText: 'pong: ping from the browser' })
+      .first()
+      .waitFor();
+  });
+
+  await step('a bearer token typed into Connect is sent, then gone from the page', async () => {
+    const connect = piesocket.getByRole('form', { name: 'Connect', exact: true });
+    const token = connect.getByLabel('Bearer Token', { exact: true });
+    assert.equal(await token.getAttribute('type'), 'password');
+    await token.fill(TOKEN);
+    await token.press('Enter'); // the keyboard way: implicit submission
+    await connect.locator('output[data-result="ok"]').waitFor();
+    assert.equal(await token.inputValue(), '', 'the password field is cleared once sent');
+    await log
+      .locator('.entry[data-kind="action"]', { hasText: 'piesocket · Connect' })
+      .filter({ hasText: '(secret)' })
+      .first()
+      .waitFor();
+    const html = await page.content();
+    assert.ok(!html.includes(TOKEN), 'the token is not on the page');
+  });
+
+  await step('an action the module refuses shows its error next to the form', async () => {
+    const connect = visitor.getByRole('form', { name: 'Connect', exact: true });
+    // A space is not allowed in a token (RFC 6750); run.sh checks that the
+    // host's log never shows this one either.
+    const invalid = `bad ${TOKEN}`;
+    refusalExpected = '/io_modules/visitor/actions/Connect';
+    await connect.getByLabel('Bearer Token', { exact: true }).fill(invalid);
+    await connect.getByRole('button', { name: 'Connect', exact: true }).click();
+    const error = connect.locator('output[data-result="error"]');
+    await error.filter({ hasText: 'Bearer Token' }).waitFor();
+    assert.ok(!(await error.textContent()).includes(TOKEN), 'the error does not echo the token');
+    assert.ok(!(await page.content()).includes(TOKEN), 'the token is not on the page');
+  });
+
+  await step('Disconnect on piesocket fires Disconnected and shows why', async () => {
+    await piesocket.getByRole('form', { name: 'Disconnect', exact: true }).getByRole('button', { name: 'Disconnect', exact: true }).click();
+    await log.locator('.entry[data-kind="trigger"]', { hasText: 'piesocket · Disconnected' }).first().waitFor();
+    await hasExactly(piesocket.locator('.connection[data-state="disconnected"] .badge'), 'Disconnected');
+    // The log is newest first.
+    const first = await log.locator('.entry').first().textContent();
+    assert.match(first, /piesocket · Disconnected/);
+  });
+
+  mkdirSync(dirname(SCREENSHOT), { recursive: true });
+  // The log column is sticky: from the top, the picture shows the page as
+  // it opens.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: SCREENSHOT, fullPage: true, animations: 'disabled' });
+  assert.deepEqual(problems, []);
+});
+
+/** A named step, so a failure says which part of the story broke. */
+async function step(name, body) {
+  try {
+    await body();
+  } catch (error) {
+    error.message = `${name}: ${error.message}`;
+    throw error;
+  }
+}
