@@ -526,3 +526,32 @@ fn wsio_run_without_a_project_runs_the_built_in_demo() {
 
     assert!(host.terminate().success());
 }
+
+#[test]
+fn a_binary_message_reaches_a_wire_with_its_message_type_and_regex_captures() {
+    let server = demo_server();
+    let port = server.local_addr().port();
+    // "a" hears its own binary message back (notify_self); the wire answers
+    // through "b" with the Message Type (the last variable) and the capture.
+    let project = format!(
+        r#"{}{}
+[[wire]]
+when = {{ instance = "a", trigger = "Messages Received", properties = {{ "Match Mode" = "Regex", "Match String" = "^00(ff)" }} }}
+then = {{ instance = "b", action = "Send Message", properties = {{ Message = "<1> is <3>, group <2>" }} }}
+"#,
+        instance("a", port, "/v3/a?api_key=test&notify_self=1"),
+        instance("b", port, "/v3/b?api_key=test&notify_self=1"),
+    );
+    let mut host = Host::run_project("binary", &project);
+    host.wait_for_lines(&[
+        "a: WebSocket Established fired",
+        "b: WebSocket Established fired",
+    ]);
+    let (status, _) = host.post(
+        "/io_modules/a/actions/Send%20Message",
+        r#"{"Message":"00 ff 10","Message Type":"Binary"}"#,
+    );
+    assert_eq!(status, 200);
+    host.wait_for_line(r#"b: Messages Received fired: "00ff10 is binary, group ff""#);
+    assert!(host.terminate().success());
+}

@@ -138,7 +138,8 @@ impl Engine {
                 instance_id,
                 trigger,
                 data,
-            } => self.trigger_fired(instance_id, &trigger, &data, run_wires),
+                flags,
+            } => self.trigger_fired(instance_id, &trigger, &data, flags, run_wires),
             ModuleEvent::StatusChanged {
                 instance_id,
                 key,
@@ -176,7 +177,14 @@ impl Engine {
         }
     }
 
-    fn trigger_fired(&self, instance_id: u64, trigger: &str, data: &[u8], run_wires: bool) {
+    fn trigger_fired(
+        &self,
+        instance_id: u64,
+        trigger: &str,
+        data: &[u8],
+        flags: u32,
+        run_wires: bool,
+    ) {
         let name = self.name(instance_id);
         let shown = shorten(data);
         if data.is_empty() {
@@ -201,7 +209,7 @@ impl Engine {
             if wire.instance_id != instance_id || wire.trigger != trigger {
                 continue;
             }
-            let variables = match wire.test.test(data) {
+            let variables = match wire.test.test(data, flags) {
                 Ok(Some(variables)) => variables,
                 Ok(None) => {
                     log::debug!("wire {}: {name}: {trigger} does not match", wire.number);
@@ -278,6 +286,7 @@ mod tests {
             instance_id: 1,
             trigger: "Disconnected".into(),
             data: Vec::new(),
+            flags: 0,
         });
         let state = Arc::new(HostState::default());
         let mut engine = Engine::new(state.clone(), Vec::new(), receiver, dropped);

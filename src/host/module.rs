@@ -60,6 +60,8 @@ struct IomStr {
 }
 
 type FireTriggerCallback = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize);
+type FireTriggerExCallback =
+    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize, u32);
 type StatusChangedCallback =
     unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const c_char, *const c_char);
 /// `iom_log_level` is a C enum, passed as an `int`.
@@ -74,6 +76,9 @@ struct IomHostCallbacks {
     fire_trigger: Option<FireTriggerCallback>,
     status_changed: Option<StatusChangedCallback>,
     log: Option<LogCallback>,
+    /// The optional ABI 1 addition: trigger data with flags
+    /// (IOM_DATA_BINARY), passed back to iom_trigger_test_ex.
+    fire_trigger_ex: Option<FireTriggerExCallback>,
 }
 
 type AbiVersionFn = unsafe extern "C" fn() -> u32;
@@ -107,6 +112,13 @@ type TriggerTestFn = unsafe extern "C" fn(
     usize,
     *mut *mut RawVariables,
 ) -> c_int;
+type TriggerTestExFn = unsafe extern "C" fn(
+    *const RawPreparedTrigger,
+    *const u8,
+    usize,
+    u32,
+    *mut *mut RawVariables,
+) -> c_int;
 type TriggerFreeFn = unsafe extern "C" fn(*mut RawPreparedTrigger);
 type VariablesCountFn = unsafe extern "C" fn(*const RawVariables) -> usize;
 type VariablesGetFn = unsafe extern "C" fn(*const RawVariables, usize) -> IomStr;
@@ -130,6 +142,8 @@ struct Api {
     instance_network: InstanceNetworkFn,
     trigger_prepare: TriggerPrepareFn,
     trigger_test: TriggerTestFn,
+    /// Optional (modules built before the ABI 1 addition lack it).
+    trigger_test_ex: Option<TriggerTestExFn>,
     trigger_free: TriggerFreeFn,
     variables_count: VariablesCountFn,
     variables_get: VariablesGetFn,
@@ -285,6 +299,8 @@ pub enum ModuleEvent {
         instance_id: u64,
         trigger: String,
         data: Vec<u8>,
+        /// IOM_DATA_BINARY etc., for PreparedTrigger::test.
+        flags: u32,
     },
     StatusChanged {
         instance_id: u64,
@@ -335,6 +351,19 @@ unsafe fn deliver(user_data: *mut c_void, make: impl FnOnce() -> ModuleEvent) {
     let _ = catch_unwind(AssertUnwindSafe(|| sink(make())));
 }
 
+/// `fire_trigger_ex` callback: `fire_trigger` with flags.
+unsafe extern "C" fn on_fire_trigger_ex(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+) {
+    // SAFETY: as in on_fire_trigger.
+    unsafe { fire(user_data, instance_id, trigger, data, len, flags) }
+}
+
 /// `fire_trigger` callback.
 unsafe extern "C" fn on_fire_trigger(
     user_data: *mut c_void,
@@ -342,6 +371,19 @@ unsafe extern "C" fn on_fire_trigger(
     trigger: *const c_char,
     data: *const u8,
     len: usize,
+) {
+    // SAFETY: passed on unchanged.
+    unsafe { fire(user_data, instance_id, trigger, data, len, 0) }
+}
+
+/// Both trigger callbacks.
+unsafe fn fire(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+    flags: u32,
 ) {
     // SAFETY: user_data is ours (set in Module::create_instance); `trigger`
     // is a NUL-terminated string and `data` points at `len` bytes, both valid
@@ -355,6 +397,7 @@ unsafe extern "C" fn on_fire_trigger(
             } else {
                 std::slice::from_raw_parts(data, len).to_vec()
             },
+            flags,
         })
     }
 }
@@ -470,6 +513,7 @@ impl Module {
             instance_network: unsafe { symbol(&library, path, "iom_instance_network") }?,
             trigger_prepare: unsafe { symbol(&library, path, "iom_trigger_prepare") }?,
             trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
+            trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),
             trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
             variables_count: unsafe { symbol(&library, path, "iom_variables_count") }?,
             variables_get: unsafe { symbol(&library, path, "iom_variables_get") }?,
@@ -538,6 +582,7 @@ impl Module {
             fire_trigger: Some(on_fire_trigger),
             status_changed: Some(on_status_changed),
             log: Some(on_log),
+            fire_trigger_ex: Some(on_fire_trigger_ex),
         };
         let mut error: *mut c_char = ptr::null_mut();
         // SAFETY: all pointers are valid for the call (the callbacks struct is
@@ -775,11 +820,20 @@ unsafe impl Sync for PreparedTrigger {}
 impl PreparedTrigger {
     /// Tests fired trigger data: `Ok(Some(variables))` on a match (variable
     /// number n at index n-1), `Ok(None)` when it does not match.
-    pub fn test(&self, data: &[u8]) -> Result<Option<Vec<Vec<u8>>>, String> {
+    /// `flags` are the ones the trigger fired with (0 for fire_trigger).
+    pub fn test(&self, data: &[u8], flags: u32) -> Result<Option<Vec<Vec<u8>>>, String> {
         let mut variables: *mut RawVariables = ptr::null_mut();
         // SAFETY: `raw` is live until Drop; `data` is valid for `len` bytes.
-        let code =
-            unsafe { (self.api.trigger_test)(self.raw, data.as_ptr(), data.len(), &mut variables) };
+        let code = unsafe {
+            match self.api.trigger_test_ex {
+                Some(test_ex) => {
+                    test_ex(self.raw, data.as_ptr(), data.len(), flags, &mut variables)
+                }
+                None => {
+                    (self.api.trigger_test)(self.raw, data.as_ptr(), data.len(), &mut variables)
+                }
+            }
+        };
         match code {
             1 => {}
             0 => return Ok(None),
