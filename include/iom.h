@@ -140,7 +140,12 @@ int iom_instance_destroy(iom_instance *instance);
  * JSON object ("{}" or NULL for none). String properties may contain <1>, <2>
  * ... placeholders, replaced by `variables[0]`, `variables[1]`, ... (the
  * firing trigger's variables; may be NULL when n_variables is 0).
- * Returns at once; the work happens on the module's thread.
+ * Returns at once; the work happens on the module's thread. Actions from
+ * all host threads run in the order they were accepted. For Send Message,
+ * IOM_OK means the message was handed to the connection (or queued, with
+ * Queue While Disconnected); once a Disconnect has been accepted, later Send
+ * Messages are refused (IOM_ERR_REJECTED) rather than accepted and dropped.
+ * A connection lost before the message was written is logged, never silent.
  */
 int iom_instance_action(iom_instance *instance, const char *action, const char *properties_json,
                         const iom_str *variables, size_t n_variables, char **error);

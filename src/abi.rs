@@ -412,7 +412,14 @@ fn create(
         return Err("instance_id must be 1 or more (0 is reserved)".into());
     }
     // Copy what the host's struct has; optional fields it lacks stay NULL.
+    // Only whole fields: a struct_size ending inside fire_trigger_ex (a host
+    // bug) must not leave half a pointer from past the host's struct there.
     let full = std::mem::size_of::<IomHostCallbacks>();
+    let copied = if size as usize >= full {
+        full
+    } else {
+        CALLBACKS_BASE_SIZE
+    };
     let mut callbacks = IomHostCallbacks {
         struct_size: 0,
         abi_version: 0,
@@ -423,14 +430,14 @@ fn create(
         fire_trigger_ex: None,
     };
     // SAFETY: non-NULL, version checked, and `size` (at least the base
-    // size) bytes are readable per iom.h; we copy at most our struct's size
-    // into a valid value whose every field is a plain integer, pointer or
-    // nullable function pointer.
+    // size) bytes are readable per iom.h; we copy at most `size` bytes and
+    // whole fields into a valid value whose every field is a plain integer,
+    // pointer or nullable function pointer.
     unsafe {
         std::ptr::copy_nonoverlapping(
             host as *const u8,
             (&mut callbacks as *mut IomHostCallbacks).cast::<u8>(),
-            (size as usize).min(full),
+            copied,
         )
     };
     let json = read_json(properties_json, "properties_json")?;

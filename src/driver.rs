@@ -269,7 +269,17 @@ impl Runner {
         let now = Instant::now();
         match input {
             Input::Connect(token) => self.machine.handle_connect(now, token),
-            Input::Disconnect => self.machine.handle_disconnect(now),
+            Input::Disconnect => {
+                self.machine.handle_disconnect(now);
+                // Not established any more before the pending count drops:
+                // a Send Message checking both can never slip in between.
+                self.shared
+                    .established
+                    .store(self.machine.is_established(), Ordering::SeqCst);
+                self.shared
+                    .disconnects_pending
+                    .fetch_sub(1, Ordering::SeqCst);
+            }
             Input::ResetReconnect => self.machine.handle_reset_reconnect(now),
             Input::Send(text) => {
                 self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);

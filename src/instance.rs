@@ -235,6 +235,8 @@ pub(crate) struct Shared {
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
+    /// Disconnect actions queued and not yet run by the driver.
+    pub disconnects_pending: AtomicUsize,
 }
 
 /// One configured WebSocket Client. See the module documentation.
@@ -242,6 +244,10 @@ pub struct Instance {
     inputs: Sender<Input>,
     /// Send Message while not established is queued, not refused.
     queue_while_disconnected: bool,
+    /// Serialises Send Message's check-and-queue with Disconnect's
+    /// count-and-queue, so no Send is accepted behind a queued Disconnect
+    /// (it would be dropped when the Disconnect runs).
+    order: Mutex<()>,
     shared: Arc<Shared>,
     task: Mutex<Option<Task<()>>>,
 }
@@ -308,6 +314,7 @@ impl Instance {
             established: AtomicBool::new(false),
             state_name: Mutex::new(machine.state_name()),
             pending_sends: AtomicUsize::new(0),
+            disconnects_pending: AtomicUsize::new(0),
         });
         let (inputs, queue) = smol::channel::unbounded();
         for note in &properties.notes {
@@ -326,6 +333,7 @@ impl Instance {
         Ok(Instance {
             inputs,
             queue_while_disconnected: messaging.queue_while_disconnected,
+            order: Mutex::new(()),
             shared,
             task: Mutex::new(Some(task)),
         })
@@ -357,7 +365,17 @@ impl Instance {
     pub fn run(&self, action: Action) -> Result<(), ActionError> {
         match action {
             Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
-            Action::Disconnect => self.input(Input::Disconnect),
+            Action::Disconnect => {
+                let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+                self.shared
+                    .disconnects_pending
+                    .fetch_add(1, Ordering::SeqCst);
+                self.input(Input::Disconnect).inspect_err(|_| {
+                    self.shared
+                        .disconnects_pending
+                        .fetch_sub(1, Ordering::SeqCst);
+                })
+            }
             Action::ResetReconnect => self.input(Input::ResetReconnect),
             Action::ClearQueue => self.input(Input::ClearQueue),
             Action::SendMessage { message } => self.send(message),
@@ -386,9 +404,17 @@ impl Instance {
     /// (Queue While Disconnected) or refused with an error (and an error in
     /// the log): nothing is sent.
     pub fn send(&self, message: Outbound) -> Result<(), ActionError> {
-        if !self.queue_while_disconnected && !self.shared.established.load(Ordering::Relaxed) {
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let disconnecting = self.shared.disconnects_pending.load(Ordering::SeqCst) > 0;
+        if !self.queue_while_disconnected
+            && (disconnecting || !self.shared.established.load(Ordering::Relaxed))
+        {
             let error = ActionError::NotEstablished {
-                state: self.state_name(),
+                state: if disconnecting {
+                    "closing (a Disconnect is pending)"
+                } else {
+                    self.state_name()
+                },
             };
             // Logged from the driver thread, like every callback.
             let _ = self

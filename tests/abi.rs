@@ -1,0 +1,1575 @@
+//! The C ABI (`include/iom.h`) exercised the way a controller written in
+//! another language uses it: `libwsio.so` is loaded with dlopen
+//! (libloading), every `iom_*` entry point is resolved by name, the structs
+//! are redeclared here from the header, and the host callbacks are plain
+//! `extern "C"` functions recording into a mutex + condition variable. None
+//! of the wsio crate's Rust API is used for the instance itself, so what
+//! passes here is what a C, C++ or Python controller gets.
+//!
+//! The stories: a round trip through a local echo server, every kind of
+//! misuse answered by an error that names the problem, secrets kept out of
+//! what the host sees, older and newer callback structs (fire_trigger_ex),
+//! destroy under load and from inside a callback, and eight host threads
+//! sharing one instance.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use libloading::Library;
+use serde_json::Value;
+use support::{EchoServer, TIMEOUT};
+
+/// How long a test listens for callbacks that must not come: long enough
+/// for a stray callback queued on the driver thread to show up.
+const QUIET: Duration = Duration::from_millis(300);
+
+// ------------------------------------------------------------- iom.h, redeclared
+
+const IOM_ABI_VERSION: u32 = 1;
+const IOM_DATA_BINARY: u32 = 1;
+const IOM_OK: c_int = 0;
+const IOM_ERR_INVALID_ARGUMENT: c_int = 1;
+const IOM_ERR_REJECTED: c_int = 2;
+const IOM_ERR_IN_CALLBACK: c_int = 3;
+const IOM_LOG_CRITICAL: c_int = 0;
+const IOM_LOG_DEBUG: c_int = 5;
+
+#[repr(C)]
+struct IomInstance {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct IomPreparedTrigger {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+struct IomVariables {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IomStr {
+    ptr: *const c_char,
+    len: usize,
+}
+
+impl IomStr {
+    fn of(bytes: &[u8]) -> IomStr {
+        IomStr {
+            ptr: bytes.as_ptr().cast(),
+            len: bytes.len(),
+        }
+    }
+}
+
+type FireTriggerCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize);
+type StatusChangedCb =
+    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const c_char, *const c_char);
+/// `iom_log_level` is a C enum: an `int` on every ABI we target.
+type LogCb = unsafe extern "C" fn(*mut c_void, u64, c_int, *const c_char);
+type FireTriggerExCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize, u32);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IomHostCallbacks {
+    struct_size: u32,
+    abi_version: u32,
+    user_data: *mut c_void,
+    fire_trigger: Option<FireTriggerCb>,
+    status_changed: Option<StatusChangedCb>,
+    log: Option<LogCb>,
+    /// A later, optional addition: used only when struct_size covers it.
+    fire_trigger_ex: Option<FireTriggerExCb>,
+}
+
+/// The module's entry points, as the header declares them.
+struct Api {
+    abi_version: unsafe extern "C" fn() -> u32,
+    module_manifest: unsafe extern "C" fn() -> *const c_char,
+    instance_create: unsafe extern "C" fn(
+        *const IomHostCallbacks,
+        u64,
+        *const c_char,
+        *mut *mut c_char,
+    ) -> *mut IomInstance,
+    instance_destroy: unsafe extern "C" fn(*mut IomInstance) -> c_int,
+    instance_action: unsafe extern "C" fn(
+        *mut IomInstance,
+        *const c_char,
+        *const c_char,
+        *const IomStr,
+        usize,
+        *mut *mut c_char,
+    ) -> c_int,
+    instance_status: unsafe extern "C" fn(*mut IomInstance) -> *mut c_char,
+    instance_network: unsafe extern "C" fn(*mut IomInstance, c_int) -> c_int,
+    trigger_prepare: unsafe extern "C" fn(
+        *mut IomInstance,
+        *const c_char,
+        *const c_char,
+        *mut *mut c_char,
+    ) -> *mut IomPreparedTrigger,
+    trigger_test: unsafe extern "C" fn(
+        *const IomPreparedTrigger,
+        *const u8,
+        usize,
+        *mut *mut IomVariables,
+    ) -> c_int,
+    trigger_test_ex: unsafe extern "C" fn(
+        *const IomPreparedTrigger,
+        *const u8,
+        usize,
+        u32,
+        *mut *mut IomVariables,
+    ) -> c_int,
+    trigger_free: unsafe extern "C" fn(*mut IomPreparedTrigger),
+    variables_count: unsafe extern "C" fn(*const IomVariables) -> usize,
+    variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
+    variables_free: unsafe extern "C" fn(*mut IomVariables),
+    string_free: unsafe extern "C" fn(*mut c_char),
+}
+
+/// The cdylib cargo built for this test run: `target/<profile>/deps/
+/// libwsio.so`, beside this test executable (Cargo.toml's [lib] crate-type
+/// includes "cdylib", so building the lib for the tests builds it too).
+/// Not `target/<profile>/libwsio.so`: cargo copies artifacts up there only
+/// for the targets a command asks for, so `cargo test --test abi` leaves
+/// that copy stale and the test would exercise an old module.
+fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let path = exe
+        .parent()
+        .expect("the test executable lives in target/<profile>/deps/")
+        .join(format!(
+            "{}wsio{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+    assert!(
+        path.exists(),
+        "{} is missing: it is built by `cargo test` because Cargo.toml's [lib] crate-type \
+         includes \"cdylib\"; run this test through cargo",
+        path.display()
+    );
+    path
+}
+
+/// The module, loaded once per test process and never unloaded: it keeps a
+/// driver thread of its own, and unmapping code a thread still runs would
+/// crash the process (a controller keeps its modules loaded too).
+fn api() -> &'static Api {
+    static API: OnceLock<Api> = OnceLock::new();
+    API.get_or_init(|| {
+        let path = module_path();
+        // SAFETY: libwsio.so is this crate's own cdylib; loading it runs only
+        // Rust's (trivial) library initialisers.
+        let library = unsafe { Library::new(&path) }
+            .unwrap_or_else(|e| panic!("cannot dlopen {}: {e}", path.display()));
+        let library: &'static Library = Box::leak(Box::new(library));
+        // SAFETY (every `symbol` below): each field's type is the header's
+        // prototype of that name, and the library is never unloaded, so the
+        // copied function pointers stay valid for the process.
+        unsafe {
+            Api {
+                abi_version: symbol(library, "iom_abi_version"),
+                module_manifest: symbol(library, "iom_module_manifest"),
+                instance_create: symbol(library, "iom_instance_create"),
+                instance_destroy: symbol(library, "iom_instance_destroy"),
+                instance_action: symbol(library, "iom_instance_action"),
+                instance_status: symbol(library, "iom_instance_status"),
+                instance_network: symbol(library, "iom_instance_network"),
+                trigger_prepare: symbol(library, "iom_trigger_prepare"),
+                trigger_test: symbol(library, "iom_trigger_test"),
+                trigger_test_ex: symbol(library, "iom_trigger_test_ex"),
+                trigger_free: symbol(library, "iom_trigger_free"),
+                variables_count: symbol(library, "iom_variables_count"),
+                variables_get: symbol(library, "iom_variables_get"),
+                variables_free: symbol(library, "iom_variables_free"),
+                string_free: symbol(library, "iom_string_free"),
+            }
+        }
+    })
+}
+
+/// Resolves `name` as a `T`.
+///
+/// # Safety
+/// `T` must be the exact function pointer type of the exported symbol, and
+/// `library` must stay loaded while the result is used.
+unsafe fn symbol<T: Copy>(library: &'static Library, name: &str) -> T {
+    // SAFETY: forwarded to the caller.
+    let symbol = unsafe { library.get::<T>(name) }
+        .unwrap_or_else(|e| panic!("libwsio.so does not export {name}: {e}"));
+    *symbol
+}
+
+// ------------------------------------------------------------- calling helpers
+
+fn c(text: &str) -> CString {
+    CString::new(text).expect("test strings have no NUL")
+}
+
+/// Copies a string the module allocated (NULL: None) and frees it with
+/// iom_string_free, as the header asks.
+fn take_string(s: *mut c_char) -> Option<String> {
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL string returned by the module is NUL-terminated and
+    // ours until freed; it is freed exactly once, right after the copy.
+    let text = unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned();
+    // SAFETY: as above.
+    unsafe { (api().string_free)(s) };
+    Some(text)
+}
+
+/// iom_instance_create with raw arguments: the handle or the error message.
+fn create_raw(
+    host: *const IomHostCallbacks,
+    instance_id: u64,
+    properties: *const c_char,
+) -> Result<*mut IomInstance, String> {
+    let mut error: *mut c_char = ptr::null_mut();
+    // SAFETY: every pointer is NULL or valid for the call; misuse is what
+    // some callers test, and the header promises an error, not a crash.
+    let handle = unsafe { (api().instance_create)(host, instance_id, properties, &mut error) };
+    let error = take_string(error);
+    if handle.is_null() {
+        Err(error.expect("a failed iom_instance_create sets *error"))
+    } else {
+        assert!(error.is_none(), "a successful create left *error set");
+        Ok(handle)
+    }
+}
+
+/// iom_instance_action with raw arguments: the code and the error message.
+fn action_raw(
+    instance: *mut IomInstance,
+    action: *const c_char,
+    properties: *const c_char,
+    variables: *const IomStr,
+    n_variables: usize,
+) -> (c_int, Option<String>) {
+    let mut error: *mut c_char = ptr::null_mut();
+    // SAFETY: as in create_raw.
+    let code = unsafe {
+        (api().instance_action)(
+            instance,
+            action,
+            properties,
+            variables,
+            n_variables,
+            &mut error,
+        )
+    };
+    let error = take_string(error);
+    assert_eq!(
+        code == IOM_OK,
+        error.is_none(),
+        "*error must be set exactly when the code is not IOM_OK (code {code}, error {error:?})"
+    );
+    (code, error)
+}
+
+fn action_on(
+    instance: *mut IomInstance,
+    name: &str,
+    properties: &str,
+    variables: &[&str],
+) -> (c_int, Option<String>) {
+    let (name, properties) = (c(name), c(properties));
+    let variables: Vec<IomStr> = variables.iter().map(|v| IomStr::of(v.as_bytes())).collect();
+    action_raw(
+        instance,
+        name.as_ptr(),
+        properties.as_ptr(),
+        variables.as_ptr(),
+        variables.len(),
+    )
+}
+
+fn status_of(instance: *mut IomInstance) -> Option<String> {
+    // SAFETY: iom_instance_status validates the handle itself.
+    take_string(unsafe { (api().instance_status)(instance) })
+}
+
+fn network_of(instance: *mut IomInstance, up: bool) -> c_int {
+    // SAFETY: iom_instance_network validates the handle itself.
+    unsafe { (api().instance_network)(instance, c_int::from(up)) }
+}
+
+fn destroy_raw(instance: *mut IomInstance) -> c_int {
+    // SAFETY: iom_instance_destroy validates the handle itself.
+    unsafe { (api().instance_destroy)(instance) }
+}
+
+/// A prepared trigger, freed on drop.
+struct Prepared(*mut IomPreparedTrigger);
+
+impl Prepared {
+    fn raw(&self) -> *const IomPreparedTrigger {
+        self.0
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // SAFETY: a live prepared trigger, freed once.
+        unsafe { (api().trigger_free)(self.0) };
+    }
+}
+
+fn prepare_raw(
+    instance: *mut IomInstance,
+    trigger: *const c_char,
+    properties: *const c_char,
+) -> Result<Prepared, String> {
+    let mut error: *mut c_char = ptr::null_mut();
+    // SAFETY: as in create_raw.
+    let prepared = unsafe { (api().trigger_prepare)(instance, trigger, properties, &mut error) };
+    let error = take_string(error);
+    if prepared.is_null() {
+        Err(error.expect("a failed iom_trigger_prepare sets *error"))
+    } else {
+        assert!(error.is_none(), "a successful prepare left *error set");
+        Ok(Prepared(prepared))
+    }
+}
+
+fn prepare(
+    instance: *mut IomInstance,
+    trigger: &str,
+    properties: &str,
+) -> Result<Prepared, String> {
+    let (trigger, properties) = (c(trigger), c(properties));
+    prepare_raw(instance, trigger.as_ptr(), properties.as_ptr())
+}
+
+/// iom_trigger_test: the result and the trigger variables (freed here).
+fn test_raw(
+    prepared: *const IomPreparedTrigger,
+    data: *const u8,
+    len: usize,
+) -> (c_int, Vec<Vec<u8>>) {
+    test_flagged(prepared, data, len, None)
+}
+
+/// iom_trigger_test, or iom_trigger_test_ex when `flags` are given.
+fn test_flagged(
+    prepared: *const IomPreparedTrigger,
+    data: *const u8,
+    len: usize,
+    flags: Option<u32>,
+) -> (c_int, Vec<Vec<u8>>) {
+    let api = api();
+    // Not NULL, so that the module visibly clears it when it stores nothing.
+    let mut variables = ptr::dangling_mut::<IomVariables>();
+    // SAFETY: `data` is NULL or `len` readable bytes; the module validates
+    // `prepared` itself.
+    let result = unsafe {
+        match flags {
+            None => (api.trigger_test)(prepared, data, len, &mut variables),
+            Some(flags) => (api.trigger_test_ex)(prepared, data, len, flags, &mut variables),
+        }
+    };
+    if result != 1 {
+        assert!(
+            variables.is_null(),
+            "iom_trigger_test returned {result} but stored variables"
+        );
+        return (result, Vec::new());
+    }
+    assert!(!variables.is_null(), "a match must store its variables");
+    // SAFETY: live variables from the match above; each iom_str is borrowed
+    // from them and copied before they are freed, once.
+    let values = unsafe {
+        let count = (api.variables_count)(variables);
+        let values = (0..count)
+            .map(|i| {
+                let v = (api.variables_get)(variables, i);
+                assert!(!v.ptr.is_null(), "variable {} has a NULL pointer", i + 1);
+                std::slice::from_raw_parts(v.ptr.cast::<u8>(), v.len).to_vec()
+            })
+            .collect();
+        let past_end = (api.variables_get)(variables, count);
+        assert!(past_end.ptr.is_null() && past_end.len == 0);
+        (api.variables_free)(variables);
+        values
+    };
+    (result, values)
+}
+
+fn test_data(prepared: &Prepared, data: &[u8]) -> (c_int, Vec<Vec<u8>>) {
+    test_raw(prepared.raw(), data.as_ptr(), data.len())
+}
+
+// ------------------------------------------------------------- the recording host
+
+/// Everything the module called back with, in order.
+#[derive(Default)]
+struct Events {
+    triggers: Vec<(String, Vec<u8>)>,
+    statuses: Vec<(String, String, String)>,
+    logs: Vec<(c_int, String)>,
+    /// Callbacks of any kind.
+    count: usize,
+    /// Callbacks that started after iom_instance_destroy returned.
+    late: usize,
+    /// Callbacks that carried another instance id than the one created.
+    wrong_id: usize,
+    /// Return codes of iom_instance_destroy called from inside a callback.
+    destroy_in_callback: Vec<c_int>,
+    /// The flags of each fire_trigger_ex call, with its trigger.
+    flags: Vec<(String, u32)>,
+}
+
+impl Events {
+    fn fired(&self, trigger: &str) -> usize {
+        self.triggers.iter().filter(|(t, _)| t == trigger).count()
+    }
+
+    fn data_of(&self, trigger: &str) -> Vec<String> {
+        self.triggers
+            .iter()
+            .filter(|(t, _)| t == trigger)
+            .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+            .collect()
+    }
+
+    /// Everything the host was shown, as one text to search.
+    fn all_text(&self) -> String {
+        let mut text = String::new();
+        for (t, d) in &self.triggers {
+            text += &format!("trigger {t}: {}\n", String::from_utf8_lossy(d));
+        }
+        for (k, v, ts) in &self.statuses {
+            text += &format!("status {k} = {v} @ {ts}\n");
+        }
+        for (level, m) in &self.logs {
+            text += &format!("log {level}: {m}\n");
+        }
+        text
+    }
+}
+
+/// The host's side of one instance: `user_data` points at it.
+struct Recorder {
+    instance_id: u64,
+    events: Mutex<Events>,
+    changed: Condvar,
+    /// Set once iom_instance_destroy has returned.
+    destroyed: AtomicBool,
+    /// A handle the next fire_trigger destroys from inside the callback.
+    destroy_on_fire: AtomicUsize,
+}
+
+impl Recorder {
+    fn new(instance_id: u64) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            instance_id,
+            events: Mutex::new(Events::default()),
+            changed: Condvar::new(),
+            destroyed: AtomicBool::new(false),
+            destroy_on_fire: AtomicUsize::new(0),
+        })
+    }
+
+    /// The callbacks struct for this recorder; the caller keeps the Arc
+    /// alive for as long as the instance lives.
+    fn callbacks(self: &Arc<Self>) -> IomHostCallbacks {
+        IomHostCallbacks {
+            struct_size: size_of::<IomHostCallbacks>() as u32,
+            abi_version: IOM_ABI_VERSION,
+            user_data: Arc::as_ptr(self).cast_mut().cast(),
+            fire_trigger: Some(on_fire_trigger),
+            status_changed: Some(on_status_changed),
+            log: Some(on_log),
+            fire_trigger_ex: None,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Events> {
+        // A callback must never panic (it would abort across extern "C"),
+        // so a poisoned lock is used as is.
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, instance_id: u64, change: impl FnOnce(&mut Events)) {
+        let mut events = self.lock();
+        events.count += 1;
+        if self.destroyed.load(Ordering::SeqCst) {
+            events.late += 1;
+        }
+        if instance_id != self.instance_id {
+            events.wrong_id += 1;
+        }
+        change(&mut events);
+        drop(events);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `predicate` holds (true) or `timeout` passes (false).
+    fn wait_for(&self, mut predicate: impl FnMut(&Events) -> bool, timeout: Duration) -> bool {
+        let (events, _) = self
+            .changed
+            .wait_timeout_while(self.lock(), timeout, |e| !predicate(e))
+            .unwrap_or_else(|p| p.into_inner());
+        predicate(&events)
+    }
+
+    /// Waits for `predicate` or panics naming `what` and what was recorded.
+    fn expect(&self, what: &str, predicate: impl FnMut(&Events) -> bool) {
+        if !self.wait_for(predicate, TIMEOUT) {
+            panic!(
+                "timed out waiting for {what}; recorded:\n{}",
+                self.lock().all_text()
+            );
+        }
+    }
+}
+
+/// Copies a callback's C string (NULL shows up as a visible marker rather
+/// than a crash inside the callback).
+///
+/// # Safety
+/// `s` is NULL or NUL-terminated and valid for the call.
+unsafe fn callback_text(s: *const c_char) -> String {
+    if s.is_null() {
+        return "<NULL>".to_owned();
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}
+
+unsafe extern "C" fn on_fire_trigger(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+) {
+    // SAFETY: user_data is the Recorder of Recorder::callbacks, kept alive by
+    // the test for longer than the instance; the pointers are valid for the
+    // duration of the call (iom.h).
+    let (recorder, trigger, data) = unsafe {
+        let data = if len == 0 || data.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(data, len).to_vec()
+        };
+        (&*user_data.cast::<Recorder>(), callback_text(trigger), data)
+    };
+    // The one iom_* call a callback may make, to check that it is refused.
+    let handle = recorder.destroy_on_fire.swap(0, Ordering::SeqCst);
+    let destroyed = (handle != 0).then(|| destroy_raw(handle as *mut IomInstance));
+    recorder.record(instance_id, |e| {
+        e.triggers.push((trigger, data));
+        e.destroy_in_callback.extend(destroyed);
+    });
+}
+
+unsafe extern "C" fn on_fire_trigger_ex(
+    user_data: *mut c_void,
+    instance_id: u64,
+    trigger: *const c_char,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+) {
+    // SAFETY: as in on_fire_trigger, whose contract this shares.
+    unsafe { on_fire_trigger(user_data, instance_id, trigger, data, len) };
+    // SAFETY: as in on_fire_trigger.
+    let (recorder, trigger) = unsafe { (&*user_data.cast::<Recorder>(), callback_text(trigger)) };
+    let mut events = recorder.lock();
+    events.flags.push((trigger, flags));
+    drop(events);
+    recorder.changed.notify_all();
+}
+
+unsafe extern "C" fn on_status_changed(
+    user_data: *mut c_void,
+    instance_id: u64,
+    key: *const c_char,
+    value: *const c_char,
+    timestamp: *const c_char,
+) {
+    // SAFETY: as in on_fire_trigger.
+    let (recorder, key, value, timestamp) = unsafe {
+        (
+            &*user_data.cast::<Recorder>(),
+            callback_text(key),
+            callback_text(value),
+            callback_text(timestamp),
+        )
+    };
+    recorder.record(instance_id, |e| e.statuses.push((key, value, timestamp)));
+}
+
+unsafe extern "C" fn on_log(
+    user_data: *mut c_void,
+    instance_id: u64,
+    level: c_int,
+    message: *const c_char,
+) {
+    // SAFETY: as in on_fire_trigger.
+    let (recorder, message) = unsafe { (&*user_data.cast::<Recorder>(), callback_text(message)) };
+    recorder.record(instance_id, |e| e.logs.push((level, message)));
+}
+
+// ------------------------------------------------------------- an instance under test
+
+/// A live instance with its recorder; destroyed on drop if the test did not.
+struct Instance {
+    raw: *mut IomInstance,
+    recorder: Arc<Recorder>,
+    live: bool,
+}
+
+// SAFETY: iom.h allows every function to be called from any host thread
+// concurrently; the handle is an opaque value the module validates.
+unsafe impl Send for Instance {}
+// SAFETY: as above; the struct is not mutated through a shared reference.
+unsafe impl Sync for Instance {}
+
+impl Instance {
+    fn create(instance_id: u64, properties: &str) -> Instance {
+        Self::create_with(instance_id, properties, |_| {})
+    }
+
+    /// Creates with the recorder's callbacks as changed by `adjust`.
+    fn create_with(
+        instance_id: u64,
+        properties: &str,
+        adjust: impl FnOnce(&mut IomHostCallbacks),
+    ) -> Instance {
+        let recorder = Recorder::new(instance_id);
+        let mut callbacks = recorder.callbacks();
+        adjust(&mut callbacks);
+        let properties = c(properties);
+        let raw = create_raw(&callbacks, instance_id, properties.as_ptr())
+            .unwrap_or_else(|e| panic!("iom_instance_create failed: {e}"));
+        Instance {
+            raw,
+            recorder,
+            live: true,
+        }
+    }
+
+    fn action(&self, name: &str, properties: &str, variables: &[&str]) -> (c_int, Option<String>) {
+        action_on(self.raw, name, properties, variables)
+    }
+
+    fn expect_ok(&self, name: &str, properties: &str, variables: &[&str]) {
+        let (code, error) = self.action(name, properties, variables);
+        assert_eq!(code, IOM_OK, "{name} failed: {error:?}");
+    }
+
+    fn status(&self) -> Value {
+        let text = status_of(self.raw).expect("a live instance has a status");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status is not JSON ({e}): {text}"))
+    }
+
+    /// Connect and wait for WebSocket Established.
+    fn connect(&self) {
+        self.expect_ok("Connect", "{}", &[]);
+        self.recorder.expect("WebSocket Established", |e| {
+            e.fired("WebSocket Established") >= 1
+        });
+    }
+
+    /// iom_instance_destroy; from then on any callback counts as late.
+    fn destroy(&mut self) -> c_int {
+        assert!(self.live, "destroyed twice through the helper");
+        let code = destroy_raw(self.raw);
+        if code == IOM_OK {
+            self.live = false;
+            self.recorder.destroyed.store(true, Ordering::SeqCst);
+        }
+        code
+    }
+
+    /// Destroys and checks the header's promise: no callback after return.
+    fn destroy_and_expect_silence(&mut self) {
+        assert_eq!(self.destroy(), IOM_OK);
+        let count = self.recorder.lock().count;
+        assert!(
+            !self.recorder.wait_for(|e| e.count != count, QUIET),
+            "a callback arrived after iom_instance_destroy returned"
+        );
+        let events = self.recorder.lock();
+        assert_eq!(events.late, 0, "callbacks after destroy returned");
+        assert_eq!(events.wrong_id, 0, "callbacks with another instance id");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if self.live {
+            destroy_raw(self.raw);
+        }
+    }
+}
+
+fn echo_properties(server: &EchoServer) -> String {
+    format!(
+        r#"{{"Hostname": "127.0.0.1", "Port": {}, "Path": "/"}}"#,
+        server.port()
+    )
+}
+
+/// A timestamp as the header specifies: ISO 8601 with offset and milliseconds.
+fn assert_timestamp(timestamp: &str) {
+    let parsed = chrono::DateTime::parse_from_rfc3339(timestamp);
+    assert!(
+        parsed.is_ok() && timestamp.len() == "2026-11-21T06:34:21.123+00:00".len(),
+        "timestamp {timestamp:?} is not ISO 8601 with milliseconds and offset"
+    );
+}
+
+// ------------------------------------------------------------- the stories
+
+#[test]
+fn abi_version_is_1_and_the_manifest_is_toml_naming_the_module() {
+    let api = api();
+    // SAFETY: no arguments; the manifest is a static NUL-terminated string
+    // owned by the module.
+    let (version, manifest) = unsafe {
+        (
+            (api.abi_version)(),
+            CStr::from_ptr((api.module_manifest)()).to_str(),
+        )
+    };
+    assert_eq!(version, IOM_ABI_VERSION);
+    let manifest: toml::Table =
+        toml::from_str(manifest.expect("manifest is UTF-8")).expect("manifest is valid TOML");
+    assert_eq!(
+        manifest["module"]["name"].as_str(),
+        Some("WebSocket Client")
+    );
+    assert_eq!(manifest["module"]["api_version"].as_integer(), Some(1));
+}
+
+#[test]
+fn round_trip_through_an_echo_server_fires_triggers_that_test_and_fill_placeholders() {
+    let server = EchoServer::start();
+    let mut instance = Instance::create(1, &echo_properties(&server));
+    let matching = prepare(
+        instance.raw,
+        "Messages Received",
+        r#"{"Match String": "ping"}"#,
+    )
+    .expect("prepare Messages Received");
+    let any_established =
+        prepare(instance.raw, "WebSocket Established", "{}").expect("prepare Established");
+
+    let initial = instance.status();
+    assert!(
+        initial
+            .as_array()
+            .expect("status is a JSON array")
+            .iter()
+            .any(|v| v["key"] == "ConnectionStatus" && v["value"] == "Disconnected"),
+        "{initial}"
+    );
+
+    instance.connect();
+    let events = instance.recorder.lock();
+    let order: Vec<&str> = events.triggers.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(order, ["Connected", "WebSocket Established"]);
+    assert_eq!(test_data(&any_established, b"").0, 1);
+    drop(events);
+
+    instance.expect_ok("Send Message", r#"{"Message": "ping <1>"}"#, &["42"]);
+    assert!(
+        server.wait_for(|o| o.texts().contains(&"ping 42".into()), TIMEOUT),
+        "the server did not receive \"ping 42\": {:?}",
+        server.snapshot().texts()
+    );
+    // As a controller does: test the data the trigger fired with.
+    instance
+        .recorder
+        .expect("the echo", |e| e.fired("Messages Received") == 1);
+    let fired = instance.recorder.lock().triggers.last().cloned().unwrap();
+    assert_eq!(fired, ("Messages Received".into(), b"ping 42".to_vec()));
+    let (matched, variables) = test_data(&matching, &fired.1);
+    assert_eq!(matched, 1);
+    // Variable 1 is the message; the Message Type comes last.
+    assert_eq!(variables, [b"ping 42".to_vec(), b"text".to_vec()]);
+
+    instance.expect_ok("Send Message", r#"{"Message": "hello"}"#, &[]);
+    instance
+        .recorder
+        .expect("the echo", |e| e.fired("Messages Received") == 2);
+    let fired = instance.recorder.lock().triggers.last().cloned().unwrap();
+    assert_eq!(fired.1, b"hello");
+    assert_eq!(test_data(&matching, &fired.1).0, 0);
+    // Bytes, not C strings: a NUL inside the message is data.
+    assert_eq!(test_data(&matching, b"a\0ping").0, 1);
+
+    // The snapshot: the three variables of the brief (the module may add
+    // more), each with a label, a value and a timestamp.
+    // Last Received is pushed in batches after the trigger; once pushed, the
+    // snapshot has it too.
+    instance.recorder.expect("Last Received = hello", |e| {
+        e.statuses
+            .iter()
+            .any(|(k, v, _)| k == "LastReceived" && v == "hello")
+    });
+    let status = instance.status();
+    let variables = status.as_array().expect("status is a JSON array");
+    for variable in variables {
+        for field in ["key", "label", "value", "timestamp"] {
+            assert!(variable[field].is_string(), "{field} in {variable}");
+        }
+    }
+    let value_of = |key: &str| {
+        let variable = variables
+            .iter()
+            .find(|v| v["key"] == key)
+            .unwrap_or_else(|| panic!("no status variable {key}: {status}"));
+        assert_timestamp(variable["timestamp"].as_str().unwrap_or_default());
+        variable["value"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(value_of("ConnectionStatus"), "Established");
+    assert_eq!(value_of("LastSent"), "hello");
+    assert_eq!(value_of("LastReceived"), "hello");
+
+    // The same changes were pushed to the host as they happened.
+    let events = instance.recorder.lock();
+    for key in ["ConnectionStatus", "LastSent", "LastReceived"] {
+        assert!(
+            events.statuses.iter().any(|(k, _, _)| k == key),
+            "no status_changed for {key}"
+        );
+    }
+    for (_, _, timestamp) in &events.statuses {
+        assert_timestamp(timestamp);
+    }
+    assert!(
+        events
+            .logs
+            .iter()
+            .all(|(level, _)| (IOM_LOG_CRITICAL..=IOM_LOG_DEBUG).contains(level))
+    );
+    drop(events);
+
+    // The network toggles are accepted on a live instance.
+    assert_eq!(network_of(instance.raw, true), IOM_OK);
+
+    instance.destroy_and_expect_silence();
+    assert!(
+        server.wait_for(|o| o.closes.iter().any(|c| c.code == 1000), TIMEOUT),
+        "destroy did not close with 1000: {:?}",
+        server.snapshot().closes
+    );
+    assert_eq!(instance.recorder.lock().fired("Disconnected"), 1);
+}
+
+#[test]
+fn send_message_while_not_established_is_rejected_naming_the_state() {
+    let instance = Instance::create(2, r#"{"Hostname": "127.0.0.1", "Port": 9}"#);
+    let (code, error) = instance.action("Send Message", r#"{"Message": "hi"}"#, &[]);
+    assert_eq!(code, IOM_ERR_REJECTED);
+    let error = error.expect("an error message");
+    assert!(
+        error.contains("not established") && error.contains("state: disconnected"),
+        "{error}"
+    );
+    // The controller's log says so too.
+    instance.recorder.expect("the error in the log", |e| {
+        e.logs
+            .iter()
+            .any(|(l, m)| *l == IOM_LOG_CRITICAL && m.contains("not established"))
+    });
+}
+
+#[test]
+fn create_refuses_bad_input_with_a_message_naming_it() {
+    let recorder = Recorder::new(3);
+    let good = recorder.callbacks();
+    let props = c(r#"{"Hostname": "127.0.0.1"}"#);
+    let create = |host: &IomHostCallbacks, id: u64, properties: &[u8]| {
+        let properties = CString::new(properties).expect("no NUL");
+        create_raw(host, id, properties.as_ptr()).map(destroy_raw)
+    };
+    let refused = |result: Result<c_int, String>| match result {
+        Err(message) => message,
+        Ok(_) => panic!("created an instance from bad input"),
+    };
+
+    let e = create_raw(ptr::null(), 3, props.as_ptr()).expect_err("NULL host");
+    assert!(e.contains("host callbacks are NULL"), "{e}");
+
+    let newer = IomHostCallbacks {
+        abi_version: 2,
+        ..good
+    };
+    let e = refused(create(&newer, 3, br#"{"Hostname": "127.0.0.1"}"#));
+    assert!(e.contains("version 2") && e.contains("version 1"), "{e}");
+
+    let short = IomHostCallbacks {
+        struct_size: 8,
+        ..good
+    };
+    let e = refused(create(&short, 3, br#"{"Hostname": "127.0.0.1"}"#));
+    assert!(e.contains("struct_size is 8"), "{e}");
+
+    let e = refused(create(&good, 0, br#"{"Hostname": "127.0.0.1"}"#));
+    assert!(e.contains("instance_id"), "{e}");
+
+    let e = refused(create(&good, 3, b"{Hostname: 127.0.0.1"));
+    assert!(e.contains("not valid JSON"), "{e}");
+
+    let e = refused(create(&good, 3, br#"{"Hostname": "h", "Port": 70000}"#));
+    assert!(
+        e.contains("Port must be an integer from 0 to 65535, got 70000"),
+        "{e}"
+    );
+
+    let e = refused(create(&good, 3, br#"{"Hostname": "h", "Colour": "red"}"#));
+    assert!(e.contains("\"Colour\"") && e.contains("Hostname"), "{e}");
+
+    let e = refused(create(&good, 3, br#"{"Hostname": "wss://x"}"#));
+    assert!(e.contains("wss://") && e.contains("WSS"), "{e}");
+
+    let e = refused(create(&good, 3, b"{\"Hostname\": \"h\xff\"}"));
+    assert!(e.contains("not valid UTF-8"), "{e}");
+
+    let e = refused(create(&good, 3, b"{}"));
+    assert!(e.contains("Hostname is required"), "{e}");
+
+    // A NULL error pointer is allowed: the failure is still a NULL handle.
+    // SAFETY: NULL `error` is allowed by the header.
+    let handle = unsafe { (api().instance_create)(&short, 3, props.as_ptr(), ptr::null_mut()) };
+    assert!(handle.is_null());
+
+    // Success clears *error even if the host left garbage in it.
+    let mut error = ptr::dangling_mut::<c_char>();
+    // SAFETY: valid arguments; `error` is writable storage for one pointer.
+    let handle = unsafe { (api().instance_create)(&good, 3, props.as_ptr(), &mut error) };
+    assert!(!handle.is_null() && error.is_null());
+    assert_eq!(destroy_raw(handle), IOM_OK);
+}
+
+#[test]
+fn actions_refuse_bad_input_with_a_message_naming_it() {
+    let instance = Instance::create(4, r#"{"Hostname": "127.0.0.1", "Port": 9}"#);
+    let send = c("Send Message");
+    let message = c(r#"{"Message": "x"}"#);
+
+    let (code, e) = action_raw(instance.raw, ptr::null(), message.as_ptr(), ptr::null(), 0);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(e.unwrap().contains("action is NULL"));
+
+    let (code, e) = instance.action("Send", "{}", &[]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    let e = e.unwrap();
+    assert!(
+        e.contains("unknown action \"Send\"") && e.contains("\"Send Message\""),
+        "{e}"
+    );
+
+    let bad_name = CString::new(b"Send \xffMessage".to_vec()).unwrap();
+    let (code, e) = action_raw(
+        instance.raw,
+        bad_name.as_ptr(),
+        message.as_ptr(),
+        ptr::null(),
+        0,
+    );
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    let e = e.unwrap();
+    assert!(e.contains("action is not valid UTF-8"), "{e}");
+
+    let variables = [IomStr::of(b"fine"), IomStr::of(b"bad \xc3")];
+    let (code, e) = action_raw(
+        instance.raw,
+        send.as_ptr(),
+        message.as_ptr(),
+        variables.as_ptr(),
+        2,
+    );
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    let e = e.unwrap();
+    assert!(e.contains("variable 2 is not valid UTF-8"), "{e}");
+
+    let (code, e) = action_raw(
+        instance.raw,
+        send.as_ptr(),
+        message.as_ptr(),
+        ptr::null(),
+        3,
+    );
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(
+        e.unwrap()
+            .contains("variables is NULL but n_variables is 3")
+    );
+
+    let null_variable = [IomStr {
+        ptr: ptr::null(),
+        len: 4,
+    }];
+    let (code, e) = action_raw(
+        instance.raw,
+        send.as_ptr(),
+        message.as_ptr(),
+        null_variable.as_ptr(),
+        1,
+    );
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(e.unwrap().contains("variable 1 is NULL"));
+
+    let wrong_types = [
+        (
+            "Send Message",
+            r#"{"Message": 5}"#,
+            "Message must be a string",
+        ),
+        ("Send Message", r#"{"Text": "x"}"#, "accepted: \"Message\""),
+        ("Send Message", "[1, 2]", "must be a JSON object"),
+        ("Send Message", "{", "not valid JSON"),
+        ("Disconnect", r#"{"x": 1}"#, "it takes no properties"),
+        ("Connect", r#"{"Bearer Token": 42}"#, "Bearer Token"),
+    ];
+    for (name, properties, expected) in wrong_types {
+        let (code, e) = instance.action(name, properties, &[]);
+        assert_eq!(code, IOM_ERR_INVALID_ARGUMENT, "{name} {properties}");
+        let e = e.unwrap();
+        assert!(e.contains(expected), "{name} {properties}: {e}");
+    }
+
+    // A NULL error pointer still gets the code.
+    let unknown = c("Send");
+    // SAFETY: NULL `error` is allowed; the other pointers are valid.
+    let code = unsafe {
+        (api().instance_action)(
+            instance.raw,
+            unknown.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            0,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+}
+
+#[test]
+fn trigger_prepare_and_test_refuse_bad_input() {
+    let e = prepare(ptr::null_mut(), "Message Received", "{}")
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("unknown trigger \"Message Received\"") && e.contains("\"Messages Received\""),
+        "{e}"
+    );
+    let e = prepare(
+        ptr::null_mut(),
+        "Messages Received",
+        r#"{"Match String": 5}"#,
+    )
+    .err()
+    .unwrap();
+    assert!(e.contains("Match String must be a string"), "{e}");
+    let e = prepare_raw(ptr::null_mut(), ptr::null(), ptr::null())
+        .err()
+        .unwrap();
+    assert!(e.contains("trigger is NULL"), "{e}");
+    let e = prepare(0x1000 as *mut IomInstance, "Messages Received", "{}")
+        .err()
+        .unwrap();
+    assert!(e.contains("not a live instance"), "{e}");
+
+    // Without an instance and without properties: blank Match String.
+    let name = c("Messages Received");
+    let any = prepare_raw(ptr::null_mut(), name.as_ptr(), ptr::null())
+        .expect("NULL instance and properties are allowed");
+    assert_eq!(test_data(&any, b"anything").0, 1);
+    assert_eq!(test_raw(any.raw(), ptr::null(), 0).0, 1);
+    assert_eq!(test_raw(any.raw(), ptr::null(), 5).0, -1);
+    // The reason of Disconnected is its variable 1.
+    let disconnected = prepare(ptr::null_mut(), "Disconnected", "").expect("prepare");
+    assert_eq!(
+        test_data(&disconnected, b"closed by server: 1000 bye"),
+        (1, vec![b"closed by server: 1000 bye".to_vec()])
+    );
+
+    assert_eq!(test_raw(ptr::null(), b"x".as_ptr(), 1).0, -1);
+    let freed = prepare(ptr::null_mut(), "Messages Received", "{}").expect("prepare");
+    let raw = freed.0;
+    drop(freed);
+    assert_eq!(test_raw(raw, b"x".as_ptr(), 1).0, -1);
+    // A second free of the same handle, and NULL, are ignored.
+    // SAFETY: the module looks handles up in its registry; stale ones miss.
+    unsafe {
+        (api().trigger_free)(raw);
+        (api().trigger_free)(ptr::null_mut());
+    }
+
+    // The variables and string functions take NULL without harm.
+    // SAFETY: NULL is handled by each function.
+    unsafe {
+        assert_eq!((api().variables_count)(ptr::null()), 0);
+        let none = (api().variables_get)(ptr::null(), 0);
+        assert!(none.ptr.is_null() && none.len == 0);
+        (api().variables_free)(ptr::null_mut());
+        (api().string_free)(ptr::null_mut());
+        assert_eq!(
+            (api().trigger_test)(any.raw(), b"x".as_ptr(), 1, ptr::null_mut()),
+            1,
+            "NULL variables: match reported, nothing stored"
+        );
+    }
+}
+
+#[test]
+fn stale_and_made_up_handles_are_errors_not_crashes() {
+    let mut instance = Instance::create(5, r#"{"Hostname": "127.0.0.1", "Port": 9}"#);
+    let stale = instance.raw;
+    assert_eq!(instance.destroy(), IOM_OK);
+    // Ids are multiples of 8 in the module; 0x1003 can never be one, and the
+    // test process creates far fewer than 0x1000 / 8 instances.
+    for handle in [
+        stale,
+        0x1000 as *mut IomInstance,
+        0x1003 as *mut IomInstance,
+    ] {
+        let (code, e) = action_on(handle, "Disconnect", "{}", &[]);
+        assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+        assert!(e.unwrap().contains("not a live instance"));
+        assert!(status_of(handle).is_none());
+        assert_eq!(network_of(handle, false), IOM_ERR_INVALID_ARGUMENT);
+        assert_eq!(destroy_raw(handle), IOM_ERR_INVALID_ARGUMENT);
+    }
+    let (code, e) = action_on(ptr::null_mut(), "Disconnect", "{}", &[]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(e.unwrap().contains("instance is NULL"));
+    assert!(status_of(ptr::null_mut()).is_none());
+    assert_eq!(network_of(ptr::null_mut(), true), IOM_ERR_INVALID_ARGUMENT);
+    assert_eq!(destroy_raw(ptr::null_mut()), IOM_OK);
+}
+
+#[test]
+fn a_bearer_token_reaches_the_server_and_nothing_else() {
+    const TOKEN: &str = "topsecret-123";
+    let server = EchoServer::start();
+    let mut instance = Instance::create(
+        6,
+        &format!(
+            r#"{{"Hostname": "127.0.0.1", "Port": {}, "Extended Logging": true, "Log Comms": true}}"#,
+            server.port()
+        ),
+    );
+    // A malformed token is refused without being echoed back.
+    let (code, e) = instance.action("Connect", r#"{"Bearer Token": "topsecret 123"}"#, &[]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    let e = e.unwrap();
+    assert!(
+        e.contains("Bearer Token") && !e.contains("topsecret"),
+        "{e}"
+    );
+
+    instance.expect_ok("Connect", &format!(r#"{{"Bearer Token": "{TOKEN}"}}"#), &[]);
+    instance.recorder.expect("WebSocket Established", |e| {
+        e.fired("WebSocket Established") == 1
+    });
+    let handshake = server
+        .snapshot()
+        .last_handshake()
+        .cloned()
+        .expect("a handshake");
+    assert_eq!(
+        handshake.header("Authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    instance.expect_ok("Send Message", r#"{"Message": "comms"}"#, &[]);
+    instance
+        .recorder
+        .expect("the echo", |e| e.fired("Messages Received") == 1);
+    let status = status_of(instance.raw).expect("status");
+    instance.destroy_and_expect_silence();
+
+    let events = instance.recorder.lock();
+    // Extended Logging and Log Comms were on, so there is plenty to search.
+    assert!(
+        events.logs.iter().any(|(_, m)| m.contains("comms")),
+        "no comms log lines:\n{}",
+        events.all_text()
+    );
+    let shown = events.all_text() + &status;
+    assert!(!shown.contains("topsecret"), "the token leaked:\n{shown}");
+}
+
+#[test]
+fn any_callback_may_be_null() {
+    let server = EchoServer::start();
+    let props = c(&echo_properties(&server));
+
+    // Triggers only: no status, no log.
+    let triggers_only = Recorder::new(11);
+    let callbacks = IomHostCallbacks {
+        status_changed: None,
+        log: None,
+        ..triggers_only.callbacks()
+    };
+    let raw = create_raw(&callbacks, 11, props.as_ptr()).expect("create");
+    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
+    triggers_only.expect("WebSocket Established", |e| {
+        e.fired("WebSocket Established") == 1
+    });
+    assert_eq!(
+        action_on(raw, "Send Message", r#"{"Message": "a"}"#, &[]).0,
+        IOM_OK
+    );
+    triggers_only.expect("the echo", |e| e.fired("Messages Received") == 1);
+    assert_eq!(destroy_raw(raw), IOM_OK);
+
+    // Status only: the host learns of the connection from Connection Status.
+    let status_only = Recorder::new(12);
+    let callbacks = IomHostCallbacks {
+        fire_trigger: None,
+        log: None,
+        ..status_only.callbacks()
+    };
+    let raw = create_raw(&callbacks, 12, props.as_ptr()).expect("create");
+    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
+    status_only.expect("Connection Status Established", |e| {
+        e.statuses
+            .iter()
+            .any(|(k, v, _)| k == "ConnectionStatus" && v == "Established")
+    });
+    assert_eq!(
+        action_on(raw, "Send Message", r#"{"Message": "b"}"#, &[]).0,
+        IOM_OK
+    );
+    status_only.expect("Last Received b", |e| {
+        e.statuses
+            .iter()
+            .any(|(k, v, _)| k == "LastReceived" && v == "b")
+    });
+    assert_eq!(destroy_raw(raw), IOM_OK);
+
+    let (with_triggers, with_status) = (triggers_only.lock(), status_only.lock());
+    assert_eq!(with_triggers.statuses.len() + with_triggers.logs.len(), 0);
+    assert_eq!(with_status.triggers.len() + with_status.logs.len(), 0);
+    drop((with_triggers, with_status));
+    assert_eq!(server.snapshot().texts(), ["a", "b"]);
+}
+
+#[test]
+fn fire_trigger_ex_carries_the_binary_flag_to_trigger_test_ex() {
+    let server = EchoServer::start();
+    let instance = Instance::create_with(13, &echo_properties(&server), |callbacks| {
+        callbacks.fire_trigger_ex = Some(on_fire_trigger_ex);
+    });
+    instance.connect();
+    instance.expect_ok("Send Message", r#"{"Message": "text"}"#, &[]);
+    instance
+        .recorder
+        .expect("the text echo", |e| e.fired("Messages Received") == 1);
+    assert_eq!(server.send_to_all(vec![0xde_u8, 0xad, 0xbe, 0xef]), 1);
+    instance.recorder.expect("the binary message", |e| {
+        e.flags
+            .iter()
+            .filter(|(t, _)| t == "Messages Received")
+            .count()
+            == 2
+    });
+
+    let events = instance.recorder.lock();
+    // The module used fire_trigger_ex for every trigger, never both.
+    assert_eq!(events.flags.len(), events.triggers.len());
+    let messages: Vec<(Vec<u8>, u32)> = events
+        .triggers
+        .iter()
+        .zip(&events.flags)
+        .filter(|((t, _), _)| t == "Messages Received")
+        .map(|((_, data), (_, flags))| (data.clone(), *flags))
+        .collect();
+    drop(events);
+    assert_eq!(
+        messages,
+        [
+            (b"text".to_vec(), 0),
+            (b"deadbeef".to_vec(), IOM_DATA_BINARY)
+        ]
+    );
+    let any = prepare(instance.raw, "Messages Received", "{}").expect("prepare");
+    let (data, flags) = &messages[1];
+    let (matched, variables) = test_flagged(any.raw(), data.as_ptr(), data.len(), Some(*flags));
+    assert_eq!(matched, 1);
+    assert_eq!(variables.last().map(Vec::as_slice), Some(&b"binary"[..]));
+    let (_, variables) = test_data(&any, data);
+    assert_eq!(variables.last().map(Vec::as_slice), Some(&b"text"[..]));
+}
+
+#[test]
+fn a_host_struct_is_read_only_as_far_as_struct_size_covers() {
+    // What a host built before fire_trigger_ex passes, and a size that ends
+    // inside that field (a host bug, but one that must not crash the module).
+    let base = std::mem::offset_of!(IomHostCallbacks, fire_trigger_ex) as u32;
+    // SAFETY: a non-NULL function pointer value that nothing may call: it
+    // stands for whatever memory lies past the host's struct.
+    let past_the_end: FireTriggerExCb =
+        unsafe { std::mem::transmute::<usize, FireTriggerExCb>(0x4141_4141_4141_4141) };
+    let server = EchoServer::start();
+    for (id, struct_size) in [(14, base), (15, base + 4)] {
+        let mut instance = Instance::create_with(id, &echo_properties(&server), |callbacks| {
+            callbacks.struct_size = struct_size;
+            callbacks.fire_trigger_ex = Some(past_the_end);
+        });
+        // Connected and WebSocket Established arrive through fire_trigger.
+        instance.connect();
+        instance.destroy_and_expect_silence();
+        assert!(instance.recorder.lock().flags.is_empty());
+    }
+}
+
+#[test]
+fn destroy_while_messages_flow_returns_and_silences_callbacks() {
+    let server = EchoServer::start_burst(50_000);
+    let mut instance = Instance::create(7, &echo_properties(&server));
+    instance.expect_ok("Connect", "{}", &[]);
+    instance
+        .recorder
+        .expect("the first message of the burst", |e| {
+            e.fired("Messages Received") >= 1
+        });
+    instance.destroy_and_expect_silence();
+    let events = instance.recorder.lock();
+    let received = events.data_of("Messages Received");
+    // One trigger per message, in order, whatever was received before destroy.
+    for (n, message) in received.iter().enumerate() {
+        assert_eq!(message, &format!("msg-{:06}", n + 1));
+    }
+    println!("destroyed after {} of 50000 burst messages", received.len());
+}
+
+#[test]
+fn destroy_from_inside_a_callback_is_refused_and_changes_nothing() {
+    let server = EchoServer::start();
+    let mut instance = Instance::create(8, &echo_properties(&server));
+    instance
+        .recorder
+        .destroy_on_fire
+        .store(instance.raw as usize, Ordering::SeqCst);
+    instance.connect();
+    assert_eq!(
+        instance.recorder.lock().destroy_in_callback,
+        [IOM_ERR_IN_CALLBACK]
+    );
+    // The instance lives on.
+    instance.expect_ok("Send Message", r#"{"Message": "still here"}"#, &[]);
+    instance.recorder.expect("the echo", |e| {
+        e.data_of("Messages Received") == ["still here"]
+    });
+    instance.destroy_and_expect_silence();
+}
+
+/// What one host thread saw from its calls.
+#[derive(Default)]
+struct ThreadReport {
+    /// Sequence numbers of the messages Send Message accepted.
+    accepted: Vec<usize>,
+    /// Send Message refused because the WebSocket was not established.
+    not_established: usize,
+    /// Send Message refused because too many messages wait for the socket.
+    backlog: usize,
+    /// Codes or results outside the header's contract.
+    undefined: Vec<String>,
+}
+
+/// One host thread's share of the load: Send Message tagged
+/// `t<thread>-<seq>` (through placeholders), a bad action, status and
+/// network calls, and with `bounce` a Disconnect + Connect now and then.
+fn run_host_thread(
+    instance: &Instance,
+    thread: usize,
+    rounds: usize,
+    bounce: bool,
+) -> ThreadReport {
+    let mut report = ThreadReport::default();
+    let tag = thread.to_string();
+    for seq in 0..rounds {
+        let seq_text = seq.to_string();
+        let (code, error) = instance.action(
+            "Send Message",
+            r#"{"Message": "t<1>-<2>"}"#,
+            &[&tag, &seq_text],
+        );
+        match (code, error) {
+            (IOM_OK, _) => report.accepted.push(seq),
+            (IOM_ERR_REJECTED, Some(e)) if e.contains("not established") => {
+                report.not_established += 1
+            }
+            // The backlog bound: refused, so not expected at the server.
+            (IOM_ERR_REJECTED, Some(e)) if e.contains("already waiting") => report.backlog += 1,
+            (code, e) => report.undefined.push(format!("Send Message: {code} {e:?}")),
+        }
+        if seq % 16 == 5 {
+            let (code, _) = instance.action("Send", "{}", &[]);
+            if code != IOM_ERR_INVALID_ARGUMENT {
+                report.undefined.push(format!("bad action: {code}"));
+            }
+        }
+        if seq % 8 == 3 {
+            match status_of(instance.raw) {
+                Some(s) if s.starts_with('[') => {}
+                other => report.undefined.push(format!("status: {other:?}")),
+            }
+        }
+        if seq % 100 == 50 && network_of(instance.raw, true) != IOM_OK {
+            report.undefined.push("network up refused".into());
+        }
+        // Two threads bounce the connection now and then.
+        if bounce && thread < 2 && seq % 1000 == 300 + 400 * thread {
+            for name in ["Disconnect", "Connect"] {
+                let (code, e) = instance.action(name, "{}", &[]);
+                if code != IOM_OK {
+                    report.undefined.push(format!("{name}: {code} {e:?}"));
+                }
+            }
+        }
+    }
+    report
+}
+
+const HOST_THREADS: usize = 8;
+/// About two seconds of calls per thread on a 2-core debug build; a count,
+/// not a duration, so a slow machine only takes longer.
+const ROUNDS: usize = 5000;
+
+/// Runs the host threads on one established instance, then checks every
+/// thread's messages arrived at the server in its order, with nothing the
+/// server got that Send Message refused. Returns the reports and how many
+/// accepted messages never reached the server.
+fn share_one_instance(instance_id: u64, bounce: bool) -> (Vec<ThreadReport>, usize, Instance) {
+    let server = EchoServer::start();
+    let mut instance = Instance::create(instance_id, &echo_properties(&server));
+    instance.connect();
+
+    let reports: Vec<ThreadReport> = std::thread::scope(|scope| {
+        let instance = &instance;
+        let threads: Vec<_> = (0..HOST_THREADS)
+            .map(|t| scope.spawn(move || run_host_thread(instance, t, ROUNDS, bounce)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a host thread panicked"))
+            .collect()
+    });
+    for (t, report) in reports.iter().enumerate() {
+        assert!(
+            report.undefined.is_empty(),
+            "thread {t}: {:?}",
+            report.undefined
+        );
+    }
+    let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
+    if !bounce {
+        // Nothing closes the connection, so everything accepted arrives
+        // (waited for before destroy, which must not be what flushes it).
+        assert!(
+            server.wait_for(|o| o.messages.len() >= accepted, TIMEOUT),
+            "the server received {} of {accepted} accepted messages",
+            server.snapshot().messages.len()
+        );
+    }
+    instance.destroy_and_expect_silence();
+    assert!(
+        server.wait_for(|o| o.open_connections() == 0, TIMEOUT),
+        "the instance left a connection open"
+    );
+
+    // What the server received, per thread, in the order received.
+    let mut received: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for text in server.snapshot().texts() {
+        let parsed = text
+            .strip_prefix('t')
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(t, s)| Some((t.parse().ok()?, s.parse().ok()?)));
+        let (thread, seq) = parsed.unwrap_or_else(|| panic!("unexpected message {text:?}"));
+        received.entry(thread).or_default().push(seq);
+    }
+    let mut lost = 0;
+    for (t, report) in reports.iter().enumerate() {
+        let got = received.remove(&t).unwrap_or_default();
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "thread {t}'s messages arrived out of order or twice"
+        );
+        let accepted: BTreeSet<usize> = report.accepted.iter().copied().collect();
+        assert!(
+            got.iter().all(|s| accepted.contains(s)),
+            "thread {t}: the server received a message Send Message refused"
+        );
+        lost += accepted.len() - got.len();
+    }
+    assert!(received.is_empty(), "messages from unknown threads");
+    (reports, lost, instance)
+}
+
+#[test]
+fn eight_host_threads_on_one_established_instance_lose_nothing() {
+    let (reports, lost, _instance) = share_one_instance(9, false);
+    let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
+    let backlog: usize = reports.iter().map(|r| r.backlog).sum();
+    println!("{accepted} accepted and received in order, {backlog} refused by the backlog bound");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {accepted} accepted messages never arrived"
+    );
+    assert_eq!(
+        reports.iter().map(|r| r.not_established).sum::<usize>(),
+        0,
+        "Send Message refused on an established connection"
+    );
+}
+
+#[test]
+fn eight_host_threads_with_disconnects_in_between_lose_nothing_silently() {
+    let (reports, lost, instance) = share_one_instance(10, true);
+    // Actions run later, in queue order, on the module's thread. A Send
+    // Message must therefore be refused (not accepted and then dropped) once
+    // another thread has queued a Disconnect before it: every accepted
+    // message arrives, and the log has exactly one failure line per refusal.
+    let events = instance.recorder.lock();
+    let failure_lines = events
+        .logs
+        .iter()
+        .filter(|(l, m)| {
+            *l == IOM_LOG_CRITICAL
+                && m.starts_with("Send Message failed: the WebSocket is not established")
+        })
+        .count();
+    let refused: usize = reports.iter().map(|r| r.not_established).sum();
+    let accepted: usize = reports.iter().map(|r| r.accepted.len()).sum();
+    assert_eq!(
+        lost, 0,
+        "{lost} accepted messages never arrived ({accepted} accepted, {refused} refused)"
+    );
+    assert_eq!(
+        failure_lines, refused,
+        "one failure line per refused Send Message"
+    );
+    let backlog: usize = reports.iter().map(|r| r.backlog).sum();
+    println!(
+        "established {} times",
+        events.fired("WebSocket Established")
+    );
+    println!(
+        "{accepted} accepted, {refused} refused while not established or disconnecting, \
+         {backlog} refused by the backlog bound"
+    );
+}
