@@ -183,7 +183,8 @@ impl PreparedTrigger {
                 .build()
                 .map_err(|e| {
                     error(format!(
-                        "Match String is not a valid regular expression: {e}"
+                        "Match String is not a valid regular expression: {}",
+                        one_line_regex_error(&e)
                     ))
                 })
         };
@@ -265,6 +266,30 @@ impl PreparedTrigger {
             Trigger::Disconnected | Trigger::GaveUp => vec![text()],
             Trigger::Connected | Trigger::Established => Vec::new(),
         }
+    }
+}
+
+/// The regex crate explains syntax errors over several lines (the pattern,
+/// a caret, the reason); a controller log wants one: "unclosed group at
+/// offset 5".
+fn one_line_regex_error(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let reason = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.as_str());
+    let caret = lines
+        .iter()
+        .position(|l| l.trim() == "^" || l.trim().starts_with('^'));
+    match caret {
+        Some(i) if i > 0 => {
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            let offset = indent(lines[i]).saturating_sub(indent(lines[i - 1]));
+            format!("{reason} at offset {offset}")
+        }
+        _ => reason.to_owned(),
     }
 }
 

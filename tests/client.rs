@@ -465,3 +465,52 @@ fn pings_from_the_server_are_answered_while_nothing_is_sent() {
     );
     assert!(instance.is_established());
 }
+
+#[test]
+fn two_instances_talk_through_a_piesocket_style_channel() {
+    use wsio::demo_server::{DemoServer, DemoServerConfig};
+    let server = DemoServer::start(DemoServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+    })
+    .unwrap();
+    let props = |path: &str| json!({"Hostname": "127.0.0.1", "Port": server.local_addr().port(), "Path": path});
+    let (a_rec, b_rec) = (Recorder::new(), Recorder::new());
+    let a = instance_with(
+        &a_rec,
+        props("/v3/7?api_key=demo&notify_self=1"),
+        Options::default(),
+    );
+    let b = instance_with(&b_rec, props("/v3/7?api_key=demo"), Options::default());
+    a.connect(None).unwrap();
+    b.connect(None).unwrap();
+    a_rec.expect("a established", established);
+    b_rec.expect("b established", established);
+    a.send_message("to the channel").unwrap();
+    b_rec.expect("b hears a", |r| {
+        r.data_of(Trigger::MessagesReceived) == vec!["to the channel".to_owned()]
+    });
+    a_rec.expect("a hears itself (notify_self)", |r| {
+        r.data_of(Trigger::MessagesReceived) == vec!["to the channel".to_owned()]
+    });
+    b.send_message("reply").unwrap();
+    a_rec.expect("a hears b", |r| r.count(Trigger::MessagesReceived) == 2);
+    assert!(
+        !b_rec.wait_for(
+            |r| r.count(Trigger::MessagesReceived) > 1,
+            std::time::Duration::from_millis(300)
+        ),
+        "b has no notify_self: it does not hear itself"
+    );
+
+    // Without api_key the server closes with 4001 and says why.
+    let rec = Recorder::new();
+    let c = instance_with(&rec, props("/v3/7"), Options::default());
+    c.connect(None).unwrap();
+    rec.expect("refused", |r| r.count(Trigger::Disconnected) == 1);
+    let reason = rec.snapshot().data_of(Trigger::Disconnected).remove(0);
+    assert!(
+        reason.starts_with("closed by server: 4001 api_key is required"),
+        "{reason}"
+    );
+}

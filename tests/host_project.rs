@@ -211,3 +211,24 @@ fn a_missing_project_file_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_invalid_regex_or_json_pointer_stops_the_project_at_load_naming_the_wire() {
+    let project = |match_mode: &str, match_string: &str| {
+        format!(
+            "[[instance]]\nname = \"a\"\n[instance.properties]\nHostname = \"127.0.0.1\"\n\n\
+             [[wire]]\nwhen = {{ instance = \"a\", trigger = \"Messages Received\", properties = {{ \"Match Mode\" = \"{match_mode}\", \"Match String\" = '{match_string}' }} }}\n\
+             then = {{ instance = \"a\", action = \"Disconnect\" }}\n"
+        )
+    };
+    let errors = refused("regex", &project("Regex", "temp (\\d+"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("wire 1"), "{errors:?}");
+    assert!(
+        errors[0].contains("Match String is not a valid regular expression"),
+        "{errors:?}"
+    );
+    let errors = refused("pointer", &project("JSON", "type == 1"));
+    assert!(errors[0].contains("wire 1"), "{errors:?}");
+    assert!(errors[0].contains("is not a JSON Pointer"), "{errors:?}");
+}
