@@ -28,11 +28,16 @@
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod fault_pki;
 mod fixture;
+mod journal;
+mod netns;
 mod observations;
 mod pki;
 mod proxy;
 mod recorder;
+mod script_server;
+mod server_process;
 mod servers;
 
 pub use client::{
@@ -49,6 +54,15 @@ pub use pki::{
 };
 pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
 pub use recorder::{Recorded, Recorder};
+// The fault suite (tests/fault_*.rs).
+pub use fault_pki::{FaultPki, ServerCert, fault_pki};
+pub use journal::{
+    Entries, Journal, PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between,
+    connect_instance, driver_panics, fault_properties, open_fds, rss_kib, with,
+};
+pub use netns::NetNs;
+pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
+pub use server_process::{ServerProcess, demo_path, free_port};
 pub use servers::{
     BlackHoleServer, CloseServer, EchoOptions, EchoServer, RefuseServer, SilentServer,
     burst_message,

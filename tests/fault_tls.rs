@@ -1,0 +1,181 @@
+//! Fault injection, TLS: a certificate from an unknown CA, an expired one,
+//! one for another host name, and a server that takes the ClientHello and
+//! never answers. Certificate failures are fatal (retrying cannot help):
+//! Gave Up fires at once and nothing is retried until the server is fixed
+//! and Reset Reconnect is run. A stalled handshake is not: the Connect
+//! Timeout ends it and the module retries.
+//!
+//! Each test: the fault, the triggers in order, the status afterwards,
+//! recovery, then `support::assert_invariants`. No test sleeps.
+
+mod support;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{
+    EchoOptions, EchoServer, Entries, Journal, ScriptServer, ServerCert, assert_invariants,
+    connect_instance, fault_pki, fault_properties, with,
+};
+use wsio::matching::Trigger;
+
+const SLACK: Duration = Duration::from_secs(2);
+/// Listening to prove that no retry comes after Gave Up: longer than the
+/// 1 s retry ceiling configured.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// WSS to 127.0.0.1:`port`, trusting the fault suite's CA.
+fn wss(port: u16) -> Value {
+    with(
+        fault_properties(port),
+        json!({"Protocol": "WSS", "CA Certificate": fault_pki().trusted_ca_pem}),
+    )
+}
+
+fn status(e: &Entries, key: &str) -> String {
+    e.status_value(key).unwrap_or_default()
+}
+
+fn tls_server(port: u16, cert: &ServerCert) -> EchoServer {
+    EchoServer::start_with(EchoOptions {
+        port,
+        tls_config: Some(cert.server_config()),
+        ..EchoOptions::default()
+    })
+}
+
+/// A server presenting `cert` is refused for `why`, fatally; once it
+/// presents a valid certificate, Reset Reconnect gets through.
+fn certificate_story(name: &str, cert: &ServerCert, why: &str) {
+    let server = tls_server(0, cert);
+    let port = server.port();
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, wss(port));
+    journal.expect(&format!("{name}: Gave Up"), |e| {
+        e.count(Trigger::GaveUp) == 1
+    });
+    let e = journal.snapshot();
+    assert_eq!(
+        e.triggers,
+        [Trigger::Connected, Trigger::Disconnected, Trigger::GaveUp],
+        "{name}"
+    );
+    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    assert!(
+        reason.starts_with("TLS handshake with 127.0.0.1 failed: invalid peer certificate: ")
+            && reason.contains(why),
+        "{name}: {reason}"
+    );
+    assert_eq!(
+        status(&e, "LastError"),
+        format!("{reason} (stage: TLS)"),
+        "{name}"
+    );
+    assert_eq!(status(&e, "NextRetry"), "gave up", "{name}");
+    assert!(
+        status(&e, "ConnectionStatus").starts_with("Gave up: "),
+        "{name}: {}",
+        status(&e, "ConnectionStatus")
+    );
+    // The server saw the client refuse its certificate, and no retry.
+    assert!(
+        server.wait_for(|o| !o.tls_failures.is_empty(), support::TIMEOUT),
+        "{name}"
+    );
+    assert!(
+        !server.wait_for(|o| o.connections() > 1, QUIET),
+        "{name}: retried after a certificate failure"
+    );
+
+    // The operator installs a valid certificate, then resets.
+    drop(server);
+    let _fixed = tls_server(port, &fault_pki().valid);
+    instance
+        .action("Reset Reconnect", &json!({}), &[] as &[&str])
+        .unwrap();
+    journal.expect(&format!("{name}: established once fixed"), |e| {
+        e.count(Trigger::Established) == 1
+    });
+    instance.send_message("secure again").unwrap();
+    journal.expect(&format!("{name}: echo"), |e| e.message_count == 1);
+    assert_invariants(&journal, instance, Some(1));
+}
+
+#[test]
+fn a_certificate_from_an_unknown_ca_is_fatal() {
+    certificate_story("unknown CA", &fault_pki().unknown_ca, "UnknownIssuer");
+}
+
+#[test]
+fn an_expired_certificate_is_fatal() {
+    certificate_story("expired", &fault_pki().expired, "certificate expired");
+}
+
+#[test]
+fn a_certificate_for_another_host_name_is_fatal() {
+    certificate_story(
+        "wrong host name",
+        &fault_pki().wrong_name,
+        "certificate not valid for name",
+    );
+}
+
+#[test]
+fn a_server_that_stalls_after_the_client_hello_hits_the_connect_timeout_and_is_retried() {
+    // Once healed, connections are relayed to a real TLS echo server.
+    let good = tls_server(0, &fault_pki().valid);
+    let good_addr: SocketAddr = good.addr();
+    let healed = Arc::new(AtomicBool::new(false));
+    let relay = healed.clone();
+    let server = ScriptServer::start(move |mut peer| {
+        if relay.load(Ordering::SeqCst) {
+            peer.relay_to(good_addr);
+            return;
+        }
+        // Take the ClientHello, answer nothing, keep the connection open.
+        let mut hello = [0u8; 4096];
+        if matches!(peer.stream.read(&mut hello), Ok(n) if n > 5 && hello[0] == 0x16) {
+            peer.hold_without_reading();
+        }
+    });
+    let journal = Journal::new();
+    let started = Instant::now();
+    let instance = connect_instance(
+        &journal,
+        with(wss(server.port()), json!({"Connect Timeout": 2})),
+    );
+    journal.expect("Disconnected", |e| e.count(Trigger::Disconnected) == 1);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "ended after {waited:?}, before the 2 s Connect Timeout"
+    );
+    let e = journal.snapshot();
+    assert_eq!(e.triggers, [Trigger::Connected, Trigger::Disconnected]);
+    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    assert_eq!(
+        reason,
+        "TLS/WebSocket handshake timed out after 2 s (Connect Timeout)"
+    );
+    assert_eq!(
+        status(&e, "LastError"),
+        format!("{reason} (stage: Connect timeout)")
+    );
+    // Not fatal: retried within the 1 s backoff.
+    assert!(server.wait_for(|o| o.connections() >= 2, Duration::from_secs(1) + SLACK));
+    assert_eq!(journal.read(|e| e.count(Trigger::GaveUp)), 0);
+
+    healed.store(true, Ordering::SeqCst);
+    journal.expect_within(
+        "established once the server answers",
+        Duration::from_secs(2) + Duration::from_secs(1) + SLACK + SLACK,
+        |e| e.count(Trigger::Established) == 1,
+    );
+    instance.send_message("through").unwrap();
+    journal.expect("echo", |e| e.message_count == 1);
+    assert_invariants(&journal, instance, Some(1));
+}

@@ -1,0 +1,436 @@
+//! Fault injection, traffic: a 50 MiB message (accepted under a raised Max
+//! Message Size, closed with 1009 under the default), messages cut into
+//! 1-byte frames, a server that stops reading while the controller keeps
+//! sending, and frames no server may send (invalid UTF-8, masked,
+//! reserved opcodes and bits). The million-message flood, which watches
+//! memory, is in `fault_leaks.rs`.
+//!
+//! Each test: the fault, the triggers in order, the status afterwards,
+//! recovery, then `support::assert_invariants`. No test sleeps.
+
+mod support;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::frame::Frame;
+use async_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use serde_json::json;
+use support::{
+    EchoServer, Entries, Journal, ScriptServer, TIMEOUT, assert_invariants, connect_instance,
+    fault_properties, raw_frame, with,
+};
+use wsio::instance::{ActionError, SEND_BACKLOG};
+use wsio::matching::Trigger;
+
+const MIB: usize = 1024 * 1024;
+
+fn established(n: usize) -> impl FnMut(&Entries) -> bool {
+    move |e| e.count(Trigger::Established) >= n
+}
+
+fn disconnected(n: usize) -> impl FnMut(&Entries) -> bool {
+    move |e| e.count(Trigger::Disconnected) >= n
+}
+
+fn status(e: &Entries, key: &str) -> String {
+    e.status_value(key).unwrap_or_default()
+}
+
+/// 50 MiB of text with a pattern, so a message cut or spliced shows.
+fn big_text() -> String {
+    (0..50 * MIB)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
+#[test]
+fn a_50_mib_message_arrives_whole_when_max_message_size_is_64_mib() {
+    let server = EchoServer::start();
+    let journal = Journal::new();
+    let properties = with(
+        fault_properties(server.port()),
+        json!({"Max Message Size": 64 * MIB}),
+    );
+    let instance = connect_instance(&journal, properties);
+    journal.expect("WebSocket Established", established(1));
+    let text = big_text();
+    assert_eq!(server.send_to_all(text.clone()), 1);
+    journal.expect_within("the 50 MiB message", 3 * TIMEOUT, |e| e.message_count == 1);
+    let e = journal.snapshot();
+    assert_eq!(e.messages[0].len(), 50 * MIB);
+    assert!(
+        e.messages[0] == text.as_bytes(),
+        "the message arrived altered"
+    );
+    assert_eq!(
+        e.triggers,
+        [
+            Trigger::Connected,
+            Trigger::Established,
+            Trigger::MessagesReceived
+        ]
+    );
+    journal.expect("Bytes In", |e| {
+        status(e, "BytesIn") == (50 * MIB).to_string()
+    });
+    // Log Comms shows the first 200 bytes, not 50 MiB.
+    assert!(
+        e.logs.iter().all(|(_, line)| line.len() < 1000),
+        "a log line carries the whole message"
+    );
+    drop(e);
+    assert_invariants(&journal, instance, Some(1));
+}
+
+#[test]
+fn a_50_mib_message_over_the_default_16_mib_closes_with_1009_and_reconnects() {
+    let server = EchoServer::start();
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("WebSocket Established", established(1));
+    assert_eq!(server.send_to_all(big_text()), 1);
+    journal.expect("Disconnected", disconnected(1));
+    let e = journal.snapshot();
+    assert_eq!(
+        e.triggers,
+        [
+            Trigger::Connected,
+            Trigger::Established,
+            Trigger::Disconnected
+        ]
+    );
+    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    assert!(
+        reason.ends_with("larger than Max Message Size (16777216 bytes); closed with 1009"),
+        "{reason}"
+    );
+    assert_eq!(
+        status(&e, "LastClose"),
+        "1009 message too big (closed by client)"
+    );
+    assert_eq!(
+        status(&e, "LastError"),
+        format!("{reason} (stage: WebSocket)")
+    );
+    // The server is told why.
+    assert!(
+        server.wait_for(|o| o.closes.iter().any(|c| c.code == 1009), TIMEOUT),
+        "{:?}",
+        server.snapshot().closes
+    );
+    journal.expect("re-established", established(2));
+    instance.send_message("small again").unwrap();
+    journal.expect("the echo", |e| e.message_count == 1);
+    assert_invariants(&journal, instance, Some(1));
+}
+
+/// `payload` as a message cut into 1-byte frames: the first with `opcode`,
+/// the rest continuations; a ping goes in between after the third byte
+/// (control frames may come between fragments).
+fn one_byte_frames(opcode: Data, payload: &[u8]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for (i, byte) in payload.iter().enumerate() {
+        let code = if i == 0 { opcode } else { Data::Continue };
+        frames.push(raw_frame(
+            OpCode::Data(code),
+            i + 1 == payload.len(),
+            &[*byte],
+        ));
+        if i == 2 {
+            frames.push(Frame::ping(b"between fragments".to_vec()));
+        }
+    }
+    frames
+}
+
+#[test]
+fn messages_cut_into_1_byte_frames_arrive_as_one_message_each() {
+    // Multi-byte characters are split across frames too.
+    let text = "fragmented héllo, ünïcødé ✓";
+    let long: String = "0123456789".repeat(1000);
+    let binary = [0x00u8, 0xff, 0x7e, 0x80];
+    let server = ScriptServer::start(move |mut peer| {
+        if !peer.upgrade() {
+            return;
+        }
+        let mut frames = one_byte_frames(Data::Text, text.as_bytes());
+        frames.extend(one_byte_frames(Data::Binary, &binary));
+        frames.extend(one_byte_frames(Data::Text, long.as_bytes()));
+        for frame in frames {
+            if !peer.send_frame(frame) {
+                return;
+            }
+        }
+        if peer.send_text("end") {
+            peer.hold();
+        }
+    });
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("four messages", |e| e.message_count == 4);
+    let e = journal.snapshot();
+    assert_eq!(e.texts()[0], text);
+    assert_eq!(e.texts()[1], "00ff7e80", "binary is shown as hex");
+    assert_eq!(e.texts()[2], "0123456789".repeat(1000));
+    assert_eq!(e.texts()[3], "end");
+    // The pings between fragments were answered.
+    assert!(server.wait_for(|o| o.connections() == 1, TIMEOUT));
+    assert_eq!(e.count(Trigger::Disconnected), 0);
+    assert_invariants(&journal, instance, Some(4));
+}
+
+/// Opens once (for the test's go-ahead to a server thread).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    /// Whether it opened within `limit`.
+    fn wait(&self, limit: Duration) -> bool {
+        let guard = self.open.lock().unwrap();
+        *self
+            .opened
+            .wait_timeout_while(guard, limit, |open| !*open)
+            .unwrap()
+            .0
+    }
+}
+
+/// Opens the gate when dropped: a test that fails before opening it must
+/// not leave a server thread waiting on it.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+#[test]
+#[ignore = "bug: the send backlog is bounded only while Send Message inputs wait for the driver; once the runner takes them (driver.rs, Input::Send) they pile up in the connection's unbounded writer channel, so a server that reads nothing makes memory grow without bound"]
+fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_bounded() {
+    let reading = Arc::new(Gate::default());
+    let gate = reading.clone();
+    let server = ScriptServer::start(move |mut peer| {
+        if peer.upgrade() && gate.wait(6 * TIMEOUT) {
+            peer.hold();
+        }
+    });
+    // Declared after the server, so dropped (opened) before it.
+    let _open = OpenOnDrop(reading.clone());
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("WebSocket Established", established(1));
+
+    // The server reads nothing: the socket fills, then the module's
+    // backlog. Every call returns (the loop goes on); past the backlog the
+    // module refuses, with an error.
+    let payload = "x".repeat(1000);
+    let message = |n: usize| format!("{n:07} {payload}");
+    let most = 20 * SEND_BACKLOG;
+    let mut accepted = 0;
+    let mut refusal = None;
+    while accepted < most {
+        match instance.send_message(message(accepted)) {
+            Ok(()) => accepted += 1,
+            Err(error @ ActionError::Backlog { .. }) => {
+                refusal = Some(error);
+                break;
+            }
+            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
+        }
+    }
+    let refusal = refusal.unwrap_or_else(|| {
+        panic!(
+            "{accepted} messages accepted for a server that reads nothing: the backlog is unbounded"
+        )
+    });
+    assert!(refusal.to_string().contains("limit 10000"), "{refusal}");
+    journal.expect("the refusal in the log", |e| {
+        e.logs
+            .iter()
+            .any(|(_, line)| line.starts_with("Send Message refused: "))
+    });
+    // Once the module has taken in everything it accepted, the backlog is
+    // still full (the server still reads nothing): sends are still refused.
+    journal.expect("every accepted message handed on", |e| {
+        status(e, "MessagesOut") == accepted.to_string()
+    });
+    assert!(
+        matches!(
+            instance.send_message("one more"),
+            Err(ActionError::Backlog { .. })
+        ),
+        "accepted again while {accepted} messages wait for a server that reads nothing"
+    );
+    assert!(instance.is_established(), "a slow server is not an error");
+
+    // The server reads again: everything accepted arrives, in order.
+    reading.open();
+    assert!(
+        server.wait_for(|o| o.messages.len() == accepted, 3 * TIMEOUT),
+        "the server got {} of {accepted}",
+        server.snapshot().messages.len()
+    );
+    let texts = server.snapshot().texts();
+    for (n, text) in texts.iter().enumerate() {
+        assert_eq!(text, &message(n), "message {n}");
+    }
+    instance.send_message("after the backlog").unwrap();
+    assert!(server.wait_for(|o| o.messages.len() == accepted + 1, TIMEOUT));
+    assert_invariants(&journal, instance, Some(0));
+}
+
+/// A server that sends "before", then `frames` (a protocol violation),
+/// then reads until the client is gone; its next connections are healthy
+/// ("welcome back").
+fn violation_story(name: &str, frames: Vec<Frame>, reason: &str) {
+    let server = ScriptServer::start(move |mut peer| {
+        if !peer.upgrade() {
+            return;
+        }
+        if peer.index > 0 {
+            if peer.send_text("welcome back") {
+                peer.hold();
+            }
+            return;
+        }
+        if !peer.send_text("before") {
+            return;
+        }
+        for frame in frames.clone() {
+            if !peer.send_frame(frame) {
+                return;
+            }
+        }
+        peer.hold();
+    });
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect(&format!("{name}: Disconnected"), disconnected(1));
+    let e = journal.snapshot();
+    assert_eq!(
+        e.triggers,
+        [
+            Trigger::Connected,
+            Trigger::Established,
+            Trigger::MessagesReceived,
+            Trigger::Disconnected
+        ],
+        "{name}"
+    );
+    assert_eq!(e.texts(), ["before"], "{name}");
+    let shown = e.reasons_of(Trigger::Disconnected).remove(0);
+    assert_eq!(shown, reason, "{name}");
+    assert_eq!(
+        status(&e, "LastError"),
+        format!("{reason} (stage: WebSocket)"),
+        "{name}"
+    );
+    assert!(
+        status(&e, "ConnectionStatus").contains(reason),
+        "{name}: {}",
+        status(&e, "ConnectionStatus")
+    );
+    assert_eq!(
+        status(&e, "LastClose"),
+        "1006 (connection lost without a close frame)",
+        "{name}"
+    );
+    journal.expect(&format!("{name}: re-established"), established(2));
+    journal.expect(&format!("{name}: the healthy greeting"), |e| {
+        e.message_count == 2
+    });
+    println!(
+        "{name}: the server saw close frames {:?}",
+        server.snapshot().closes
+    );
+    assert_invariants(&journal, instance, Some(2));
+}
+
+#[test]
+fn invalid_utf8_masked_frames_and_reserved_opcodes_or_bits_are_protocol_errors() {
+    let masked = {
+        let mut frame = raw_frame(OpCode::Data(Data::Text), true, b"masked");
+        frame.header_mut().mask = Some([1, 2, 3, 4]);
+        frame
+    };
+    let rsv1 = {
+        let mut frame = raw_frame(OpCode::Data(Data::Text), true, b"compressed?");
+        frame.header_mut().rsv1 = true;
+        frame
+    };
+    let stories = [
+        (
+            "invalid UTF-8",
+            vec![raw_frame(OpCode::Data(Data::Text), true, b"ok \xff\xfe")],
+            "the server sent a text message that is not valid UTF-8",
+        ),
+        (
+            "invalid UTF-8 across fragments",
+            vec![
+                raw_frame(OpCode::Data(Data::Text), false, b"ok \xc3"),
+                raw_frame(OpCode::Data(Data::Continue), true, b"("),
+            ],
+            "the server sent a text message that is not valid UTF-8",
+        ),
+        (
+            "masked",
+            vec![masked],
+            "WebSocket protocol error from the server: Received a masked frame from server",
+        ),
+        (
+            "reserved data opcode 3",
+            vec![raw_frame(OpCode::Data(Data::Reserved(3)), true, b"?")],
+            "WebSocket protocol error from the server: Encountered invalid opcode: 3",
+        ),
+        (
+            "reserved control opcode 11",
+            vec![raw_frame(OpCode::Control(Control::Reserved(11)), true, b"")],
+            "WebSocket protocol error from the server: Encountered invalid opcode: 11",
+        ),
+        (
+            "reserved bit RSV1",
+            vec![rsv1],
+            "WebSocket protocol error from the server: Reserved bits are non-zero",
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for (name, frames, reason) in stories {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn_scoped(scope, move || violation_story(name, frames, reason))
+                .expect("spawn a story");
+        }
+    });
+}
+
+#[test]
+fn a_ping_storm_between_messages_loses_and_merges_nothing() {
+    // Not a violation: pings are answered and messages still come one by one.
+    let server = ScriptServer::start(|mut peer| {
+        if !peer.upgrade() {
+            return;
+        }
+        for n in 0..500 {
+            if !peer.send_frame(Frame::ping(vec![])) || !peer.send_text(&format!("m{n}")) {
+                return;
+            }
+        }
+        peer.hold();
+    });
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("500 messages", |e| e.message_count == 500);
+    let expected: Vec<String> = (0..500).map(|n| format!("m{n}")).collect();
+    assert_eq!(journal.read(|e| e.texts()), expected);
+    assert_invariants(&journal, instance, Some(500));
+}
