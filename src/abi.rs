@@ -14,12 +14,14 @@ use crate::driver;
 use crate::instance::{ActionError, Host, Instance, InstanceError, Options};
 use crate::machine::LogLevel;
 use crate::manifest::MANIFEST_TOML;
-use crate::matching::{PreparedTrigger, Trigger};
+use crate::manifest::names;
+use crate::matching::{PreparedTrigger, Trigger, fill_placeholders};
 use crate::properties::Properties;
 use crate::status::{self, StatusVariable};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -110,14 +112,38 @@ const VARIABLES_TAG: u64 = u64::from_be_bytes(*b"wsiovars");
 /// stale handle can only ever miss.
 struct Registry<T> {
     next: AtomicUsize,
-    live: RwLock<HashMap<usize, Arc<T>>>,
+    live: RwLock<HashMap<usize, Arc<T>, BuildHasherDefault<IdHasher>>>,
+}
+
+/// Handle ids are distinct multiples of 8 that we made ourselves, not
+/// input an attacker chooses: hashing them with SipHash cost more than the
+/// rest of an `iom_trigger_test` Contains test.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_usize(&mut self, id: usize) {
+        // hashbrown takes the top bits for its tags and the low bits for
+        // the bucket: spread the id over both.
+        self.0 = (id as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl<T> Registry<T> {
     fn new() -> Self {
         Registry {
             next: AtomicUsize::new(1),
-            live: RwLock::new(HashMap::new()),
+            live: RwLock::new(HashMap::default()),
         }
     }
 
@@ -487,17 +513,29 @@ pub extern "C" fn iom_instance_action(
         let result = (|| {
             let live = instance_of(instance).map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
             let name = read_str(action, "action").map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
-            let json = read_json(properties_json, "properties_json")
-                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
-            let vars = read_variables(variables, n_variables)
-                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
-            live.action(name, &json, &vars).map_err(|e| {
+            let code_of = |e: ActionError| {
                 let code = match e {
                     ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
                     _ => IOM_ERR_REJECTED,
                 };
                 (code, e.to_string())
-            })
+            };
+            if name == names::ACTION_SEND_MESSAGE && !properties_json.is_null() {
+                let text = read_str(properties_json, "properties_json")
+                    .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+                if let Some(message) = plain_send_message(text) {
+                    let vars = read_variables(variables, n_variables)
+                        .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+                    return live
+                        .send_message(fill_placeholders(message, &vars))
+                        .map_err(code_of);
+                }
+            }
+            let json = read_json(properties_json, "properties_json")
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            let vars = read_variables(variables, n_variables)
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            live.action(name, &json, &vars).map_err(code_of)
         })();
         match result {
             Ok(()) => {
@@ -510,6 +548,30 @@ pub extern "C" fn iom_instance_action(
             }
         }
     })
+}
+
+/// The Message of `{"Message":"…"}` (JSON whitespace allowed) when the
+/// text has no escape: what a wired Send Message nearly always is. It is
+/// exactly what the general path would make of it (Message Type defaults to
+/// Text), without building a JSON tree and a property map per call, which
+/// cost more than the rest of the action. Anything else (escapes, other
+/// properties, bad JSON) returns None and takes the general path.
+fn plain_send_message(json: &str) -> Option<&str> {
+    const WS: [char; 4] = [' ', '\t', '\n', '\r'];
+    let rest = json.trim_start_matches(WS).strip_prefix('{')?;
+    let rest = rest.trim_start_matches(WS).strip_prefix("\"Message\"")?;
+    let rest = rest.trim_start_matches(WS).strip_prefix(':')?;
+    let rest = rest.trim_start_matches(WS).strip_prefix('"')?;
+    // The first quote or backslash (memchr: a large message is scanned at
+    // memory speed); plain text has no escape and no control character
+    // before it (checked without an early exit, so that it vectorizes).
+    let bytes = rest.as_bytes();
+    let end = memchr::memchr2(b'"', b'\\', bytes)?;
+    if bytes[end] != b'"' || bytes[..end].iter().fold(false, |c, &b| c | (b < b' ')) {
+        return None;
+    }
+    let after = rest[end + 1..].trim_start_matches(WS).strip_prefix('}')?;
+    after.trim_matches(WS).is_empty().then_some(&rest[..end])
 }
 
 fn read_variables<'a>(variables: *const IomStr, n: usize) -> Result<Vec<&'a str>, String> {
@@ -525,11 +587,14 @@ fn read_variables<'a>(variables: *const IomStr, n: usize) -> Result<Vec<&'a str>
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let what = format!("variable {}", i + 1);
-            let bytes = read_bytes(v.ptr.cast(), v.len, &what)?;
+            // The name is formatted only for an error: this runs per action.
+            let what = || format!("variable {}", i + 1);
+            let bytes = read_bytes(v.ptr.cast(), v.len, "variable")
+                .map_err(|e| e.replacen("variable", &what(), 1))?;
             std::str::from_utf8(bytes).map_err(|e| {
                 format!(
-                    "{what} is not valid UTF-8 (bad byte at offset {})",
+                    "{} is not valid UTF-8 (bad byte at offset {})",
+                    what(),
                     e.valid_up_to()
                 )
             })
@@ -734,4 +799,40 @@ pub unsafe extern "C" fn iom_string_free(s: *mut c_char) {
             unsafe { drop(CString::from_raw(s)) };
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_message_fast_path_takes_only_what_the_general_path_reads_the_same() {
+        assert_eq!(
+            plain_send_message(r#"{"Message":"hi <1>"}"#),
+            Some("hi <1>")
+        );
+        assert_eq!(plain_send_message(" {\n\"Message\" : \"\" }\r\n"), Some(""));
+        assert_eq!(
+            plain_send_message(r#"{"Message":"caf\u00e9 ☕"}"#),
+            None,
+            "escape"
+        );
+        assert_eq!(
+            plain_send_message("{\"Message\":\"café ☕\"}"),
+            Some("café ☕")
+        );
+        for general in [
+            r#"{"Message":"a\"b"}"#,
+            r#"{"Message":"a","Message Type":"Binary"}"#,
+            r#"{"Message Type":"Text","Message":"a"}"#,
+            r#"{"Message":5}"#,
+            r#"{"Message":"a"} x"#,
+            r#"{"Message":"a""#,
+            "{\"Message\":\"tab\there\"}",
+            "\u{a0}{\"Message\":\"a\"}",
+            "",
+        ] {
+            assert_eq!(plain_send_message(general), None, "{general:?}");
+        }
+    }
 }

@@ -49,8 +49,29 @@ type Ws = WebSocketStream<Socket>;
 
 /// Frames handled per wake before yielding to actions and other instances.
 const BATCH: usize = 1024;
+/// Within a batch, the clock is read again every this many frames…
+const CLOCK_EVERY: usize = 16;
+/// …and after every frame larger than this (bytes).
+const BIG_FRAME: usize = 4096;
 /// Log Comms shows at most this many bytes of each frame.
 const COMMS_PREVIEW: usize = 200;
+
+/// The read buffer of each connection: tungstenite's `read_buffer_size`,
+/// allocated and zeroed per connection, and zeroed again up to its size
+/// before every read. The library's 128 KiB made an idle connection cost
+/// ~150 KiB of RSS; 4 KiB costs nothing in small-message throughput and
+/// about 30% of bulk 64 KiB ws throughput (more reads per message), and is
+/// faster for wss, whose reads come a TLS record at a time (README,
+/// "Performance"). WSIO_READ_BUFFER (bytes) overrides it, for a controller
+/// that moves large messages, and for measuring.
+fn read_buffer_size() -> usize {
+    std::env::var("WSIO_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READ_BUFFER)
+}
+
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The module's executor thread.
 struct Driver {
@@ -125,8 +146,10 @@ enum Outgoing {
 struct Connection {
     id: ConnId,
     reader: WebSocketReceiver<Socket>,
-    writer: Sender<Outgoing>,
+    writer: Sender<Vec<Outgoing>>,
     writer_task: Task<()>,
+    /// What the current pass over the effects has for the writer.
+    outbox: Vec<Outgoing>,
     /// The close frame the server sent (Some(None): one without a code).
     server_close: Option<Option<CloseFrame>>,
     we_closed: bool,
@@ -168,6 +191,7 @@ impl Runner {
     ) -> Self {
         let close_timeout = machine.close_timeout();
         let ws_config = WebSocketConfig::default()
+            .read_buffer_size(read_buffer_size())
             .max_message_size(Some(props.max_message_size))
             .max_frame_size(Some(props.max_message_size));
         Runner {
@@ -225,11 +249,13 @@ impl Runner {
             .await;
             match wake {
                 Wake::Input(input) => {
-                    self.handle_input(input);
+                    // One clock read for the burst, like frames below.
+                    let now = Instant::now();
+                    self.handle_input(now, input);
                     // Drain what else is queued (a burst of Send Message).
                     for _ in 0..BATCH {
                         match inputs.try_recv() {
-                            Ok(input) => self.handle_input(input),
+                            Ok(input) => self.handle_input(now, input),
                             Err(_) => break,
                         }
                     }
@@ -238,21 +264,33 @@ impl Runner {
                     // Unreachable while the runner holds a sender itself;
                     // treated as a shutdown should that ever change.
                     if !self.shutting_down {
-                        self.handle_input(Input::Shutdown);
+                        self.handle_input(Instant::now(), Input::Shutdown);
                     } else {
                         break;
                     }
                 }
                 Wake::Frame(frame) => {
-                    self.handle_frame(frame);
-                    for _ in 0..BATCH {
+                    // The clock is read once per CLOCK_EVERY small frames (a
+                    // read per frame cost more than the rest of the frame);
+                    // a large frame takes long enough to read it again.
+                    let mut now = Instant::now();
+                    let mut big = self.handle_frame(now, frame);
+                    self.execute_effects();
+                    for n in 1..=BATCH {
                         let Some(conn) = self.connection.as_mut() else {
                             break;
                         };
-                        match conn.reader.next().now_or_never() {
-                            Some(frame) => self.handle_frame(frame),
-                            None => break,
+                        let Some(frame) = conn.reader.next().now_or_never() else {
+                            break;
+                        };
+                        if big || n % CLOCK_EVERY == 0 {
+                            now = Instant::now();
                         }
+                        big = self.handle_frame(now, frame);
+                        // Fire as each frame is parsed: the callback comes
+                        // at once, and the frame's buffer is released before
+                        // the next read.
+                        self.execute_effects();
                     }
                 }
                 Wake::Deadline => {
@@ -265,8 +303,7 @@ impl Runner {
         self.publish();
     }
 
-    fn handle_input(&mut self, input: Input) {
-        let now = Instant::now();
+    fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Connect(token) => self.machine.handle_connect(now, token),
             Input::Disconnect => {
@@ -315,11 +352,17 @@ impl Runner {
         }
     }
 
-    fn handle_frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) {
-        let now = Instant::now();
+    /// Feeds a frame (or the end of the stream) to the machine. Returns
+    /// whether it was a large data frame.
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: Option<Result<Message, tungstenite::Error>>,
+    ) -> bool {
         let Some(conn) = self.connection.as_mut() else {
-            return;
+            return false;
         };
+        let big = matches!(&frame, Some(Ok(m)) if m.len() > BIG_FRAME);
         let id = conn.id;
         match frame {
             Some(Ok(message)) => {
@@ -344,29 +387,32 @@ impl Runner {
                 }
             }
             Some(Err(tungstenite::Error::Capacity(error))) => {
-                // Too large: tell the server (1009) before dropping it.
                 let reason = format!(
                     "{error}: larger than Max Message Size ({} bytes); closed with 1009",
                     self.props.max_message_size
                 );
                 let mut ending = Ending::error(Stage::WebSocket, reason);
                 ending.close = Some("1009 message too big (closed by client)".to_owned());
-                if let Some(conn) = self.connection.take() {
-                    let _ = conn.writer.try_send(Outgoing::Close(CloseFrame {
-                        code: 1009.into(),
-                        reason: "message too big".into(),
-                    }));
-                    // The writer finishes the close on its own, bounded.
-                    let writer = conn.writer_task;
-                    let limit = self.close_timeout;
-                    spawn(async move {
-                        smol::future::or(writer, async {
-                            Timer::after(limit).await;
-                        })
-                        .await;
-                    })
-                    .detach();
-                }
+                self.close_and_drop(1009, "message too big");
+                self.machine.handle_closed(now, id, ending);
+            }
+            // RFC 6455 7.1.7: a client that fails the connection should say
+            // why: 1007 for bad UTF-8, 1002 for other protocol errors.
+            Some(Err(error @ (tungstenite::Error::Utf8(_) | tungstenite::Error::Protocol(_))))
+                if !matches!(
+                    error,
+                    tungstenite::Error::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                    )
+                ) =>
+            {
+                let (code, why) = match error {
+                    tungstenite::Error::Utf8(_) => (1007, "invalid UTF-8"),
+                    _ => (1002, "protocol error"),
+                };
+                let mut ending = lost(&error);
+                ending.close = Some(format!("{code} {why} (closed by client)"));
+                self.close_and_drop(code, why);
                 self.machine.handle_closed(now, id, ending);
             }
             Some(Err(error)) => {
@@ -396,9 +442,15 @@ impl Runner {
                 self.machine.handle_closed(now, id, ending);
             }
         }
+        big
     }
 
     fn execute_effects(&mut self) {
+        self.execute_each_effect();
+        self.flush_outbox();
+    }
+
+    fn execute_each_effect(&mut self) {
         while let Some(effect) = self.machine.poll_effect() {
             match effect {
                 Effect::Open { conn, bearer_token } => {
@@ -472,8 +524,12 @@ impl Runner {
                     // triggers leave Last Received to the batch flush.
                     if trigger != Trigger::MessagesReceived {
                         self.publish();
+                        self.host.fire_trigger(trigger, &data, binary);
+                    } else {
+                        self.host.fire_trigger(trigger, &data, binary);
+                        // The message is Last Received (Effect::Fire).
+                        self.status.set_payload(StatusKey::LastReceived, data);
                     }
-                    self.host.fire_trigger(trigger, &data, binary);
                 }
                 Effect::Status { key, value } => self.status.set(key, value),
                 Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
@@ -488,23 +544,63 @@ impl Runner {
         }
     }
 
+    /// Sends a close frame and drops the connection; the writer finishes
+    /// the close on its own, bounded by the close timeout.
+    fn close_and_drop(&mut self, code: u16, reason: &'static str) {
+        if let Some(conn) = self.connection.take() {
+            let _ = conn.writer.try_send(vec![Outgoing::Close(CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            })]);
+            let writer = conn.writer_task;
+            let limit = self.close_timeout;
+            spawn(async move {
+                smol::future::or(writer, async {
+                    Timer::after(limit).await;
+                })
+                .await;
+            })
+            .detach();
+        }
+    }
+
     fn send_to_writer(&mut self, conn: ConnId, outgoing: Outgoing) {
-        if let Some(c) = self.connection.as_ref().filter(|c| c.id == conn) {
-            // Unbounded here; the backlog is bounded where sends enter
-            // (Instance::action counts pending sends).
-            let _ = c.writer.try_send(outgoing);
+        if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+            c.outbox.push(outgoing);
+        }
+    }
+
+    /// Hands the outbox to the writer task, at the end of each pass over
+    /// the effects. Unbounded here; the backlog is bounded where sends
+    /// enter (Instance::action counts pending sends).
+    fn flush_outbox(&mut self) {
+        if let Some(c) = self.connection.as_mut()
+            && !c.outbox.is_empty()
+        {
+            let messages = messages_in(&c.outbox);
+            if c.writer.try_send(std::mem::take(&mut c.outbox)).is_ok() {
+                // Counted until written: SEND_BACKLOG covers the writer too.
+                self.shared.unwritten.fetch_add(messages, Ordering::SeqCst);
+            }
         }
     }
 
     fn start_connection(&mut self, id: ConnId, ws: Ws) {
         let (sender, reader) = ws.split();
         let (writer, queue) = smol::channel::unbounded();
-        let task = spawn(write_loop(id, sender, queue, self.inputs.clone()));
+        let task = spawn(write_loop(
+            id,
+            sender,
+            queue,
+            self.inputs.clone(),
+            self.shared.clone(),
+        ));
         self.connection = Some(Connection {
             id,
             reader,
             writer,
             writer_task: task,
+            outbox: Vec::new(),
             server_close: None,
             we_closed: false,
         });
@@ -566,7 +662,17 @@ impl Runner {
             return;
         }
         let changed = self.status.flush(chrono::Local::now());
-        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = self.status.snapshot();
+        {
+            // Only what changed: a whole snapshot per flush copied every
+            // value (a 64 KiB Last Sent included) once more per batch.
+            let mut shared = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            for variable in &changed {
+                match shared.iter_mut().find(|v| v.key == variable.key) {
+                    Some(slot) => slot.clone_from(variable),
+                    None => *shared = self.status.snapshot(),
+                }
+            }
+        }
         for variable in &changed {
             self.host.status_changed(variable);
         }
@@ -767,25 +873,45 @@ fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
     }
 }
 
-/// The write half: takes messages in order, writes them in batches.
+/// The write half: takes messages in order, writes them in batches. The
+/// runner hands over what one pass over the machine's effects produced as
+/// one `Vec` (one channel operation and one wake per burst, not per message).
 async fn write_loop(
     conn: ConnId,
     mut sink: WebSocketSender<Socket>,
-    queue: Receiver<Outgoing>,
+    queue: Receiver<Vec<Outgoing>>,
     inputs: Sender<Input>,
+    shared: Arc<Shared>,
 ) {
+    let mut pending = std::collections::VecDeque::new();
+    // However this task ends (error, close, or dropped with the
+    // connection), what it never wrote leaves the backlog count.
+    let mut unwritten = Unwritten {
+        shared,
+        queue: queue.clone(),
+        taken: 0,
+    };
     let result = async {
         while let Ok(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(outgoing) = next.take() {
+            unwritten.taken += messages_in(&first);
+            pending.extend(first);
+            while let Some(outgoing) = pending.pop_front() {
                 match outgoing {
-                    Outgoing::Message(message) => sink.feed(message).await?,
+                    Outgoing::Message(message) => {
+                        sink.feed(message).await?;
+                        unwritten.written();
+                    }
                     Outgoing::Close(frame) => {
                         sink.close(Some(frame)).await?;
                         return Ok(());
                     }
                 }
-                next = queue.try_recv().ok();
+                if pending.is_empty()
+                    && let Ok(more) = queue.try_recv()
+                {
+                    unwritten.taken += messages_in(&more);
+                    pending.extend(more);
+                }
             }
             sink.flush().await?;
         }
@@ -793,7 +919,10 @@ async fn write_loop(
     }
     .await;
     if let Err(error) = result {
-        let dropped = queue.len();
+        let dropped = pending.len()
+            + std::iter::from_fn(|| queue.try_recv().ok())
+                .map(|b| b.len())
+                .sum::<usize>();
         let mut ending = lost(&error);
         if dropped > 0 {
             ending
@@ -801,6 +930,39 @@ async fn write_loop(
                 .push_str(&format!("; {dropped} queued message(s) were not sent"));
         }
         let _ = inputs.send(Input::WriterFailed(conn, ending)).await;
+    }
+}
+
+fn messages_in(batch: &[Outgoing]) -> usize {
+    batch
+        .iter()
+        .filter(|o| matches!(o, Outgoing::Message(_)))
+        .count()
+}
+
+/// The writer's share of the send backlog (`Shared::unwritten`).
+struct Unwritten {
+    shared: Arc<Shared>,
+    queue: Receiver<Vec<Outgoing>>,
+    /// Messages taken from the queue and not written yet.
+    taken: usize,
+}
+
+impl Unwritten {
+    fn written(&mut self) {
+        self.taken -= 1;
+        self.shared.unwritten.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Unwritten {
+    fn drop(&mut self) {
+        let queued: usize = std::iter::from_fn(|| self.queue.try_recv().ok())
+            .map(|batch| messages_in(&batch))
+            .sum();
+        self.shared
+            .unwritten
+            .fetch_sub(self.taken + queued, Ordering::SeqCst);
     }
 }
 
@@ -849,6 +1011,10 @@ fn lost(error: &tungstenite::Error) -> Ending {
         }
         E::Io(e) if rustls_error(e).is_some() => (Stage::Tls, format!("TLS error: {e}")),
         E::Io(e) => (Stage::Tcp, format!("connection lost: {e}")),
+        E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => (
+            Stage::Tcp,
+            "connection closed by the server without a close frame".to_owned(),
+        ),
         E::Protocol(e) => (
             Stage::WebSocket,
             format!("WebSocket protocol error from the server: {e}"),

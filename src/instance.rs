@@ -235,6 +235,8 @@ pub(crate) struct Shared {
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
+    /// Messages handed to the connection's writer and not written yet.
+    pub unwritten: AtomicUsize,
     /// Disconnect actions queued and not yet run by the driver.
     pub disconnects_pending: AtomicUsize,
 }
@@ -315,6 +317,7 @@ impl Instance {
             state_name: Mutex::new(machine.state_name()),
             pending_sends: AtomicUsize::new(0),
             disconnects_pending: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
         });
         let (inputs, queue) = smol::channel::unbounded();
         for note in &properties.notes {
@@ -422,7 +425,10 @@ impl Instance {
                 .try_send(Input::Log(LogLevel::Critical, error.to_string()));
             return Err(error);
         }
-        let waiting = self.shared.pending_sends.fetch_add(1, Ordering::Relaxed);
+        // Waiting: actions not yet taken by the driver, plus messages its
+        // writer has not put on the socket (a server that stops reading).
+        let waiting = self.shared.pending_sends.fetch_add(1, Ordering::Relaxed)
+            + self.shared.unwritten.load(Ordering::SeqCst);
         if waiting >= SEND_BACKLOG {
             self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
             let error = ActionError::Backlog { waiting };

@@ -88,7 +88,9 @@ pub enum Effect {
     Abort { conn: ConnId },
     /// Fire a trigger with its data (the message; the reason for
     /// Disconnected; empty otherwise). `binary`: a binary message, whose
-    /// data is its hex (or text, with Binary As Text).
+    /// data is its hex (or text, with Binary As Text). For Messages
+    /// Received, `data` is also the new Last Received: the driver sets the
+    /// status variable from it (coalesced until its next flush).
     Fire {
         trigger: Trigger,
         data: Bytes,
@@ -395,6 +397,10 @@ pub struct Machine {
     reconnects: u64,
     rng: fastrand::Rng,
     effects: VecDeque<Effect>,
+    /// Last Received of a message that fired no trigger (Trigger Rate
+    /// Limit), coalesced: emitted once after the burst, or before any other
+    /// effect (see [`Machine::push`]).
+    last_received: Option<Bytes>,
     /// Messages waiting to be sent: offline queue and send-rate pacing.
     queue: VecDeque<(Instant, Outbound)>,
     send_bucket: Bucket,
@@ -430,6 +436,7 @@ impl Machine {
             reconnects: 0,
             rng: fastrand::Rng::with_seed(seed),
             effects: VecDeque::new(),
+            last_received: None,
             shown: crate::status::StatusVariables::new()
                 .snapshot()
                 .into_iter()
@@ -492,9 +499,17 @@ impl Machine {
 
     // ------------------------------------------------------------ outputs
 
-    /// The next thing to do, in order.
+    /// The next thing to do, in order. A pending Last Received comes after
+    /// the burst of message triggers that set it, before any other effect.
     pub fn poll_effect(&mut self) -> Option<Effect> {
-        self.effects.pop_front()
+        self.effects.pop_front().or_else(|| {
+            self.last_received
+                .take()
+                .map(|payload| Effect::StatusPayload {
+                    key: StatusKey::LastReceived,
+                    payload,
+                })
+        })
     }
 
     /// When `handle_timeout` must be called next (None: nothing scheduled).
@@ -701,14 +716,14 @@ impl Machine {
                 self.status("Waiting for the network");
             }
             State::Connecting { conn, .. } => {
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.state = State::Idle;
                 self.status("Disconnected: network down");
             }
             State::Handshaking { conn, .. }
             | State::Established { conn, .. }
             | State::Closing { conn, .. } => {
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.lost(now, "network down".into());
             }
         }
@@ -781,11 +796,9 @@ impl Machine {
         } else {
             payload
         };
-        self.effects.push_back(Effect::StatusPayload {
-            key: StatusKey::LastReceived,
-            payload: data.clone(),
-        });
         if !self.trigger_bucket.take(now) {
+            // No trigger to carry it: Last Received waits in the slot.
+            self.last_received = Some(data);
             self.counters.suppressed += 1;
             if !self.suppressing {
                 self.suppressing = true;
@@ -800,6 +813,10 @@ impl Machine {
             return;
         }
         self.suppressing = false;
+        // The trigger carries Last Received (see Effect::Fire), so a burst
+        // costs no copy and no status effect per message. Not `push`: it
+        // supersedes a pending Last Received instead of flushing it.
+        self.last_received = None;
         self.effects.push_back(Effect::Fire {
             trigger: Trigger::MessagesReceived,
             data,
@@ -895,7 +912,7 @@ impl Machine {
                 }
             }
             State::Connecting { conn, .. } => {
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.connect_failed(
                     now,
                     Ending::error(
@@ -908,7 +925,7 @@ impl Machine {
                 );
             }
             State::Handshaking { conn, .. } => {
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.lost(
                     now,
                     Ending::error(
@@ -931,7 +948,7 @@ impl Machine {
                     .idle_timeout
                     .is_some_and(|idle| now >= last_rx + idle)
                 {
-                    self.effects.push_back(Effect::Abort { conn });
+                    self.push(Effect::Abort { conn });
                     let mut ending = Ending::error(
                         Stage::IdleTimeout,
                         format!(
@@ -949,7 +966,7 @@ impl Machine {
                 match *ping_sent {
                     None if now >= last_rx + timing.keepalive_interval => {
                         *ping_sent = Some(now);
-                        self.effects.push_back(Effect::Ping { conn });
+                        self.push(Effect::Ping { conn });
                         self.extended(format!(
                             "keep-alive: no frame for {}, ping sent",
                             secs(timing.keepalive_interval)
@@ -957,7 +974,7 @@ impl Machine {
                     }
                     Some(sent) if now >= sent + timing.pong_timeout => {
                         // Half-open: a close frame would not get through either.
-                        self.effects.push_back(Effect::Abort { conn });
+                        self.push(Effect::Abort { conn });
                         let mut ending = Ending::error(
                             Stage::PingTimeout,
                             format!(
@@ -975,7 +992,7 @@ impl Machine {
                 conn, ref reason, ..
             } => {
                 let reason = format!("{reason} (server did not answer the close frame)");
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.lost(now, Ending::from(reason));
             }
         }
@@ -998,7 +1015,7 @@ impl Machine {
             self.attempt + 1
         ));
         self.set(StatusKey::NextRetry, String::new());
-        self.effects.push_back(Effect::Open {
+        self.push(Effect::Open {
             conn,
             bearer_token: self.token.clone(),
         });
@@ -1019,7 +1036,7 @@ impl Machine {
             }
             State::Connecting { conn, .. } => {
                 // No Connected was fired, so no Disconnected either.
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.state = State::Idle;
                 self.status(format!("Disconnected: {why}"));
                 self.log(
@@ -1029,11 +1046,11 @@ impl Machine {
             }
             State::Handshaking { conn, .. } => {
                 // A close frame needs a WebSocket; before it exists, drop TCP.
-                self.effects.push_back(Effect::Abort { conn });
+                self.push(Effect::Abort { conn });
                 self.lost(now, Ending::from(why));
             }
             State::Established { conn, since, .. } => {
-                self.effects.push_back(Effect::Close {
+                self.push(Effect::Close {
                     conn,
                     code,
                     reason: String::new(),
@@ -1054,11 +1071,11 @@ impl Machine {
     fn transmit(&mut self, conn: ConnId, message: Outbound) {
         self.counters.messages_out += 1;
         self.counters.bytes_out += message.len() as u64;
-        self.effects.push_back(Effect::StatusPayload {
+        self.push(Effect::StatusPayload {
             key: StatusKey::LastSent,
             payload: message.shown(),
         });
-        self.effects.push_back(Effect::Send { conn, message });
+        self.push(Effect::Send { conn, message });
     }
 
     /// Puts a message in the send queue, applying the drop policy.
@@ -1229,7 +1246,7 @@ impl Machine {
             // The shown value becomes a time the machine cannot spell, so
             // the next set() of NextRetry always goes out.
             self.shown[StatusKey::NextRetry as usize] = String::from("\0time");
-            self.effects.push_back(Effect::StatusAt {
+            self.push(Effect::StatusAt {
                 key: StatusKey::NextRetry,
                 at: until,
             });
@@ -1272,8 +1289,20 @@ impl Machine {
         Duration::from_millis(self.rng.u64(floor..=ceiling))
     }
 
+    /// Queues an effect. A pending Last Received goes first, so every
+    /// effect other than a message trigger sees the status up to date.
+    fn push(&mut self, effect: Effect) {
+        if let Some(payload) = self.last_received.take() {
+            self.effects.push_back(Effect::StatusPayload {
+                key: StatusKey::LastReceived,
+                payload,
+            });
+        }
+        self.effects.push_back(effect);
+    }
+
     fn fire(&mut self, trigger: Trigger, data: Bytes) {
-        self.effects.push_back(Effect::Fire {
+        self.push(Effect::Fire {
             trigger,
             data,
             binary: false,
@@ -1287,7 +1316,7 @@ impl Machine {
             return;
         }
         shown.clone_from(&value);
-        self.effects.push_back(Effect::Status { key, value });
+        self.push(Effect::Status { key, value });
     }
 
     /// Sets Connection Status.
@@ -1296,7 +1325,7 @@ impl Machine {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.effects.push_back(Effect::Log { level, message });
+        self.push(Effect::Log { level, message });
     }
 
     fn extended(&mut self, message: String) {

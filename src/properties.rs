@@ -633,20 +633,38 @@ fn parse_basic_auth(values: &PropertyValues) -> Result<Option<BasicAuth>, Proper
     }))
 }
 
-/// PEM text as given, or the contents of the file it names.
+/// The largest PEM file read for a TLS property.
+const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// PEM text as given, or the contents of the file it names. Only regular
+/// files up to 1 MiB are read: a device or a pipe must not hang or exhaust
+/// instance creation.
 fn pem_or_path(property: &str, value: &str) -> Result<Vec<u8>, PropertyError> {
+    use std::io::Read;
     let value = value.trim();
     if value.starts_with("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
-    std::fs::read(value).map_err(|e| {
+    let err = |why: String| {
         PropertyError::new(
             property,
             format!(
-                "{property}: cannot read the file \"{value}\" ({e}); give PEM text (-----BEGIN ...) or the path of a PEM file"
+                "{property}: cannot read the file \"{value}\" ({why}); give PEM text (-----BEGIN ...) or the path of a PEM file"
             ),
         )
-    })
+    };
+    let meta = std::fs::metadata(value).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".to_owned()));
+    }
+    if meta.len() > MAX_PEM_FILE {
+        return Err(err(format!("{} bytes; at most 1 MiB is read", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(value)
+        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(bytes)
 }
 
 fn parse_tls(values: &PropertyValues) -> Result<TlsSettings, PropertyError> {
@@ -793,21 +811,26 @@ pub fn parse_proxy(text: &str, property: &str) -> Result<ProxyConfig, PropertyEr
     Ok(ProxyConfig { host, port, auth })
 }
 
-/// `http://user:secret@host` → `http://user:***@host`.
+/// `http://user:secret@host` → `http://user:***@host`. The userinfo ends
+/// at the *last* `@` (a password may hold `@`), so everything before it is
+/// hidden but the scheme and the user; when what precedes `://` is not a
+/// scheme (a password holding `://`), nothing before the `@` is shown.
 fn redact_userinfo(text: &str) -> String {
-    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            let prefix = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
-            format!("{prefix}{user}:***@{host}")
-        }
-        None => text.to_owned(),
-    }
+    let Some((before, host)) = text.rsplit_once('@') else {
+        return text.to_owned();
+    };
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    };
+    let (prefix, userinfo) = match before.split_once("://") {
+        Some((scheme, userinfo)) if is_scheme(scheme) => (format!("{scheme}://"), userinfo),
+        Some(_) => return format!("***@{host}"),
+        None => (String::new(), before),
+    };
+    let user = userinfo.split(':').next().unwrap_or("");
+    format!("{prefix}{user}:***@{host}")
 }
 
 fn validate_hostname(raw: &str) -> Result<String, PropertyError> {
@@ -1225,5 +1248,13 @@ mod tests {
         assert!(e.contains("u:***@proxy:1") && !e.contains("hunter2"), "{e}");
         let p = Properties::from_json(&json!({"Hostname": "h", "Use System Proxy": true})).unwrap();
         assert!(matches!(p.proxy, ProxySetting::System));
+    }
+
+    #[test]
+    fn tls_files_must_be_small_regular_files() {
+        let e = err(json!({"Hostname": "h", "CA Certificate": "/dev/zero"}));
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = err(json!({"Hostname": "h", "CA Certificate": "/tmp"}));
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -187,21 +187,23 @@ impl Engine {
     ) {
         let name = self.name(instance_id);
         let shown = shorten(data);
-        if data.is_empty() {
-            log::info!("{name}: {trigger} fired");
-        } else {
-            log::info!("{name}: {trigger} fired: {shown:?}");
-        }
+        // Into the event ring before the log line: whoever reads the log
+        // (a person, a test) then finds it on the status page too.
         self.state.recent.push(RecentEvent {
             time: Local::now(),
             kind: RecentEventKind::TriggerFired,
             instance: name.clone(),
             name: trigger.to_string(),
             source: String::new(),
-            detail: shown,
+            detail: shown.clone(),
             variables: Vec::new(),
             error: None,
         });
+        if data.is_empty() {
+            log::info!("{name}: {trigger} fired");
+        } else {
+            log::info!("{name}: {trigger} fired: {shown:?}");
+        }
         if !run_wires {
             return;
         }

@@ -288,6 +288,21 @@ impl HostState {
         let result = instance
             .instance
             .action(&call.action, &call.properties_json, variables);
+        // Recorded before it is logged, like fired triggers.
+        self.recent.push(RecentEvent {
+            time: Local::now(),
+            kind: if result.is_ok() {
+                RecentEventKind::ActionRun
+            } else {
+                RecentEventKind::ActionError
+            },
+            instance: instance.name.clone(),
+            name: call.action.clone(),
+            source: source.to_string(),
+            detail: call.shown.clone(),
+            variables: shown_variables,
+            error: result.as_ref().err().map(|e| e.message.clone()),
+        });
         let separator = if call.shown.is_empty() { "" } else { " " };
         match &result {
             Ok(()) => log::info!(
@@ -303,20 +318,6 @@ impl HostState {
                 call.shown
             ),
         }
-        self.recent.push(RecentEvent {
-            time: Local::now(),
-            kind: if result.is_ok() {
-                RecentEventKind::ActionRun
-            } else {
-                RecentEventKind::ActionError
-            },
-            instance: instance.name.clone(),
-            name: call.action.clone(),
-            source: source.to_string(),
-            detail: call.shown.clone(),
-            variables: shown_variables,
-            error: result.as_ref().err().map(|e| e.message.clone()),
-        });
         result
     }
 
