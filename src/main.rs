@@ -17,8 +17,8 @@ use std::sync::mpsc;
 use clap::{Parser, Subcommand};
 use wsio::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
 
+use host::abi::Module;
 use host::controller::{self, RunError, RunOptions};
-use host::module::Module;
 use host::project::Project;
 
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";

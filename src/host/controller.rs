@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::abi::Module;
 use super::engine::{Engine, EventQueue, Wire};
 use super::http::HttpListener;
-use super::module::Module;
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{ActionCall, HostState, LoadedModule, RunningInstance};
 

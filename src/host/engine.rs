@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use chrono::Local;
 
-use super::module::{EventSink, ModuleEvent, ModuleLogLevel, PreparedTrigger};
+use super::abi::{EventSink, ModuleEvent, ModuleLogLevel, PreparedTrigger};
 use super::state::{ActionCall, HostState, RecentEvent, RecentEventKind, shorten};
 
 /// Events queued for the engine. Big enough to absorb bursts (one trigger per

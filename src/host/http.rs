@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use super::abi::CallErrorKind;
 use super::event_stream::EventStreams;
-use super::module::CallErrorKind;
 use super::page;
 use super::state::{ActionCall, HostState};
 

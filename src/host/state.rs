@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Local};
 
+use super::abi::{CallError, Instance, Module};
 use super::manifest::ModuleManifest;
-use super::module::{CallError, Instance, Module};
 
 /// How many events the ring keeps for the status page.
 pub const RECENT_EVENTS: usize = 500;

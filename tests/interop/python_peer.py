@@ -89,7 +89,6 @@ async def handler(connection):
                 pongs += 1
             except asyncio.TimeoutError:
                 pass
-            await asyncio.sleep(0.05)
         await connection.send(f"pongs: {pongs}")
         await echo(connection)
     elif path.startswith("/large/"):
