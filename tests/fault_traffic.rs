@@ -258,17 +258,28 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
             .iter()
             .any(|(_, line)| line.starts_with("Send Message refused: "))
     });
-    // Once the module has taken in everything it accepted, the backlog is
-    // still full (the server still reads nothing): sends are still refused.
+    // Once the module has taken in everything it accepted, the server still
+    // reads nothing. The kernel may yet take in more as it grows its socket
+    // buffers (receive autotuning), so a few more sends can be accepted;
+    // but refusals must come back long before `most`: the backlog stays
+    // bounded whatever the kernel does.
     journal.expect("every accepted message handed on", |e| {
         status(e, "MessagesOut") == accepted.to_string()
     });
+    let mut refused_again = false;
+    while accepted < most {
+        match instance.send_message(message(accepted)) {
+            Ok(()) => accepted += 1,
+            Err(ActionError::Backlog { .. }) => {
+                refused_again = true;
+                break;
+            }
+            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
+        }
+    }
     assert!(
-        matches!(
-            instance.send_message("one more"),
-            Err(ActionError::Backlog { .. })
-        ),
-        "accepted again while {accepted} messages wait for a server that reads nothing"
+        refused_again,
+        "{accepted} messages accepted for a server that reads nothing: the backlog is unbounded"
     );
     assert!(instance.is_established(), "a slow server is not an error");
 

@@ -307,8 +307,16 @@ impl Peer {
 
     /// Reads the client's frames until it closes the connection or the
     /// server stops, recording messages and close frames.
+    /// A close frame is answered, as a well-behaved server does, so the
+    /// client's close handshake completes at once instead of timing out.
     pub fn hold(&mut self) {
-        while self.next_frame().is_some() {}
+        while let Some((header, payload)) = self.next_frame() {
+            if matches!(header.opcode, OpCode::Control(Control::Close)) {
+                let code = &payload[..payload.len().min(2)];
+                self.send_frame(raw_frame(OpCode::Control(Control::Close), true, code));
+                return;
+            }
+        }
     }
 
     /// Reads the client's frames (recording them) until a text or binary
