@@ -3,9 +3,8 @@
 //! project of instances and wires, and serves `/io_modules` over HTTP.
 //!
 //! The flow, one file per step: [`project`] (the project file, checked) →
-//! [`abi`] (the host side of the C ABI: dlopen; instances and prepared
-//! triggers; the host's only
-//! `unsafe`) with [`manifest`] (what the host reads of a module's manifest) →
+//! [`abi`] (the host side of the C ABI: dlopen, instances and prepared
+//! triggers; the only file with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
 //! [`engine`] (fired triggers → wired actions, on the host's thread) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
