@@ -25,13 +25,11 @@
 mod support;
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::path::PathBuf;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use libloading::Library;
 use serde_json::Value;
 use support::EchoServer;
 
@@ -42,49 +40,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 const DESTROY_UNDER_LOAD: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------- iom.h, redeclared
-
-const IOM_ABI_VERSION: u32 = 1;
-const IOM_OK: c_int = 0;
-const IOM_ERR_INVALID_ARGUMENT: c_int = 1;
-const IOM_ERR_REJECTED: c_int = 2;
-
-#[repr(C)]
-struct IomInstance {
-    _opaque: [u8; 0],
-}
-#[repr(C)]
-struct IomPreparedTrigger {
-    _opaque: [u8; 0],
-}
-#[repr(C)]
-struct IomVariables {
-    _opaque: [u8; 0],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct IomStr {
-    ptr: *const c_char,
-    len: usize,
-}
-
-type FireTriggerCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize);
-type StatusChangedCb =
-    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const c_char, *const c_char);
-type LogCb = unsafe extern "C" fn(*mut c_void, u64, c_int, *const c_char);
-type FireTriggerExCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize, u32);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct IomHostCallbacks {
-    struct_size: u32,
-    abi_version: u32,
-    user_data: *mut c_void,
-    fire_trigger: Option<FireTriggerCb>,
-    status_changed: Option<StatusChangedCb>,
-    log: Option<LogCb>,
-    fire_trigger_ex: Option<FireTriggerExCb>,
-}
+// The header, redeclared: tests/support/iom.rs.
+use support::iom::*;
 
 /// The callbacks struct of a *newer* host: more fields after ours. A module
 /// must accept it (struct_size says how much there is) and read only what
@@ -94,95 +51,6 @@ struct IomHostCallbacks {
 struct NewerHostCallbacks {
     base: IomHostCallbacks,
     future: [usize; 64],
-}
-
-struct Api {
-    instance_create: unsafe extern "C" fn(
-        *const IomHostCallbacks,
-        u64,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomInstance,
-    instance_destroy: unsafe extern "C" fn(*mut IomInstance) -> c_int,
-    instance_action: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *const IomStr,
-        usize,
-        *mut *mut c_char,
-    ) -> c_int,
-    instance_status: unsafe extern "C" fn(*mut IomInstance) -> *mut c_char,
-    instance_network: unsafe extern "C" fn(*mut IomInstance, c_int) -> c_int,
-    trigger_prepare: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomPreparedTrigger,
-    trigger_test: unsafe extern "C" fn(
-        *const IomPreparedTrigger,
-        *const u8,
-        usize,
-        *mut *mut IomVariables,
-    ) -> c_int,
-    trigger_free: unsafe extern "C" fn(*mut IomPreparedTrigger),
-    variables_count: unsafe extern "C" fn(*const IomVariables) -> usize,
-    variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
-    variables_free: unsafe extern "C" fn(*mut IomVariables),
-    string_free: unsafe extern "C" fn(*mut c_char),
-}
-
-/// The cdylib built with this test: `target/<profile>/deps/libwsio.so`,
-/// beside the test executable (see tests/abi.rs for why not the copy one
-/// directory up).
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let path = exe.parent().expect("target/<profile>/deps/").join(format!(
-        "{}wsio{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    assert!(path.exists(), "{} is missing", path.display());
-    path
-}
-
-/// Loaded once and never unloaded (the module keeps a driver thread).
-fn api() -> &'static Api {
-    static API: OnceLock<Api> = OnceLock::new();
-    API.get_or_init(|| {
-        let path = module_path();
-        // SAFETY: libwsio.so is this crate's own cdylib; loading it runs
-        // only Rust's library initialisers.
-        let library = unsafe { Library::new(&path) }
-            .unwrap_or_else(|e| panic!("cannot dlopen {}: {e}", path.display()));
-        let library: &'static Library = Box::leak(Box::new(library));
-        // SAFETY (every symbol): the field type is the header's prototype of
-        // that name; the library stays loaded for the whole process.
-        unsafe {
-            Api {
-                instance_create: symbol(library, "iom_instance_create"),
-                instance_destroy: symbol(library, "iom_instance_destroy"),
-                instance_action: symbol(library, "iom_instance_action"),
-                instance_status: symbol(library, "iom_instance_status"),
-                instance_network: symbol(library, "iom_instance_network"),
-                trigger_prepare: symbol(library, "iom_trigger_prepare"),
-                trigger_test: symbol(library, "iom_trigger_test"),
-                trigger_free: symbol(library, "iom_trigger_free"),
-                variables_count: symbol(library, "iom_variables_count"),
-                variables_get: symbol(library, "iom_variables_get"),
-                variables_free: symbol(library, "iom_variables_free"),
-                string_free: symbol(library, "iom_string_free"),
-            }
-        }
-    })
-}
-
-/// # Safety
-/// `T` must be the exported symbol's exact function pointer type.
-unsafe fn symbol<T: Copy>(library: &'static Library, name: &str) -> T {
-    // SAFETY: forwarded to the caller.
-    *unsafe { library.get::<T>(name) }.unwrap_or_else(|e| panic!("no {name}: {e}"))
 }
 
 /// One test at a time: the fd and RSS counts must see only their own test.

@@ -30,6 +30,7 @@
 mod client;
 mod fault_pki;
 mod fixture;
+pub mod iom;
 mod journal;
 mod netns;
 mod observations;
