@@ -30,10 +30,16 @@
  *   Every function may be called from any host thread, concurrently.
  *   Actions return at once: the work happens on the module's own thread.
  *   Callbacks (iom_host_callbacks) are called from the module's thread, one
- *   at a time per module, in event order. A callback must return quickly and
- *   must NOT call any iom_* function (queue the event and handle it on a host
- *   thread); iom_instance_destroy() called from inside a callback is refused
- *   with IOM_ERR_IN_CALLBACK.
+ *   at a time per module, in event order. A callback must return quickly:
+ *   while it runs, no other instance of the module is served.
+ *   A callback may call the iom_* functions that never wait: a host may test
+ *   a fired trigger (iom_trigger_test) and run a wired action
+ *   (iom_instance_action, which only queues the work) right inside
+ *   fire_trigger, which saves two thread hops per wire. Expensive work
+ *   (I/O, locks held long, a slow script) belongs on a host thread: queue
+ *   the event and return. iom_instance_destroy() waits for the module's
+ *   thread, so from inside a callback it is refused with IOM_ERR_IN_CALLBACK
+ *   (and does nothing).
  *   iom_instance_destroy() returns only when no further callback for that
  *   instance can arrive.
  */

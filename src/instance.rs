@@ -56,8 +56,11 @@ use std::time::Duration;
 pub const SEND_BACKLOG: usize = 10_000;
 
 /// What the controller receives from an instance. Called from the module's
-/// driver thread; implementations must return quickly and must not call back
-/// into the instance (queue the event instead).
+/// driver thread; implementations must return quickly (no other instance is
+/// served meanwhile). They may run actions on any instance
+/// ([`Instance::action`] and friends only queue the work), so a wire can run
+/// right inside `fire_trigger`; dropping an instance there only starts its
+/// close (see [`Instance::shutdown`]). Queue anything slow.
 pub trait Host: Send + Sync + 'static {
     /// A trigger fired with its data (the message for Messages Received, the
     /// reason for Disconnected and Gave Up, empty otherwise). `binary`: the

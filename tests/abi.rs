@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -250,6 +250,9 @@ struct Events {
     destroy_in_callback: Vec<c_int>,
     /// The flags of each fire_trigger_ex call, with its trigger.
     flags: Vec<(String, u32)>,
+    /// What each wire run inside fire_trigger got: the Send Message code
+    /// and whether iom_instance_status answered from inside the callback.
+    wired: Vec<(c_int, bool)>,
 }
 
 impl Events {
@@ -290,6 +293,10 @@ struct Recorder {
     destroyed: AtomicBool,
     /// A handle the next fire_trigger destroys from inside the callback.
     destroy_on_fire: AtomicUsize,
+    /// A wire run inside fire_trigger: (prepared trigger, instance) handles.
+    /// Messages Received data that matches the prepared trigger is answered
+    /// with Send Message "pong <1>" on the instance, from the callback.
+    wire: OnceLock<(usize, usize)>,
 }
 
 impl Recorder {
@@ -300,6 +307,7 @@ impl Recorder {
             changed: Condvar::new(),
             destroyed: AtomicBool::new(false),
             destroy_on_fire: AtomicUsize::new(0),
+            wire: OnceLock::new(),
         })
     }
 
@@ -391,9 +399,36 @@ unsafe extern "C" fn on_fire_trigger(
     // The one iom_* call a callback may make, to check that it is refused.
     let handle = recorder.destroy_on_fire.swap(0, Ordering::SeqCst);
     let destroyed = (handle != 0).then(|| destroy_raw(handle as *mut IomInstance));
+    // A wire, run where the event arrives (iom.h allows the calls that
+    // never wait): test, then Send Message with the trigger's variables.
+    let wired = match recorder.wire.get() {
+        Some(&(prepared, instance)) if trigger == "Messages Received" => {
+            let (matched, variables) = test_raw(
+                prepared as *const IomPreparedTrigger,
+                data.as_ptr(),
+                data.len(),
+            );
+            (matched == 1).then(|| {
+                let variables: Vec<&str> = variables
+                    .iter()
+                    .map(|v| std::str::from_utf8(v).unwrap_or("<not UTF-8>"))
+                    .collect();
+                let instance = instance as *mut IomInstance;
+                let (code, _) = action_on(
+                    instance,
+                    "Send Message",
+                    r#"{"Message": "pong <1>"}"#,
+                    &variables,
+                );
+                (code, status_of(instance).is_some())
+            })
+        }
+        _ => None,
+    };
     recorder.record(instance_id, |e| {
         e.triggers.push((trigger, data));
         e.destroy_in_callback.extend(destroyed);
+        e.wired.extend(wired);
     });
 }
 
@@ -1194,6 +1229,63 @@ fn destroy_from_inside_a_callback_is_refused_and_changes_nothing() {
         e.data_of("Messages Received") == ["still here"]
     });
     instance.destroy_and_expect_silence();
+}
+
+#[test]
+fn a_wire_runs_inside_the_callback_without_a_host_thread() {
+    // iom.h lets a callback test a trigger and run an action (they never
+    // wait): Messages Received (Starts With "ping") -> Send Message
+    // "pong <1>", all on the module's thread. The echo server sends each
+    // answer back, which starts with "pong" and so fires no wire.
+    let server = EchoServer::start();
+    let mut instance = Instance::create(9, &echo_properties(&server));
+    let prepared = prepare(
+        instance.raw,
+        "Messages Received",
+        r#"{"Match String": "ping", "Match Mode": "Starts With"}"#,
+    )
+    .expect("prepare");
+    instance
+        .recorder
+        .wire
+        .set((prepared.raw() as usize, instance.raw as usize))
+        .expect("set once");
+    instance.connect();
+    let asked: Vec<String> = (1..=200).map(|i| format!("ping {i}")).collect();
+    for message in &asked {
+        instance.expect_ok("Send Message", r#"{"Message": "<1>"}"#, &[message]);
+    }
+    let answers: Vec<String> = asked.iter().map(|m| format!("pong {m}")).collect();
+    instance.recorder.expect("every answer of the wire", |e| {
+        e.data_of("Messages Received").len() >= 400
+    });
+    {
+        let events = instance.recorder.lock();
+        assert_eq!(
+            events.wired,
+            vec![(IOM_OK, true); 200],
+            "codes of the wired actions"
+        );
+        let received = events.data_of("Messages Received");
+        let pings: Vec<&String> = received.iter().filter(|m| m.starts_with("ping")).collect();
+        let pongs: Vec<&String> = received.iter().filter(|m| m.starts_with("pong")).collect();
+        assert_eq!(
+            pings,
+            asked.iter().collect::<Vec<_>>(),
+            "the echoes, in order"
+        );
+        assert_eq!(
+            pongs,
+            answers.iter().collect::<Vec<_>>(),
+            "the answers, in order"
+        );
+    }
+    // The server got both, in order per kind.
+    let seen = server.snapshot().texts();
+    let seen_answers: Vec<&String> = seen.iter().filter(|m| m.starts_with("pong")).collect();
+    assert_eq!(seen_answers, answers.iter().collect::<Vec<_>>());
+    instance.destroy_and_expect_silence();
+    drop(prepared);
 }
 
 /// What one host thread saw from its calls.

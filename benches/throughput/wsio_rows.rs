@@ -74,8 +74,8 @@ pub fn receive(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) ->
     let matched = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(Done::default());
     if inline {
-        // Tests in the callback: not what iom.h asks of a host (no iom_*
-        // call from a callback), only to show the module's own cost.
+        // Tests in the callback (iom.h allows it: iom_trigger_test never
+        // waits). Otherwise the consumer thread tests.
         let (host2, matched, done) = (Arc::downgrade(&host), matched.clone(), done.clone());
         host.set_inline(Box::new(move |_, data| {
             if prepared.test(data)
@@ -174,14 +174,32 @@ pub fn send(ports: &Ports, tls: bool, n: usize, size: usize) -> Sent {
 }
 
 /// Row 3: the server's round trips through a wire, Messages Received
-/// (Contains "ping") → Send Message `<1>`, run on the host's consumer
-/// thread. Returns the server's p50, p99, max, mean (ns).
-pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize) -> [u64; 4] {
+/// (Contains "ping") → Send Message `<1>`, run inside the callback
+/// (`inline`) or on the host's consumer thread. Returns the server's p50,
+/// p99, max, mean (ns).
+pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) -> [u64; 4] {
     let host = Host::new();
     let prepared = module::prepare("Messages Received", &json!({"Match String": "ping"}));
     let stats = Arc::new(Mutex::new(None::<[u64; 4]>));
     let path = format!("/ping?n={n}&size={size}");
     let instance = module::create(&host, next_id(), &properties(ports, tls, &path));
+    if inline {
+        let (host2, stats) = (Arc::downgrade(&host), stats.clone());
+        host.set_inline(Box::new(move |_, data| {
+            if data.starts_with(b"stats ") {
+                *stats.lock().unwrap() = Some(parse_stats(&String::from_utf8_lossy(data)));
+                if let Some(host) = host2.upgrade() {
+                    host.notify();
+                }
+                return;
+            }
+            prepared.test_with(data, |variables| {
+                let (code, error) =
+                    instance.action_with(c"Send Message", c"{\"Message\":\"<1>\"}", variables);
+                assert_eq!(code, IOM_OK, "wired Send Message: {error}");
+            });
+        }));
+    }
     let consumer = {
         let (host2, stats) = (host.clone(), stats.clone());
         host.start_consumer(Box::new(move |_, data| {

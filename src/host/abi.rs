@@ -316,8 +316,9 @@ pub enum ModuleEvent {
 }
 
 /// Where an instance's callbacks deliver events. Called on the module's
-/// thread: it must return at once (push into a queue) and must not call any
-/// module function.
+/// thread: it must return at once. The host's sinks push into the engine's
+/// queue and call no module function (the engine logs and records every
+/// event, which is not work for the module's thread).
 pub type EventSink = Box<dyn Fn(ModuleEvent) + Send + Sync>;
 
 /// Copies a borrowed C string; NULL becomes "".
