@@ -11,7 +11,7 @@
 //! checked on every use, and are the host's to free exactly once.
 
 use crate::driver;
-use crate::instance::{ActionError, Host, Instance, InstanceError, Options};
+use crate::instance::{ActionError, Host, Instance, InstanceError, Options, PreparedAction};
 use crate::machine::LogLevel;
 use crate::manifest::MANIFEST_TOML;
 use crate::manifest::names;
@@ -24,7 +24,7 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 /// The ABI version implemented (IOM_ABI_VERSION).
 pub const ABI_VERSION: u32 = 1;
@@ -96,6 +96,7 @@ pub const IOM_DATA_BINARY: u32 = 1;
 /// Opaque handle types of the header (never dereferenced: registry ids).
 pub enum IomInstance {}
 pub enum IomPreparedTrigger {}
+pub enum IomPreparedAction {}
 
 /// `iom_variables`: trigger variables owned by the host until freed.
 pub struct IomVariables {
@@ -180,6 +181,11 @@ fn instances() -> &'static Registry<Instance> {
 
 fn triggers() -> &'static Registry<PreparedTrigger> {
     static R: OnceLock<Registry<PreparedTrigger>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+fn actions() -> &'static Registry<BoundAction> {
+    static R: OnceLock<Registry<BoundAction>> = OnceLock::new();
     R.get_or_init(Registry::new)
 }
 
@@ -727,6 +733,109 @@ pub extern "C" fn iom_trigger_free(prepared: *mut IomPreparedTrigger) {
     guard((), std::ptr::null_mut(), || {
         if !prepared.is_null() {
             triggers().remove(prepared as usize);
+        }
+    })
+}
+
+/// A prepared action and the instance it runs on (not kept alive by it).
+struct BoundAction {
+    instance: Weak<Instance>,
+    action: PreparedAction,
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_action_prepare(
+    instance: *mut IomInstance,
+    action: *const c_char,
+    properties_json: *const c_char,
+    error: *mut *mut c_char,
+) -> *mut IomPreparedAction {
+    guard(std::ptr::null_mut(), error, || {
+        let result = (|| {
+            let live = instance_of(instance)?;
+            let name = read_str(action, "action")?;
+            let json = read_json(properties_json, "properties_json")?;
+            let action = PreparedAction::prepare(name, &json).map_err(|e| e.message)?;
+            Ok::<_, String>(BoundAction {
+                instance: Arc::downgrade(&live),
+                action,
+            })
+        })();
+        match result {
+            Ok(bound) => {
+                clear_error(error);
+                actions().insert(bound) as *mut IomPreparedAction
+            }
+            Err(message) => {
+                set_error(error, &message);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_action_run(
+    prepared: *const IomPreparedAction,
+    variables: *const IomStr,
+    n_variables: usize,
+    error: *mut *mut c_char,
+) -> c_int {
+    guard(IOM_ERR_PANIC, error, || {
+        let result = (|| {
+            if prepared.is_null() {
+                return Err((IOM_ERR_INVALID_ARGUMENT, "prepared action is NULL".into()));
+            }
+            let bound = actions().get(prepared as usize).ok_or_else(|| {
+                (
+                    IOM_ERR_INVALID_ARGUMENT,
+                    "prepared action is not live (freed, or never prepared)".to_owned(),
+                )
+            })?;
+            let live = bound.instance.upgrade().ok_or_else(|| {
+                (
+                    IOM_ERR_INVALID_ARGUMENT,
+                    format!(
+                        "the instance of this prepared {} action was destroyed",
+                        bound.action.name()
+                    ),
+                )
+            })?;
+            let vars = read_variables(variables, n_variables)
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
+            let action = bound
+                .action
+                .action(&vars)
+                .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e.message))?;
+            live.run(action).map_err(|e| {
+                let code = match e {
+                    ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
+                    _ => IOM_ERR_REJECTED,
+                };
+                (code, e.to_string())
+            })
+        })();
+        match result {
+            Ok(()) => {
+                clear_error(error);
+                IOM_OK
+            }
+            Err((code, message)) => {
+                set_error(error, &message);
+                code
+            }
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_action_free(prepared: *mut IomPreparedAction) {
+    guard((), std::ptr::null_mut(), || {
+        if !prepared.is_null() {
+            actions().remove(prepared as usize);
         }
     })
 }

@@ -171,6 +171,9 @@ pub(crate) struct Runner {
     close_timeout: Duration,
     /// The counters as last pushed to the status variables.
     published: Counters,
+    /// Send Messages taken from the inputs and not yet subtracted from
+    /// `Shared::pending_sends` (done once per burst).
+    sends_taken: usize,
 }
 
 enum Wake {
@@ -208,6 +211,7 @@ impl Runner {
             attempt: None,
             shutting_down: false,
             published: Counters::default(),
+            sends_taken: 0,
         }
     }
 
@@ -258,6 +262,13 @@ impl Runner {
                             Ok(input) => self.handle_input(now, input),
                             Err(_) => break,
                         }
+                    }
+                    // One update of the counter the host threads also
+                    // write, per burst rather than per message.
+                    if self.sends_taken > 0 {
+                        self.shared
+                            .pending_sends
+                            .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::Relaxed);
                     }
                 }
                 Wake::InputsClosed => {
@@ -319,7 +330,8 @@ impl Runner {
             }
             Input::ResetReconnect => self.machine.handle_reset_reconnect(now),
             Input::Send(text) => {
-                self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+                // Leaves pending_sends with the rest of its burst (run).
+                self.sends_taken += 1;
                 self.machine.handle_send(now, text);
             }
             Input::ClearQueue => self.machine.handle_clear_queue(now),
@@ -577,6 +589,15 @@ impl Runner {
         if let Some(c) = self.connection.as_mut()
             && !c.outbox.is_empty()
         {
+            // The last message of the burst is Last Sent (Effect::Send):
+            // one copy per burst, not per message.
+            if let Some(shown) = c.outbox.iter().rev().find_map(|o| match o {
+                Outgoing::Message(Message::Text(text)) => Some(Bytes::from(text.clone())),
+                Outgoing::Message(Message::Binary(data)) => Some(Bytes::from(hex::encode(data))),
+                _ => None,
+            }) {
+                self.status.set_payload(StatusKey::LastSent, shown);
+            }
             let messages = messages_in(&c.outbox);
             if c.writer.try_send(std::mem::take(&mut c.outbox)).is_ok() {
                 // Counted until written: SEND_BACKLOG covers the writer too.
@@ -890,6 +911,7 @@ async fn write_loop(
         shared,
         queue: queue.clone(),
         taken: 0,
+        written: 0,
     };
     let result = async {
         while let Ok(first) = queue.recv().await {
@@ -899,12 +921,17 @@ async fn write_loop(
                 match outgoing {
                     Outgoing::Message(message) => {
                         sink.feed(message).await?;
-                        unwritten.written();
+                        unwritten.written += 1;
                     }
                     Outgoing::Close(frame) => {
                         sink.close(Some(frame)).await?;
                         return Ok(());
                     }
+                }
+                if pending.is_empty() {
+                    // Once per batch: host threads read this counter on
+                    // every Send Message.
+                    unwritten.settle();
                 }
                 if pending.is_empty()
                     && let Ok(more) = queue.try_recv()
@@ -944,14 +971,22 @@ fn messages_in(batch: &[Outgoing]) -> usize {
 struct Unwritten {
     shared: Arc<Shared>,
     queue: Receiver<Vec<Outgoing>>,
-    /// Messages taken from the queue and not written yet.
+    /// Messages taken from the queue (written or not) and not yet
+    /// subtracted from the shared count.
     taken: usize,
+    /// Of `taken`, those written.
+    written: usize,
 }
 
 impl Unwritten {
-    fn written(&mut self) {
-        self.taken -= 1;
-        self.shared.unwritten.fetch_sub(1, Ordering::SeqCst);
+    /// Subtracts what was written since the last call.
+    fn settle(&mut self) {
+        if self.written > 0 {
+            self.taken -= self.written;
+            self.shared
+                .unwritten
+                .fetch_sub(std::mem::take(&mut self.written), Ordering::SeqCst);
+        }
     }
 }
 

@@ -34,7 +34,7 @@
 use crate::driver::{self, Input, Runner};
 use crate::machine::{LogLevel, Machine, Outbound, Settings, Timing};
 use crate::manifest::{Manifest, names};
-use crate::matching::{Trigger, fill_placeholders};
+use crate::matching::{Trigger, fill_placeholders, has_placeholders};
 use crate::properties::{
     Properties, PropertyError, PropertyValues, Protocol, Secret, validate_bearer_token,
 };
@@ -202,6 +202,73 @@ impl Action {
                 Action::SendMessage { message }
             }
         })
+    }
+}
+
+/// An action with its properties parsed once, to run many times (a wire's
+/// action, compiled when the controller loads its project): no JSON and no
+/// property checks per run, and no copy of a message that has no
+/// placeholder.
+#[derive(Debug, Clone)]
+pub struct PreparedAction {
+    name: String,
+    properties: Value,
+    /// The action when no string property holds a placeholder.
+    fixed: Option<Action>,
+    /// Send Message (Text) with placeholders: its Message.
+    text_template: Option<String>,
+}
+
+impl PreparedAction {
+    /// Checks and compiles an action's properties (see [`Action::parse`]).
+    /// A Binary message with placeholders is checked for hex when it runs,
+    /// since its digits may come from the variables.
+    pub fn prepare(name: &str, properties: &Value) -> Result<PreparedAction, PropertyError> {
+        let templated = match properties {
+            Value::Object(map) => map
+                .values()
+                .any(|v| v.as_str().is_some_and(has_placeholders)),
+            _ => false,
+        };
+        let parsed = Action::parse(name, properties, &[] as &[&str]);
+        let mut prepared = PreparedAction {
+            name: name.to_owned(),
+            properties: properties.clone(),
+            fixed: None,
+            text_template: None,
+        };
+        match parsed {
+            Ok(action) if !templated => prepared.fixed = Some(action),
+            Ok(Action::SendMessage {
+                message: Outbound::Text(_),
+            }) => {
+                let message = properties.get(names::MESSAGE).and_then(Value::as_str);
+                prepared.text_template = message.map(str::to_owned);
+            }
+            Ok(_) => {}
+            // Hex that a variable completes: checked per run.
+            Err(e) if templated && e.property == names::MESSAGE => {}
+            Err(e) => return Err(e),
+        }
+        Ok(prepared)
+    }
+
+    /// The manifest name of the action.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The action with `<n>` placeholders filled from `variables`.
+    pub fn action<S: AsRef<str>>(&self, variables: &[S]) -> Result<Action, PropertyError> {
+        if let Some(action) = &self.fixed {
+            return Ok(action.clone());
+        }
+        if let Some(template) = &self.text_template {
+            return Ok(Action::SendMessage {
+                message: Outbound::Text(Utf8Bytes::from(fill_placeholders(template, variables))),
+            });
+        }
+        Action::parse(&self.name, &self.properties, variables)
     }
 }
 
@@ -537,6 +604,67 @@ mod tests {
         assert!(matches!(a, Action::Connect { bearer_token: Some(ref t) } if t.expose() == "abc"));
         let a = Action::parse("Connect", &json!({"Bearer Token": ""}), &[] as &[&str]).unwrap();
         assert_eq!(a, Action::Connect { bearer_token: None });
+    }
+
+    #[test]
+    fn prepared_actions_run_like_parsed_ones() {
+        let vars = ["ping 1", "x"];
+        for (name, properties) in [
+            ("Send Message", json!({"Message": "pong <1> <2> <3>"})),
+            ("Send Message", json!({"Message": "fixed"})),
+            (
+                "Send Message",
+                json!({"Message": "0a <2>", "Message Type": "Binary"}),
+            ),
+            (
+                "Send Message",
+                json!({"Message": "0a ff", "Message Type": "Binary"}),
+            ),
+            ("Connect", json!({"Bearer Token": "abc"})),
+            ("Disconnect", Value::Null),
+        ] {
+            let prepared = PreparedAction::prepare(name, &properties).unwrap();
+            assert_eq!(prepared.name(), name);
+            let hex_vars = ["", "0b"];
+            let vars: &[&str] = if name == "Send Message" && properties["Message Type"] == "Binary"
+            {
+                &hex_vars
+            } else {
+                &vars
+            };
+            assert_eq!(
+                prepared.action(vars).unwrap(),
+                Action::parse(name, &properties, vars).unwrap(),
+                "{name} {properties}"
+            );
+        }
+    }
+
+    #[test]
+    fn prepared_actions_refuse_what_parsing_refuses() {
+        let e = PreparedAction::prepare("Send", &json!({})).unwrap_err();
+        assert!(e.message.contains("unknown action \"Send\""));
+        let e = PreparedAction::prepare("Send Message", &json!({"Text": "<1>"})).unwrap_err();
+        assert!(e.message.contains("accepted: \"Message\""));
+        let e = PreparedAction::prepare(
+            "Send Message",
+            &json!({"Message": "zz", "Message Type": "Binary"}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not hex"));
+        // Hex completed by a variable is checked when it runs.
+        let p = PreparedAction::prepare(
+            "Send Message",
+            &json!({"Message": "<1>", "Message Type": "Binary"}),
+        )
+        .unwrap();
+        assert!(p.action(&["0102"]).is_ok());
+        assert!(
+            p.action(&["nothex"])
+                .unwrap_err()
+                .message
+                .contains("not hex")
+        );
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub enum Effect {
         conn: ConnId,
         bearer_token: Option<Secret>,
     },
-    /// Send a message on the connection.
+    /// Send a message on the connection. The message is also the new Last
+    /// Sent: the driver sets the status variable from the last one of a
+    /// burst ([`Outbound::shown`]), so a burst is not copied per message.
     Send { conn: ConnId, message: Outbound },
     /// Send a keep-alive ping.
     Ping { conn: ConnId },
@@ -126,7 +128,9 @@ impl Outbound {
     }
 
     /// What Last Sent shows: the text, or the hex of binary data.
-    fn shown(&self) -> Bytes {
+    /// The message as the Last Sent status shows it: text as is, binary
+    /// as lowercase hex.
+    pub fn shown(&self) -> Bytes {
         match self {
             Outbound::Text(t) => Bytes::from(t.clone()),
             Outbound::Binary(b) => Bytes::from(hex::encode(b)),
@@ -1071,10 +1075,8 @@ impl Machine {
     fn transmit(&mut self, conn: ConnId, message: Outbound) {
         self.counters.messages_out += 1;
         self.counters.bytes_out += message.len() as u64;
-        self.push(Effect::StatusPayload {
-            key: StatusKey::LastSent,
-            payload: message.shown(),
-        });
+        // The message is Last Sent (Effect::Send): a burst costs no copy
+        // and no status effect per message.
         self.push(Effect::Send { conn, message });
     }
 

@@ -293,6 +293,21 @@ fn one_line_regex_error(error: &regex::Error) -> String {
     }
 }
 
+/// Whether `template` holds a placeholder (`<1>`, `<2>` …) that trigger
+/// variables could fill.
+pub fn has_placeholders(template: &str) -> bool {
+    let mut rest = template;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after.as_bytes().get(digits) == Some(&b'>') {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
 /// Replaces `<1>`, `<2>` … in `template` with trigger variables (variable n
 /// is `variables[n-1]`). A placeholder with no such variable is left as it
 /// is, so literal text such as `<b>` or `<99>` survives.
@@ -332,6 +347,15 @@ pub fn fill_placeholders<S: AsRef<str>>(template: &str, variables: &[S]) -> Stri
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn placeholders_are_found_only_where_variables_could_fill_them() {
+        assert!(has_placeholders("pong <1>"));
+        assert!(has_placeholders("<12>"));
+        assert!(!has_placeholders("<b>bold</b> < 3 <>"));
+        assert!(!has_placeholders("<1"));
+        assert!(!has_placeholders(""));
+    }
 
     #[test]
     fn blank_match_string_matches_every_message() {

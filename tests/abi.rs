@@ -1288,6 +1288,113 @@ fn a_wire_runs_inside_the_callback_without_a_host_thread() {
     drop(prepared);
 }
 
+/// iom_action_prepare: the handle or the error message.
+fn prepare_action(
+    instance: *mut IomInstance,
+    action: &str,
+    properties: &str,
+) -> Result<*mut IomPreparedAction, String> {
+    let (action, properties) = (c(action), c(properties));
+    let mut error: *mut c_char = ptr::null_mut();
+    // SAFETY: as in create_raw.
+    let prepared = unsafe {
+        (api().action_prepare)(instance, action.as_ptr(), properties.as_ptr(), &mut error)
+    };
+    let error = take_string(error);
+    if prepared.is_null() {
+        Err(error.expect("a failed iom_action_prepare sets *error"))
+    } else {
+        assert!(error.is_none(), "a successful prepare left *error set");
+        Ok(prepared)
+    }
+}
+
+/// iom_action_run: the code and the error message.
+fn run_action(prepared: *const IomPreparedAction, variables: &[&[u8]]) -> (c_int, Option<String>) {
+    let variables: Vec<IomStr> = variables.iter().map(|v| IomStr::of(v)).collect();
+    let mut error: *mut c_char = ptr::null_mut();
+    // SAFETY: as in create_raw.
+    let code =
+        unsafe { (api().action_run)(prepared, variables.as_ptr(), variables.len(), &mut error) };
+    let error = take_string(error);
+    assert_eq!(
+        code == IOM_OK,
+        error.is_none(),
+        "code {code}, error {error:?}"
+    );
+    (code, error)
+}
+
+#[test]
+fn prepared_actions_run_many_times_and_refuse_bad_input() {
+    let server = EchoServer::start();
+    let mut instance = Instance::create(10, &echo_properties(&server));
+    let free = |p: *mut IomPreparedAction| {
+        // SAFETY: a prepared action from iom_action_prepare (or NULL).
+        unsafe { (api().action_free)(p) }
+    };
+
+    // Bad input at prepare names what is wrong.
+    let e = prepare_action(ptr::null_mut(), "Send Message", "{}").unwrap_err();
+    assert!(e.contains("instance is NULL"), "{e}");
+    let e = prepare_action(instance.raw, "Send", "{}").unwrap_err();
+    assert!(
+        e.contains("unknown action \"Send\"") && e.contains("\"Send Message\""),
+        "{e}"
+    );
+    let e = prepare_action(instance.raw, "Send Message", r#"{"Text": "x"}"#).unwrap_err();
+    assert!(e.contains("accepted: \"Message\""), "{e}");
+    let e = prepare_action(instance.raw, "Send Message", "{nope").unwrap_err();
+    assert!(e.contains("not valid JSON"), "{e}");
+    let e = prepare_action(instance.raw, "Connect", r#"{"Bearer Token": "sec ret"}"#).unwrap_err();
+    assert!(!e.contains("sec"), "a token must not be echoed: {e}");
+
+    let wire = prepare_action(instance.raw, "Send Message", r#"{"Message": "pong <1>"}"#).unwrap();
+    let fixed = prepare_action(instance.raw, "Send Message", r#"{"Message": "fixed"}"#).unwrap();
+    // Not established yet: refused, naming the state, nothing queued.
+    let (code, error) = run_action(wire, &[b"early"]);
+    assert_eq!(code, IOM_ERR_REJECTED);
+    assert!(error.unwrap().contains("not established"));
+
+    instance.connect();
+    for i in 0..100 {
+        assert_eq!(run_action(wire, &[format!("{i}").as_bytes()]).0, IOM_OK);
+        assert_eq!(run_action(fixed, &[]).0, IOM_OK);
+    }
+    let (code, error) = run_action(wire, &[b"\xff"]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(error.unwrap().contains("variable 1 is not valid UTF-8"));
+    let (code, error) = run_action(ptr::null(), &[]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(error.unwrap().contains("NULL"));
+
+    instance
+        .recorder
+        .expect("200 echoes", |e| e.fired("Messages Received") == 200);
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        expected.push(format!("pong {i}"));
+        expected.push("fixed".to_owned());
+    }
+    assert_eq!(
+        instance.recorder.lock().data_of("Messages Received"),
+        expected
+    );
+
+    // A destroyed instance, a freed action: errors, not crashes.
+    instance.destroy_and_expect_silence();
+    let (code, error) = run_action(wire, &[b"late"]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(error.unwrap().contains("destroyed"));
+    free(wire);
+    free(wire);
+    free(ptr::null_mut());
+    let (code, error) = run_action(wire, &[]);
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    assert!(error.unwrap().contains("not live"));
+    free(fixed);
+}
+
 /// What one host thread saw from its calls.
 #[derive(Default)]
 struct ThreadReport {

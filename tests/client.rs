@@ -32,6 +32,35 @@ fn established(r: &support::Recorded) -> bool {
 }
 
 #[test]
+fn last_sent_and_the_counters_end_at_the_last_message_of_a_burst() {
+    // Last Sent is set once per burst (from its last message), not per
+    // message: what the controller sees at the end must still be exact.
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    instance.connect(None).unwrap();
+    rec.expect("WebSocket Established", established);
+    for i in 1..=5000 {
+        instance.send_message(format!("burst {i}")).unwrap();
+    }
+    instance
+        .send(wsio::machine::Outbound::Binary(bytes::Bytes::from_static(
+            &[0xab, 0x01],
+        )))
+        .unwrap();
+    assert!(server.wait_for(|o| o.messages.len() >= 5001, TIMEOUT));
+    rec.expect("Last Sent = the binary message, in hex", |r| {
+        r.status_value("LastSent").as_deref() == Some("ab01")
+    });
+    rec.expect("Messages Out = 5001", |r| {
+        r.status_value("MessagesOut").as_deref() == Some("5001")
+    });
+    let texts = server.snapshot().texts();
+    assert_eq!(texts.len(), 5000);
+    assert_eq!(texts.last().map(String::as_str), Some("burst 5000"));
+}
+
+#[test]
 fn a_session_fires_every_trigger_in_order_and_updates_every_status_variable() {
     let server = EchoServer::start();
     let rec = Recorder::new();

@@ -352,16 +352,30 @@ fn measure(
                 }
                 let line = table.line(&name, Kind::Rate { size }, Target::RatioAtLeast(0.8));
                 if config.runs_client("wsio") {
-                    let s = wsio_rows::send(ports, tls, n, size);
+                    let s = wsio_rows::send(ports, tls, n, size, true);
                     line.push(Col::Wsio, rate(n, s.elapsed));
                     line.note_value(
                         &format!("Send Message calls answered REJECTED (backlog of 10,000 full; retried after 100 µs), of {n}"),
                         s.rejected as f64,
                     );
                 }
-                if config.runs_client("raw") {
-                    line.push(Col::Raw, rate(n, raw::send(ports, tls_of(tls), n, size)));
+                let raw_rate = config
+                    .runs_client("raw")
+                    .then(|| rate(n, raw::send(ports, tls_of(tls), n, size)));
+                if let Some(r) = raw_rate {
+                    line.push(Col::Raw, r);
                 }
+                if config.runs_client("wsio") {
+                    // The same through iom_instance_action: JSON per call.
+                    let name = format!("2 send {label} {} (iom_instance_action)", scheme(tls));
+                    let line = table.line(&name, Kind::Rate { size }, Target::None);
+                    let s = wsio_rows::send(ports, tls, n, size, false);
+                    line.push(Col::Wsio, rate(n, s.elapsed));
+                    if let Some(r) = raw_rate {
+                        line.push(Col::Raw, r);
+                    }
+                }
+                let line = table.line(&name, Kind::Rate { size }, Target::RatioAtLeast(0.8));
                 if !tls && config.only.is_none() {
                     line.push(Col::Tcp, rate(n, raw::tcp_send(ports, n, size)));
                 }

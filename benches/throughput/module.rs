@@ -37,6 +37,10 @@ pub struct IomPreparedTrigger {
 pub struct IomVariables {
     _opaque: [u8; 0],
 }
+#[repr(C)]
+pub struct IomPreparedAction {
+    _opaque: [u8; 0],
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -94,6 +98,19 @@ pub struct Api {
     variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
     variables_free: unsafe extern "C" fn(*mut IomVariables),
     string_free: unsafe extern "C" fn(*mut c_char),
+    action_prepare: unsafe extern "C" fn(
+        *mut IomInstance,
+        *const c_char,
+        *const c_char,
+        *mut *mut c_char,
+    ) -> *mut IomPreparedAction,
+    action_run: unsafe extern "C" fn(
+        *const IomPreparedAction,
+        *const IomStr,
+        usize,
+        *mut *mut c_char,
+    ) -> c_int,
+    action_free: unsafe extern "C" fn(*mut IomPreparedAction),
 }
 
 /// The `libwsio.so` cargo built with this bench: `cargo bench` builds the
@@ -143,6 +160,9 @@ pub fn api() -> &'static Api {
                 trigger_prepare: symbol(library, "iom_trigger_prepare"),
                 trigger_test: symbol(library, "iom_trigger_test"),
                 trigger_free: symbol(library, "iom_trigger_free"),
+                action_prepare: symbol(library, "iom_action_prepare"),
+                action_run: symbol(library, "iom_action_run"),
+                action_free: symbol(library, "iom_action_free"),
                 variables_count: symbol(library, "iom_variables_count"),
                 variables_get: symbol(library, "iom_variables_get"),
                 variables_free: symbol(library, "iom_variables_free"),
@@ -511,6 +531,63 @@ impl Instance {
     pub fn destroy(self) {
         // SAFETY: a live handle, destroyed once.
         unsafe { (api().instance_destroy)(self.ptr()) };
+    }
+}
+
+/// A prepared action handle (`iom_action_prepare`), shareable like
+/// [`Instance`].
+#[derive(Clone, Copy)]
+pub struct PreparedAction(usize);
+
+impl Instance {
+    /// `iom_action_prepare` on this instance.
+    pub fn prepare_action(self, action: &CStr, properties: &CStr) -> PreparedAction {
+        let mut error = std::ptr::null_mut();
+        // SAFETY: valid arguments per iom.h.
+        let handle = unsafe {
+            (api().action_prepare)(self.ptr(), action.as_ptr(), properties.as_ptr(), &mut error)
+        };
+        assert!(
+            !handle.is_null(),
+            "iom_action_prepare: {}",
+            take_error(error)
+        );
+        PreparedAction(handle as usize)
+    }
+}
+
+impl PreparedAction {
+    /// `iom_action_run` without asking for the error text (the hot path).
+    pub fn run_code(self, variables: &[IomStr]) -> c_int {
+        // SAFETY: a live prepared action; a NULL error pointer is allowed.
+        unsafe {
+            (api().action_run)(
+                self.0 as *const IomPreparedAction,
+                variables.as_ptr(),
+                variables.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// `iom_action_run`: the code and the error text.
+    pub fn run(self, variables: &[IomStr]) -> (c_int, String) {
+        let mut error = std::ptr::null_mut();
+        // SAFETY: as in `run_code`.
+        let code = unsafe {
+            (api().action_run)(
+                self.0 as *const IomPreparedAction,
+                variables.as_ptr(),
+                variables.len(),
+                &mut error,
+            )
+        };
+        (code, take_error(error))
+    }
+
+    pub fn free(self) {
+        // SAFETY: a live prepared action, freed once.
+        unsafe { (api().action_free)(self.0 as *mut IomPreparedAction) };
     }
 }
 

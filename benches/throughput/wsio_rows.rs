@@ -131,7 +131,7 @@ pub struct Sent {
 /// Row 2: `n` Send Message actions of `size` bytes through the ABI, until
 /// the server has them all. A REJECTED (backlog full) is retried after
 /// 100 µs, as a controller that must not lose the message would.
-pub fn send(ports: &Ports, tls: bool, n: usize, size: usize) -> Sent {
+pub fn send(ports: &Ports, tls: bool, n: usize, size: usize, prepared: bool) -> Sent {
     let host = Host::new();
     let done = Arc::new(Done::default());
     let consumer = {
@@ -148,11 +148,16 @@ pub fn send(ports: &Ports, tls: bool, n: usize, size: usize) -> Sent {
     wait_established(&host, 1, Duration::from_secs(10));
     let message = String::from_utf8(payload("msg", size)).unwrap();
     let action = CString::new(json!({ "Message": message }).to_string()).unwrap();
+    let wire = prepared.then(|| instance.prepare_action(c"Send Message", &action));
     let mut rejected = 0;
     let start = Instant::now();
     for _ in 0..n {
         loop {
-            match instance.action_code(c"Send Message", &action) {
+            let code = match wire {
+                Some(wire) => wire.run_code(&[]),
+                None => instance.action_code(c"Send Message", &action),
+            };
+            match code {
                 IOM_OK => break,
                 IOM_ERR_REJECTED => {
                     rejected += 1;
@@ -169,6 +174,9 @@ pub fn send(ports: &Ports, tls: bool, n: usize, size: usize) -> Sent {
     );
     let elapsed = done.get().unwrap() - start;
     instance.destroy();
+    if let Some(wire) = wire {
+        wire.free();
+    }
     host.stop_consumer(consumer);
     Sent { elapsed, rejected }
 }
@@ -183,6 +191,8 @@ pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) -> [u
     let stats = Arc::new(Mutex::new(None::<[u64; 4]>));
     let path = format!("/ping?n={n}&size={size}");
     let instance = module::create(&host, next_id(), &properties(ports, tls, &path));
+    // The wire's action, compiled once as a controller does at load.
+    let wire = instance.prepare_action(c"Send Message", c"{\"Message\":\"<1>\"}");
     if inline {
         let (host2, stats) = (Arc::downgrade(&host), stats.clone());
         host.set_inline(Box::new(move |_, data| {
@@ -194,8 +204,7 @@ pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) -> [u
                 return;
             }
             prepared.test_with(data, |variables| {
-                let (code, error) =
-                    instance.action_with(c"Send Message", c"{\"Message\":\"<1>\"}", variables);
+                let (code, error) = wire.run(variables);
                 assert_eq!(code, IOM_OK, "wired Send Message: {error}");
             });
         }));
@@ -209,8 +218,7 @@ pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) -> [u
                 return;
             }
             prepared.test_with(data, |variables| {
-                let (code, error) =
-                    instance.action_with(c"Send Message", c"{\"Message\":\"<1>\"}", variables);
+                let (code, error) = wire.run(variables);
                 assert_eq!(code, IOM_OK, "wired Send Message: {error}");
             });
         }))
@@ -227,6 +235,7 @@ pub fn echo(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) -> [u
     instance.destroy();
     host.stop_consumer(consumer);
     prepared.free();
+    wire.free();
     stats.lock().unwrap().expect("stats")
 }
 

@@ -294,10 +294,21 @@ fn send_while_established_sends_and_sets_last_sent() {
         conn,
         message: Outbound::Text("hi".into())
     }));
-    assert!(effects.contains(&Effect::StatusPayload {
-        key: StatusKey::LastSent,
-        payload: Bytes::from_static(b"hi")
-    }));
+    // Last Sent is the sent message itself (the driver shows the last of a
+    // burst), not a status effect per message.
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::StatusPayload { .. }))
+    );
+    assert_eq!(
+        Outbound::Text("hi".into()).shown(),
+        Bytes::from_static(b"hi")
+    );
+    assert_eq!(
+        Outbound::Binary(Bytes::from_static(&[1, 0xff])).shown(),
+        Bytes::from_static(b"01ff")
+    );
 }
 
 #[test]

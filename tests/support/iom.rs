@@ -29,6 +29,11 @@ pub struct IomPreparedTrigger {
 }
 
 #[repr(C)]
+pub struct IomPreparedAction {
+    pub _opaque: [u8; 0],
+}
+
+#[repr(C)]
 pub struct IomVariables {
     pub _opaque: [u8; 0],
 }
@@ -115,6 +120,19 @@ pub struct Api {
     pub variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
     pub variables_free: unsafe extern "C" fn(*mut IomVariables),
     pub string_free: unsafe extern "C" fn(*mut c_char),
+    pub action_prepare: unsafe extern "C" fn(
+        *mut IomInstance,
+        *const c_char,
+        *const c_char,
+        *mut *mut c_char,
+    ) -> *mut IomPreparedAction,
+    pub action_run: unsafe extern "C" fn(
+        *const IomPreparedAction,
+        *const IomStr,
+        usize,
+        *mut *mut c_char,
+    ) -> c_int,
+    pub action_free: unsafe extern "C" fn(*mut IomPreparedAction),
 }
 
 /// The cdylib cargo built for this test run: `target/<profile>/deps/
@@ -174,6 +192,9 @@ pub fn api() -> &'static Api {
                 variables_get: symbol(library, "iom_variables_get"),
                 variables_free: symbol(library, "iom_variables_free"),
                 string_free: symbol(library, "iom_string_free"),
+                action_prepare: symbol(library, "iom_action_prepare"),
+                action_run: symbol(library, "iom_action_run"),
+                action_free: symbol(library, "iom_action_free"),
             }
         }
     })
