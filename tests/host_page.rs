@@ -172,12 +172,24 @@ impl Response {
 
 /// One HTTP/1.1 request with `Connection: close`.
 fn http(addr: &str, method: &str, path: &str, body: &str, headers: &[&str]) -> Response {
+    http_as(addr, addr, method, path, body, headers)
+}
+
+/// The same, naming `host` in the Host header.
+fn http_as(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[&str],
+) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -476,6 +488,38 @@ fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
     };
     assert_eq!(origin("https://attacker.example"), 403);
     assert_eq!(origin(&format!("http://{}", host.addr)), 200);
+
+    // DNS rebinding: a site that points its own name at 127.0.0.1 is
+    // same-origin with itself, so the Host it names is what is refused,
+    // for reading as much as for actions. IP addresses and localhost work.
+    let port = host.addr.rsplit(':').next().unwrap().to_owned();
+    let as_host = |name: &str, method: &str, path: &str| {
+        let named = format!("{name}:{port}");
+        http_as(
+            &host.addr,
+            &named,
+            method,
+            path,
+            "{}",
+            &[&format!("Origin: http://{named}")],
+        )
+    };
+    let refused = as_host("rebound.attacker.example", "GET", "/io_modules");
+    assert_eq!(refused.status, 421, "{}", refused.body);
+    assert!(refused.body.contains("DNS rebinding"), "{}", refused.body);
+    assert!(
+        !refused.body.contains("visitor"),
+        "no status leaks: {}",
+        refused.body
+    );
+    let refused = as_host(
+        "rebound.attacker.example",
+        "POST",
+        "/io_modules/visitor/actions/Disconnect",
+    );
+    assert_eq!(refused.status, 421);
+    assert_eq!(as_host("localhost", "GET", "/io_modules").status, 200);
+    assert_eq!(as_host("127.0.0.1", "GET", "/").status, 200);
 
     assert!(host.terminate().success());
 }

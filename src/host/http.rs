@@ -14,7 +14,11 @@
 //! Requests only read state and run actions, which return at once, so a
 //! request never waits on a module. A POST that a browser sends from another
 //! site's page (its `Origin` is not this host) is refused: a web page the
-//! integrator happens to visit must not be able to run actions here.
+//! integrator happens to visit must not be able to run actions here. So is
+//! any request whose `Host` names something other than an IP address,
+//! `localhost` or the name given in `--http`: a site that re-points its own
+//! name at 127.0.0.1 (DNS rebinding) is same-origin with itself, and would
+//! otherwise read the status and run actions.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -42,10 +46,13 @@ const MAX_BODY: u64 = 1024 * 1024;
 pub struct HttpListener {
     server: Arc<Server>,
     addr: SocketAddr,
+    /// The host name of `--http`, when it is a name (accepted in `Host`).
+    name: Option<String>,
 }
 
 impl HttpListener {
-    pub fn bind(addr: &str) -> Result<HttpListener, String> {
+    pub fn bind(addr_text: &str) -> Result<HttpListener, String> {
+        let addr = addr_text;
         let server = Server::http(addr).map_err(|e| {
             format!("cannot serve HTTP on {addr}: {e}; choose another address with --http, e.g. --http 127.0.0.1:8081")
         })?;
@@ -56,6 +63,7 @@ impl HttpListener {
         Ok(HttpListener {
             server: Arc::new(server),
             addr,
+            name: host_name_of(addr_text).map(str::to_ascii_lowercase),
         })
     }
 
@@ -69,16 +77,21 @@ impl HttpListener {
             state: state.clone(),
             streams: Arc::new(EventStreams::default()),
         };
+        let own = Arc::new(OwnHost {
+            name: self.name,
+            addr: self.addr,
+        });
         for n in 0..WORKERS {
-            let (server, state, stopping, streams) = (
+            let (server, state, stopping, streams, own) = (
                 running.server.clone(),
                 state.clone(),
                 running.stopping.clone(),
                 running.streams.clone(),
+                own.clone(),
             );
             match std::thread::Builder::new()
                 .name(format!("wsio-http-{n}"))
-                .spawn(move || serve(&server, &state, &stopping, &streams))
+                .spawn(move || serve(&server, &state, &stopping, &streams, &own))
             {
                 Ok(worker) => running.workers.push(worker),
                 Err(e) => {
@@ -90,6 +103,12 @@ impl HttpListener {
         }
         Ok(running)
     }
+}
+
+/// What `Host` may name (see `is_own_host`).
+struct OwnHost {
+    name: Option<String>,
+    addr: SocketAddr,
 }
 
 /// The running HTTP server; `stop` ends it.
@@ -133,20 +152,26 @@ impl HttpServer {
 /// How long stopping waits for the live streams to send their last chunk.
 const STREAMS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn serve(server: &Server, state: &Arc<HostState>, stopping: &AtomicBool, streams: &EventStreams) {
+fn serve(
+    server: &Server,
+    state: &Arc<HostState>,
+    stopping: &AtomicBool,
+    streams: &EventStreams,
+    own: &OwnHost,
+) {
     loop {
         let request = server.recv();
         if stopping.load(Ordering::SeqCst) {
             return;
         }
         match request {
-            Ok(request) => handle(request, state, streams),
+            Ok(request) => handle(request, state, streams, own),
             Err(e) => log::debug!("HTTP: {e}"),
         }
     }
 }
 
-fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams) {
+fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, own: &OwnHost) {
     let method = request.method().clone();
     let url = request.url().to_string();
     let header = |name: &'static str| {
@@ -156,11 +181,9 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams) 
             .find(|h| h.field.equiv(name))
             .map(|h| h.value.as_str().to_string())
     };
-    let cross_site = is_cross_site(
-        &method,
-        header("Origin").as_deref(),
-        header("Host").as_deref(),
-    );
+    let host = header("Host");
+    let cross_site = is_cross_site(&method, header("Origin").as_deref(), host.as_deref());
+    let foreign_host = !is_own_host(host.as_deref(), own.name.as_deref());
     let mut body = Vec::new();
     let read = request
         .as_reader()
@@ -171,6 +194,17 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams) 
         Ok(_) if body.len() as u64 > MAX_BODY => Reply::error(
             413,
             format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+        .into(),
+        Ok(_) if foreign_host => Reply::error(
+            421,
+            format!(
+                "this host answers only to an IP address, localhost or the name given in --http, \
+                 not to Host {:?} (a guard against DNS rebinding); open http://{}/ or start wsio \
+                 with --http NAME:PORT to use a name",
+                host.unwrap_or_default(),
+                own.addr
+            ),
         )
         .into(),
         Ok(_) if cross_site => Reply::error(
@@ -236,6 +270,39 @@ fn is_cross_site(method: &Method, origin: Option<&str>, host: Option<&str>) -> b
         }
         (Some(_), None) => true,
     }
+}
+
+/// The host part of a `Host` header or an `--http` address: without the
+/// port, and without the brackets of an IPv6 address.
+fn host_part(text: &str) -> &str {
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => text,
+    }
+}
+
+/// The host name of an `--http` address, when it is a name, not an IP.
+fn host_name_of(addr: &str) -> Option<&str> {
+    let host = host_part(addr);
+    (host.parse::<std::net::IpAddr>().is_err() && !host.is_empty()).then_some(host)
+}
+
+/// Whether a request's `Host` names this host: an IP address, `localhost`
+/// (or a name under `.localhost`, which resolves to loopback by RFC 6761),
+/// or the name the host was started with (`--http NAME:PORT`). No `Host`
+/// at all is an HTTP/1.0 client, not a browser.
+fn is_own_host(host: Option<&str>, name: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let part = host_part(host.trim()).to_ascii_lowercase();
+    part.parse::<std::net::IpAddr>().is_ok()
+        || part == "localhost"
+        || part.ends_with(".localhost")
+        || name.is_some_and(|n| n == part)
 }
 
 /// What a request gets: a reply, or the live stream (which takes over the
@@ -625,6 +692,44 @@ mod tests {
             Some("https://evil.example"),
             host
         ));
+    }
+
+    #[test]
+    fn only_ip_addresses_localhost_and_the_given_name_are_this_host() {
+        for host in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "[::1]:8080",
+            "192.168.1.20:80",
+            "localhost:8080",
+            "LOCALHOST",
+            "status.localhost:8080",
+        ] {
+            assert!(is_own_host(Some(host), None), "{host}");
+        }
+        assert!(is_own_host(None, None), "an HTTP/1.0 client");
+        for host in [
+            "evil.example:8080",
+            "evil.example",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!is_own_host(Some(host), None), "{host}");
+        }
+        assert!(is_own_host(
+            Some("Controller.local:8080"),
+            Some("controller.local")
+        ));
+        assert!(!is_own_host(
+            Some("other.local:8080"),
+            Some("controller.local")
+        ));
+        assert_eq!(
+            host_name_of("controller.local:8080"),
+            Some("controller.local")
+        );
+        assert_eq!(host_name_of("127.0.0.1:8080"), None);
+        assert_eq!(host_name_of("[::1]:8080"), None);
     }
 
     #[test]
