@@ -14,6 +14,7 @@ use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbou
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
 use crate::proxy;
+use crate::read_ahead::ReadAhead;
 use crate::status::StatusKey;
 use crate::status::StatusVariables;
 use crate::tls::is_certificate_failure;
@@ -43,8 +44,10 @@ use std::task::Poll;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-/// The byte stream under the WebSocket: TCP, or TLS over TCP for WSS.
-pub type Socket = MaybeTls<TcpStream, TlsStream<TcpStream>>;
+/// The byte stream under the WebSocket: TCP, or TLS over TCP for WSS, with
+/// read-ahead on the TCP socket (under TLS, so that rustls's 4 KiB reads
+/// gain from it too).
+pub type Socket = MaybeTls<ReadAhead<TcpStream>, TlsStream<ReadAhead<TcpStream>>>;
 type Ws = WebSocketStream<Socket>;
 
 /// Frames handled per wake before yielding to actions and other instances.
@@ -59,11 +62,10 @@ const COMMS_PREVIEW: usize = 200;
 /// The read buffer of each connection: tungstenite's `read_buffer_size`,
 /// allocated and zeroed per connection, and zeroed again up to its size
 /// before every read. The library's 128 KiB made an idle connection cost
-/// ~150 KiB of RSS; 4 KiB costs nothing in small-message throughput and
-/// about 30% of bulk 64 KiB ws throughput (more reads per message), and is
-/// faster for wss, whose reads come a TLS record at a time (README,
-/// "Performance"). WSIO_READ_BUFFER (bytes) overrides it, for a controller
-/// that moves large messages, and for measuring.
+/// ~150 KiB of RSS. With 4 KiB, bulk traffic would take a system call per
+/// 4 KiB; the read-ahead under it ([`ReadAhead`]) reads 64 KiB at a time
+/// instead, and holds that buffer only while data keeps coming (README,
+/// "Performance"). WSIO_READ_BUFFER (bytes) overrides it, for measuring.
 fn read_buffer_size() -> usize {
     std::env::var("WSIO_READ_BUFFER")
         .ok()
@@ -698,6 +700,7 @@ async fn open_connection(
         // Small messages are the norm; don't let Nagle hold them back.
         let _ = tcp.set_nodelay(true);
         let _ = inputs.send(Input::TcpConnected(conn)).await;
+        let tcp = ReadAhead::new(tcp);
         let socket = match tls {
             None => MaybeTls::Plain(tcp),
             Some(config) => {
