@@ -455,94 +455,107 @@ impl Runner {
     fn execute_each_effect(&mut self) {
         while let Some(effect) = self.machine.poll_effect() {
             match effect {
-                Effect::Open { conn, bearer_token } => {
-                    let task = spawn(open_connection(
-                        conn,
-                        self.props.clone(),
-                        bearer_token,
-                        self.tls.clone(),
-                        self.ws_config,
-                        self.inputs.clone(),
-                    ));
-                    if self.props.protocol == Protocol::Wss
-                        && self.props.tls.skip_verification
-                        && self.props.tls.pin_sha256.is_none()
-                    {
-                        self.host.log(
+                // The one effect of a message: kept apart from the rest so
+                // that the per-message path stays small.
+                Effect::Fire {
+                    trigger: Trigger::MessagesReceived,
+                    data,
+                    binary,
+                } => {
+                    self.host
+                        .fire_trigger(Trigger::MessagesReceived, &data, binary);
+                    // The message is Last Received (Effect::Fire); status
+                    // is left to the batch flush.
+                    self.status.set_payload(StatusKey::LastReceived, data);
+                }
+                effect => self.execute_effect(effect),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn execute_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Open { conn, bearer_token } => {
+                let task = spawn(open_connection(
+                    conn,
+                    self.props.clone(),
+                    bearer_token,
+                    self.tls.clone(),
+                    self.ws_config,
+                    self.inputs.clone(),
+                ));
+                if self.props.protocol == Protocol::Wss
+                    && self.props.tls.skip_verification
+                    && self.props.tls.pin_sha256.is_none()
+                {
+                    self.host.log(
                             LogLevel::Terse,
                             &format!(
                                 "WARNING: certificate verification is OFF for {} (Skip Certificate Verification (insecure)): anyone on the network path can read and change this connection; use Pin SHA-256 instead",
                                 self.props.display_url()
                             ),
                         );
-                    }
-                    self.attempt = Some((conn, task));
                 }
-                Effect::Send { conn, message } => {
-                    let message = match message {
-                        Outbound::Text(text) => Message::Text(text),
-                        Outbound::Binary(data) => Message::Binary(data),
-                    };
-                    if self.props.log_comms {
-                        self.host
-                            .log(LogLevel::Extended, &comms_line("->", &message));
-                    }
-                    self.send_to_writer(conn, Outgoing::Message(message));
-                }
-                Effect::Ping { conn } => {
-                    if self.props.log_comms {
-                        self.host
-                            .log(LogLevel::Extended, "comms -> ping (keep-alive)");
-                    }
-                    self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
-                }
-                Effect::Close { conn, code, reason } => {
-                    if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
-                        c.we_closed = true;
-                    }
-                    self.send_to_writer(
-                        conn,
-                        Outgoing::Close(CloseFrame {
-                            code: code.into(),
-                            reason: reason.into(),
-                        }),
-                    );
-                }
-                Effect::Abort { conn } => {
-                    if self.connection.as_ref().is_some_and(|c| c.id == conn) {
-                        self.connection = None;
-                    }
-                    if self.attempt.as_ref().is_some_and(|(id, _)| *id == conn) {
-                        self.attempt = None;
-                    }
-                }
-                Effect::Fire {
-                    trigger,
-                    data,
-                    binary,
-                } => {
-                    // Connection triggers see up-to-date status (and the
-                    // established flag Send Message checks); message
-                    // triggers leave Last Received to the batch flush.
-                    if trigger != Trigger::MessagesReceived {
-                        self.publish();
-                        self.host.fire_trigger(trigger, &data, binary);
-                    } else {
-                        self.host.fire_trigger(trigger, &data, binary);
-                        // The message is Last Received (Effect::Fire).
-                        self.status.set_payload(StatusKey::LastReceived, data);
-                    }
-                }
-                Effect::Status { key, value } => self.status.set(key, value),
-                Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
-                Effect::StatusAt { key, at } => {
-                    let ahead = at.saturating_duration_since(Instant::now());
-                    let wall = chrono::Local::now()
-                        + chrono::Duration::from_std(ahead).unwrap_or_default();
-                    self.status.set(key, crate::status::format_timestamp(wall));
-                }
-                Effect::Log { level, message } => self.host.log(level, &message),
+                self.attempt = Some((conn, task));
             }
+            Effect::Send { conn, message } => {
+                let message = match message {
+                    Outbound::Text(text) => Message::Text(text),
+                    Outbound::Binary(data) => Message::Binary(data),
+                };
+                if self.props.log_comms {
+                    self.host
+                        .log(LogLevel::Extended, &comms_line("->", &message));
+                }
+                self.send_to_writer(conn, Outgoing::Message(message));
+            }
+            Effect::Ping { conn } => {
+                if self.props.log_comms {
+                    self.host
+                        .log(LogLevel::Extended, "comms -> ping (keep-alive)");
+                }
+                self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
+            }
+            Effect::Close { conn, code, reason } => {
+                if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+                    c.we_closed = true;
+                }
+                self.send_to_writer(
+                    conn,
+                    Outgoing::Close(CloseFrame {
+                        code: code.into(),
+                        reason: reason.into(),
+                    }),
+                );
+            }
+            Effect::Abort { conn } => {
+                if self.connection.as_ref().is_some_and(|c| c.id == conn) {
+                    self.connection = None;
+                }
+                if self.attempt.as_ref().is_some_and(|(id, _)| *id == conn) {
+                    self.attempt = None;
+                }
+            }
+            Effect::Fire {
+                trigger,
+                data,
+                binary,
+            } => {
+                // Connection triggers see up-to-date status (and the
+                // established flag Send Message checks).
+                self.publish();
+                self.host.fire_trigger(trigger, &data, binary);
+            }
+            Effect::Status { key, value } => self.status.set(key, value),
+            Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
+            Effect::StatusAt { key, at } => {
+                let ahead = at.saturating_duration_since(Instant::now());
+                let wall =
+                    chrono::Local::now() + chrono::Duration::from_std(ahead).unwrap_or_default();
+                self.status.set(key, crate::status::format_timestamp(wall));
+            }
+            Effect::Log { level, message } => self.host.log(level, &message),
         }
     }
 
