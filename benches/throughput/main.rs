@@ -322,7 +322,8 @@ fn measure(
                 if !tls && config.only.is_none() {
                     line.push(Col::Tcp, rate(n, raw::tcp_receive(ports, n, size)));
                 }
-                if config.runs_client("wsio") && size < 1024 {
+                // (With --only, for large messages too: for profiling.)
+                if config.runs_client("wsio") && (size < 1024 || config.only.is_some()) {
                     // The same, testing inside the callback: no host thread.
                     let name = format!(
                         "1 receive {label} {} (test inline in the callback)",
