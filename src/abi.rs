@@ -166,6 +166,17 @@ impl<T> Registry<T> {
             .cloned()
     }
 
+    /// Runs `f` on a live object under the read lock: no reference count
+    /// to raise and drop, for the per-message calls. `f` must be short (it
+    /// holds off `insert` and `remove`) and must not call into the registry.
+    fn with<R>(&self, id: usize, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|value| f(value))
+    }
+
     fn remove(&self, id: usize) -> Option<Arc<T>> {
         self.live
             .write()
@@ -209,19 +220,14 @@ fn c_text(text: &str) -> CString {
         .unwrap_or_else(|_| CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default())
 }
 
+/// The trigger's name as a C string: looked up per fired message, so by
+/// index (`Trigger::ALL` is in declaration order), not by search.
 fn trigger_c_name(trigger: Trigger) -> &'static CStr {
-    static NAMES: OnceLock<Vec<(Trigger, CString)>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        Trigger::ALL
-            .iter()
-            .map(|t| (*t, c_text(t.name())))
-            .collect()
-    });
+    static NAMES: OnceLock<[CString; Trigger::ALL.len()]> = OnceLock::new();
+    let names = NAMES.get_or_init(|| Trigger::ALL.map(|t| c_text(t.name())));
     names
-        .iter()
-        .find(|(t, _)| *t == trigger)
-        .map(|(_, name)| name.as_c_str())
-        .unwrap_or(c"")
+        .get(trigger as usize)
+        .map_or(c"", |name| name.as_c_str())
 }
 
 impl Host for CHost {
@@ -700,30 +706,32 @@ pub unsafe extern "C" fn iom_trigger_test_ex(
         if prepared.is_null() {
             return -1;
         }
-        let Some(trigger) = triggers().get(prepared as usize) else {
-            return -1;
-        };
         let Ok(bytes) = read_bytes(data, len, "data") else {
             return -1;
         };
-        if !trigger.test(bytes) {
-            return 0;
-        }
-        if !variables.is_null() {
-            let binary = flags & IOM_DATA_BINARY != 0;
-            let values = trigger
-                .variables(bytes, binary)
-                .into_iter()
-                .map(|v| v.into_bytes().into_boxed_slice())
-                .collect();
-            let boxed = Box::new(IomVariables {
-                tag: VARIABLES_TAG,
-                values,
-            });
-            // SAFETY: checked non-NULL above.
-            unsafe { *variables = Box::into_raw(boxed) };
-        }
-        1
+        // Under the registry's read lock: a test is short (JSON mode
+        // parses the message, as bounded by Max Message Size).
+        let tested = triggers().with(prepared as usize, |trigger| {
+            if !trigger.test(bytes) {
+                return 0;
+            }
+            if !variables.is_null() {
+                let binary = flags & IOM_DATA_BINARY != 0;
+                let values = trigger
+                    .variables(bytes, binary)
+                    .into_iter()
+                    .map(|v| v.into_bytes().into_boxed_slice())
+                    .collect();
+                let boxed = Box::new(IomVariables {
+                    tag: VARIABLES_TAG,
+                    values,
+                });
+                // SAFETY: checked non-NULL above.
+                unsafe { *variables = Box::into_raw(boxed) };
+            }
+            1
+        });
+        tested.unwrap_or(-1)
     })
 }
 
@@ -913,6 +921,13 @@ pub unsafe extern "C" fn iom_string_free(s: *mut c_char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_trigger_fires_with_its_own_name() {
+        for trigger in Trigger::ALL {
+            assert_eq!(trigger_c_name(trigger).to_str(), Ok(trigger.name()));
+        }
+    }
 
     #[test]
     fn the_send_message_fast_path_takes_only_what_the_general_path_reads_the_same() {

@@ -14,6 +14,7 @@ use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbou
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
 use crate::proxy;
+use crate::read_ahead::ReadAhead;
 use crate::status::StatusKey;
 use crate::status::StatusVariables;
 use crate::tls::is_certificate_failure;
@@ -43,8 +44,10 @@ use std::task::Poll;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-/// The byte stream under the WebSocket: TCP, or TLS over TCP for WSS.
-pub type Socket = MaybeTls<TcpStream, TlsStream<TcpStream>>;
+/// The byte stream under the WebSocket: TCP, or TLS over TCP for WSS, with
+/// read-ahead on the TCP socket (under TLS, so that rustls's 4 KiB reads
+/// gain from it too).
+pub type Socket = MaybeTls<ReadAhead<TcpStream>, TlsStream<ReadAhead<TcpStream>>>;
 type Ws = WebSocketStream<Socket>;
 
 /// Frames handled per wake before yielding to actions and other instances.
@@ -59,11 +62,10 @@ const COMMS_PREVIEW: usize = 200;
 /// The read buffer of each connection: tungstenite's `read_buffer_size`,
 /// allocated and zeroed per connection, and zeroed again up to its size
 /// before every read. The library's 128 KiB made an idle connection cost
-/// ~150 KiB of RSS; 4 KiB costs nothing in small-message throughput and
-/// about 30% of bulk 64 KiB ws throughput (more reads per message), and is
-/// faster for wss, whose reads come a TLS record at a time (README,
-/// "Performance"). WSIO_READ_BUFFER (bytes) overrides it, for a controller
-/// that moves large messages, and for measuring.
+/// ~150 KiB of RSS. With 4 KiB, bulk traffic would take a system call per
+/// 4 KiB; the read-ahead under it ([`ReadAhead`]) reads 64 KiB at a time
+/// instead, and holds that buffer only while data keeps coming (README,
+/// "Performance"). WSIO_READ_BUFFER (bytes) overrides it, for measuring.
 fn read_buffer_size() -> usize {
     std::env::var("WSIO_READ_BUFFER")
         .ok()
@@ -465,94 +467,107 @@ impl Runner {
     fn execute_each_effect(&mut self) {
         while let Some(effect) = self.machine.poll_effect() {
             match effect {
-                Effect::Open { conn, bearer_token } => {
-                    let task = spawn(open_connection(
-                        conn,
-                        self.props.clone(),
-                        bearer_token,
-                        self.tls.clone(),
-                        self.ws_config,
-                        self.inputs.clone(),
-                    ));
-                    if self.props.protocol == Protocol::Wss
-                        && self.props.tls.skip_verification
-                        && self.props.tls.pin_sha256.is_none()
-                    {
-                        self.host.log(
+                // The one effect of a message: kept apart from the rest so
+                // that the per-message path stays small.
+                Effect::Fire {
+                    trigger: Trigger::MessagesReceived,
+                    data,
+                    binary,
+                } => {
+                    self.host
+                        .fire_trigger(Trigger::MessagesReceived, &data, binary);
+                    // The message is Last Received (Effect::Fire); status
+                    // is left to the batch flush.
+                    self.status.set_payload(StatusKey::LastReceived, data);
+                }
+                effect => self.execute_effect(effect),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn execute_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Open { conn, bearer_token } => {
+                let task = spawn(open_connection(
+                    conn,
+                    self.props.clone(),
+                    bearer_token,
+                    self.tls.clone(),
+                    self.ws_config,
+                    self.inputs.clone(),
+                ));
+                if self.props.protocol == Protocol::Wss
+                    && self.props.tls.skip_verification
+                    && self.props.tls.pin_sha256.is_none()
+                {
+                    self.host.log(
                             LogLevel::Terse,
                             &format!(
                                 "WARNING: certificate verification is OFF for {} (Skip Certificate Verification (insecure)): anyone on the network path can read and change this connection; use Pin SHA-256 instead",
                                 self.props.display_url()
                             ),
                         );
-                    }
-                    self.attempt = Some((conn, task));
                 }
-                Effect::Send { conn, message } => {
-                    let message = match message {
-                        Outbound::Text(text) => Message::Text(text),
-                        Outbound::Binary(data) => Message::Binary(data),
-                    };
-                    if self.props.log_comms {
-                        self.host
-                            .log(LogLevel::Extended, &comms_line("->", &message));
-                    }
-                    self.send_to_writer(conn, Outgoing::Message(message));
-                }
-                Effect::Ping { conn } => {
-                    if self.props.log_comms {
-                        self.host
-                            .log(LogLevel::Extended, "comms -> ping (keep-alive)");
-                    }
-                    self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
-                }
-                Effect::Close { conn, code, reason } => {
-                    if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
-                        c.we_closed = true;
-                    }
-                    self.send_to_writer(
-                        conn,
-                        Outgoing::Close(CloseFrame {
-                            code: code.into(),
-                            reason: reason.into(),
-                        }),
-                    );
-                }
-                Effect::Abort { conn } => {
-                    if self.connection.as_ref().is_some_and(|c| c.id == conn) {
-                        self.connection = None;
-                    }
-                    if self.attempt.as_ref().is_some_and(|(id, _)| *id == conn) {
-                        self.attempt = None;
-                    }
-                }
-                Effect::Fire {
-                    trigger,
-                    data,
-                    binary,
-                } => {
-                    // Connection triggers see up-to-date status (and the
-                    // established flag Send Message checks); message
-                    // triggers leave Last Received to the batch flush.
-                    if trigger != Trigger::MessagesReceived {
-                        self.publish();
-                        self.host.fire_trigger(trigger, &data, binary);
-                    } else {
-                        self.host.fire_trigger(trigger, &data, binary);
-                        // The message is Last Received (Effect::Fire).
-                        self.status.set_payload(StatusKey::LastReceived, data);
-                    }
-                }
-                Effect::Status { key, value } => self.status.set(key, value),
-                Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
-                Effect::StatusAt { key, at } => {
-                    let ahead = at.saturating_duration_since(Instant::now());
-                    let wall = chrono::Local::now()
-                        + chrono::Duration::from_std(ahead).unwrap_or_default();
-                    self.status.set(key, crate::status::format_timestamp(wall));
-                }
-                Effect::Log { level, message } => self.host.log(level, &message),
+                self.attempt = Some((conn, task));
             }
+            Effect::Send { conn, message } => {
+                let message = match message {
+                    Outbound::Text(text) => Message::Text(text),
+                    Outbound::Binary(data) => Message::Binary(data),
+                };
+                if self.props.log_comms {
+                    self.host
+                        .log(LogLevel::Extended, &comms_line("->", &message));
+                }
+                self.send_to_writer(conn, Outgoing::Message(message));
+            }
+            Effect::Ping { conn } => {
+                if self.props.log_comms {
+                    self.host
+                        .log(LogLevel::Extended, "comms -> ping (keep-alive)");
+                }
+                self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
+            }
+            Effect::Close { conn, code, reason } => {
+                if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+                    c.we_closed = true;
+                }
+                self.send_to_writer(
+                    conn,
+                    Outgoing::Close(CloseFrame {
+                        code: code.into(),
+                        reason: reason.into(),
+                    }),
+                );
+            }
+            Effect::Abort { conn } => {
+                if self.connection.as_ref().is_some_and(|c| c.id == conn) {
+                    self.connection = None;
+                }
+                if self.attempt.as_ref().is_some_and(|(id, _)| *id == conn) {
+                    self.attempt = None;
+                }
+            }
+            Effect::Fire {
+                trigger,
+                data,
+                binary,
+            } => {
+                // Connection triggers see up-to-date status (and the
+                // established flag Send Message checks).
+                self.publish();
+                self.host.fire_trigger(trigger, &data, binary);
+            }
+            Effect::Status { key, value } => self.status.set(key, value),
+            Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
+            Effect::StatusAt { key, at } => {
+                let ahead = at.saturating_duration_since(Instant::now());
+                let wall =
+                    chrono::Local::now() + chrono::Duration::from_std(ahead).unwrap_or_default();
+                self.status.set(key, crate::status::format_timestamp(wall));
+            }
+            Effect::Log { level, message } => self.host.log(level, &message),
         }
     }
 
@@ -719,6 +734,7 @@ async fn open_connection(
         // Small messages are the norm; don't let Nagle hold them back.
         let _ = tcp.set_nodelay(true);
         let _ = inputs.send(Input::TcpConnected(conn)).await;
+        let tcp = ReadAhead::new(tcp);
         let socket = match tls {
             None => MaybeTls::Plain(tcp),
             Some(config) => {

@@ -16,5 +16,6 @@ pub mod manifest;
 pub mod matching;
 pub mod properties;
 pub mod proxy;
+pub mod read_ahead;
 pub mod status;
 pub mod tls;

@@ -1,12 +1,13 @@
 //! Messaging beyond the classic module, end to end on 127.0.0.1: binary
 //! frames, the offline queue across a server restart, rate limits (checked
-//! by counting, never by timing) and the traffic counters.
+//! by counting, never by timing), the traffic counters, and messages of
+//! every size in bulk and in a trickle (the driver's read-ahead).
 
 mod support;
 
 use serde_json::json;
 use std::sync::Arc;
-use support::{EchoServer, Recorder, TIMEOUT};
+use support::{EchoServer, Recorder, TIMEOUT, tls_identity};
 use wsio::instance::{ActionError, Instance, Options};
 use wsio::matching::{PreparedTrigger, Trigger};
 
@@ -229,4 +230,90 @@ fn traffic_counters_count_messages_and_bytes() {
     });
     assert_eq!(status(&instance, "MessagesOut"), "2");
     assert_eq!(status(&instance, "BytesOut"), "8");
+}
+
+/// Text of `size` bytes that differs from message to message: its index,
+/// then letters starting at a letter of its own.
+fn sized_text(index: usize, size: usize) -> String {
+    let head = format!("{index:04}-");
+    let letters = (0..size).map(|k| (b'a' + ((index + k) % 26) as u8) as char);
+    head.chars().chain(letters).take(size).collect()
+}
+
+/// Around every read size that matters to the read-ahead (tungstenite's and
+/// rustls's 4 KiB, a TLS record, the 64 KiB bulk read) and well past it.
+const SIZES: [usize; 13] = [
+    0, 1, 31, 4095, 4096, 4097, 16_384, 16_385, 65_535, 65_536, 65_537, 200_000, 1_000_000,
+];
+
+/// Every message of `SIZES`, sent all at once (bulk, then the driver reads
+/// ahead) and then one at a time (a trickle: small reads, no buffer), text
+/// and binary, arrives intact, whole and in order.
+fn messages_of_every_size_arrive_intact_and_in_order(tls: bool) {
+    let server = if tls {
+        EchoServer::start_tls()
+    } else {
+        EchoServer::start()
+    };
+    let rec = Recorder::new();
+    let mut props = json!({"Hostname": "127.0.0.1", "Port": server.port()});
+    let mut options = Options::default();
+    if tls {
+        props["Protocol"] = json!("WSS");
+        options.extra_root_certificates = vec![tls_identity().cert_der().clone()];
+    }
+    let instance =
+        Instance::from_json(&props.to_string(), rec.host(), options).expect("valid properties");
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    let mut expected = Vec::new();
+    // Bulk: every size, back to back, twice.
+    for round in 0..2 {
+        for (i, size) in SIZES.into_iter().enumerate() {
+            let text = sized_text(round * 100 + i, size);
+            assert_eq!(server.send_to_all(text.clone()), 1);
+            expected.push(text);
+        }
+        let binary: Vec<u8> = (0..100_000).map(|k| (k * 7 + round) as u8).collect();
+        expected.push(hex::encode(&binary));
+        assert_eq!(server.send_to_all(binary), 1);
+    }
+    let count = expected.len();
+    rec.expect("the bulk messages", |r| {
+        r.count(Trigger::MessagesReceived) >= count
+    });
+    // Trickle: each one waits for the one before.
+    for (i, size) in SIZES.into_iter().rev().enumerate() {
+        let text = sized_text(500 + i, size);
+        assert_eq!(server.send_to_all(text.clone()), 1);
+        expected.push(text);
+        let count = expected.len();
+        rec.expect("a trickled message", |r| {
+            r.count(Trigger::MessagesReceived) >= count
+        });
+    }
+    let received = rec.snapshot().data_of(Trigger::MessagesReceived);
+    assert_eq!(received.len(), expected.len(), "one trigger per message");
+    for (i, (got, want)) in received.iter().zip(&expected).enumerate() {
+        assert!(
+            got == want,
+            "message {i} ({} bytes) arrived as {} bytes, or changed",
+            want.len(),
+            got.len()
+        );
+    }
+    let count = expected.len().to_string();
+    rec.expect("MessagesIn counts them all", |r| {
+        r.status_value("MessagesIn").as_deref() == Some(count.as_str())
+    });
+}
+
+#[test]
+fn messages_of_every_size_arrive_intact_and_in_order_over_ws() {
+    messages_of_every_size_arrive_intact_and_in_order(false);
+}
+
+#[test]
+fn messages_of_every_size_arrive_intact_and_in_order_over_wss() {
+    messages_of_every_size_arrive_intact_and_in_order(true);
 }

@@ -322,7 +322,8 @@ fn measure(
                 if !tls && config.only.is_none() {
                     line.push(Col::Tcp, rate(n, raw::tcp_receive(ports, n, size)));
                 }
-                if config.runs_client("wsio") && size < 1024 {
+                // (With --only, for large messages too: for profiling.)
+                if config.runs_client("wsio") && (size < 1024 || config.only.is_some()) {
                     // The same, with the test on a host thread the callback
                     // queues to: the cost of that design on 2 cores.
                     let name = format!(
