@@ -266,7 +266,10 @@ impl Instance {
             Protocol::Wss => {
                 let mut roots = options.extra_root_certificates.clone();
                 roots.extend(tls::roots_from_env().map_err(InstanceError::Tls)?);
-                Some(tls::client_config(&properties.tls, &roots).map_err(InstanceError::Tls)?)
+                Some(
+                    tls::shared_client_config(&properties.tls, &roots)
+                        .map_err(InstanceError::Tls)?,
+                )
             }
         };
         // Properties set the timeouts; Options may only shorten them (tests
