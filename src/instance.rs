@@ -335,7 +335,7 @@ impl Instance {
             shared.clone(),
             inputs.clone(),
         );
-        let task = driver::spawn(runner.run(queue));
+        let task = driver::spawn(Box::new(runner).run(queue));
         Ok(Instance {
             inputs,
             queue_while_disconnected: messaging.queue_while_disconnected,
