@@ -14,8 +14,8 @@ use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbou
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
 use crate::proxy;
+use crate::status::StatusChanges;
 use crate::status::StatusKey;
-use crate::status::StatusVariables;
 use crate::tls::is_certificate_failure;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::stream::Stream as MaybeTls;
@@ -166,7 +166,8 @@ pub(crate) struct Runner {
     pub props: Arc<Properties>,
     pub host: Arc<dyn Host>,
     pub tls: Option<Arc<ClientConfig>>,
-    pub status: StatusVariables,
+    /// Status values set since the last publish.
+    pub status: StatusChanges,
     pub shared: Arc<Shared>,
     pub inputs: Sender<Input>,
     pub ws_config: WebSocketConfig,
@@ -206,7 +207,7 @@ impl Runner {
             props,
             host,
             tls,
-            status: StatusVariables::new(),
+            status: StatusChanges::new(),
             shared,
             inputs,
             connection: None,
@@ -669,18 +670,12 @@ impl Runner {
         if !self.status.is_dirty() {
             return;
         }
-        let changed = self.status.flush(chrono::Local::now());
-        {
-            // Only what changed: a whole snapshot per flush copied every
-            // value (a 64 KiB Last Sent included) once more per batch.
-            let mut shared = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-            for variable in &changed {
-                match shared.iter_mut().find(|v| v.key == variable.key) {
-                    Some(slot) => slot.clone_from(variable),
-                    None => *shared = self.status.snapshot(),
-                }
-            }
-        }
+        // The values live once, in the shared state the instance handle
+        // reads; only what changed is copied out for the host.
+        let changed = {
+            let mut current = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            self.status.apply(&mut current, chrono::Local::now())
+        };
         for variable in &changed {
             self.host.status_changed(variable);
         }

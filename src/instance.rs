@@ -231,7 +231,8 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
 
 /// State shared between the instance handle and its runner.
 pub(crate) struct Shared {
-    pub status: Mutex<Vec<StatusVariable>>,
+    /// The status variables as of the last change.
+    pub status: Mutex<StatusVariables>,
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
@@ -313,9 +314,8 @@ impl Instance {
         };
         let seed = options.jitter_seed.unwrap_or_else(|| fastrand::u64(..));
         let machine = Machine::new(settings, seed);
-        let status = StatusVariables::new();
         let shared = Arc::new(Shared {
-            status: Mutex::new(status.snapshot()),
+            status: Mutex::new(StatusVariables::new()),
             established: AtomicBool::new(false),
             state_name: Mutex::new(machine.state_name()),
             pending_sends: AtomicUsize::new(0),
@@ -456,7 +456,7 @@ impl Instance {
             .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .snapshot()
     }
 
     /// A short name of the connection state ("established", …).
