@@ -195,10 +195,12 @@ impl StatusVariables {
 }
 
 /// Values set since the last flush: what the driver collects while it
-/// drains the socket, applied to the [`StatusVariables`] in one go.
+/// drains the socket, applied to the [`StatusVariables`] in one go. A short
+/// list rather than a slot per variable: a burst sets two or three, and an
+/// idle instance holds nothing here.
 #[derive(Debug)]
 pub struct StatusChanges {
-    pending: [Option<Pending>; COUNT],
+    pending: Vec<(StatusKey, Pending)>,
 }
 
 impl Default for StatusChanges {
@@ -210,23 +212,30 @@ impl Default for StatusChanges {
 impl StatusChanges {
     pub fn new() -> Self {
         StatusChanges {
-            pending: Default::default(),
+            pending: Vec::new(),
         }
     }
 
     /// Sets a value; it is pushed at the next flush.
     pub fn set(&mut self, key: StatusKey, value: impl Into<String>) {
-        self.pending[key.index()] = Some(Pending::Text(value.into()));
+        self.put(key, Pending::Text(value.into()));
     }
 
     /// Sets a value from payload bytes (converted lossily at flush).
     pub fn set_payload(&mut self, key: StatusKey, payload: Bytes) {
-        self.pending[key.index()] = Some(Pending::Payload(payload));
+        self.put(key, Pending::Payload(payload));
+    }
+
+    fn put(&mut self, key: StatusKey, value: Pending) {
+        match self.pending.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = value,
+            None => self.pending.push((key, value)),
+        }
     }
 
     /// Whether anything waits for a flush.
     pub fn is_dirty(&self) -> bool {
-        self.pending.iter().any(Option::is_some)
+        !self.pending.is_empty()
     }
 
     /// Applies the pending values to `current`, stamped `at`, and returns
@@ -240,19 +249,21 @@ impl StatusChanges {
             return Vec::new();
         }
         let stamp = format_timestamp(at);
-        let mut changed = Vec::new();
-        for (slot, key) in self.pending.iter_mut().zip(StatusKey::ALL) {
-            if let Some(pending) = slot.take() {
-                let current_slot = &mut current.slots[key.index()];
-                current_slot.value = Cow::Owned(match pending {
+        // Taken, not drained: the list's buffer goes with the burst.
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable_by_key(|(key, _)| key.index());
+        pending
+            .into_iter()
+            .map(|(key, value)| {
+                let slot = &mut current.slots[key.index()];
+                slot.value = Cow::Owned(match value {
                     Pending::Text(s) => s,
                     Pending::Payload(b) => String::from_utf8_lossy(&b).into_owned(),
                 });
-                current_slot.changed = at;
-                changed.push(current.variable(key, stamp.clone()));
-            }
-        }
-        changed
+                slot.changed = at;
+                current.variable(key, stamp.clone())
+            })
+            .collect()
     }
 }
 
@@ -296,6 +307,16 @@ mod tests {
         assert_eq!(changed[0].value, "m999");
         assert_eq!(changed[0].timestamp, format_timestamp(at));
         assert!(changes.apply(&mut s, at).is_empty());
+        // Several changes come out in manifest order, each once.
+        changes.set(StatusKey::BytesOut, "9");
+        changes.set(StatusKey::ConnectionStatus, "Established");
+        changes.set(StatusKey::BytesOut, "10");
+        let changed = changes.apply(&mut s, at);
+        let keys: Vec<_> = changed.iter().map(|v| (v.key, v.value.as_str())).collect();
+        assert_eq!(
+            keys,
+            [("ConnectionStatus", "Established"), ("BytesOut", "10")]
+        );
         let snapshot = s.snapshot();
         assert_eq!(snapshot[2].value, "m999");
         assert_eq!(snapshot[2].timestamp, format_timestamp(at));
