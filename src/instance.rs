@@ -301,7 +301,8 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
 
 /// State shared between the instance handle and its runner.
 pub(crate) struct Shared {
-    pub status: Mutex<Vec<StatusVariable>>,
+    /// The status variables as of the last change.
+    pub status: Mutex<StatusVariables>,
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
@@ -336,7 +337,10 @@ impl Instance {
             Protocol::Wss => {
                 let mut roots = options.extra_root_certificates.clone();
                 roots.extend(tls::roots_from_env().map_err(InstanceError::Tls)?);
-                Some(tls::client_config(&properties.tls, &roots).map_err(InstanceError::Tls)?)
+                Some(
+                    tls::shared_client_config(&properties.tls, &roots)
+                        .map_err(InstanceError::Tls)?,
+                )
             }
         };
         // Properties set the timeouts; Options may only shorten them (tests
@@ -380,9 +384,8 @@ impl Instance {
         };
         let seed = options.jitter_seed.unwrap_or_else(|| fastrand::u64(..));
         let machine = Machine::new(settings, seed);
-        let status = StatusVariables::new();
         let shared = Arc::new(Shared {
-            status: Mutex::new(status.snapshot()),
+            status: Mutex::new(StatusVariables::new()),
             established: AtomicBool::new(false),
             state_name: Mutex::new(machine.state_name()),
             pending_sends: AtomicUsize::new(0),
@@ -402,7 +405,7 @@ impl Instance {
             shared.clone(),
             inputs.clone(),
         );
-        let task = driver::spawn(runner.run(queue));
+        let task = driver::spawn(Box::new(runner).run(queue));
         Ok(Instance {
             inputs,
             queue_while_disconnected: messaging.queue_while_disconnected,
@@ -523,7 +526,7 @@ impl Instance {
             .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .snapshot()
     }
 
     /// A short name of the connection state ("established", …).

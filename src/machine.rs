@@ -26,6 +26,7 @@ use crate::properties::{ReconnectPolicy, Secret};
 use crate::status::StatusKey;
 use async_tungstenite::tungstenite::Utf8Bytes;
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -413,7 +414,7 @@ pub struct Machine {
     suppressing: bool,
     counters: Counters,
     /// The status values last emitted (by StatusKey), to skip repeats.
-    shown: Vec<String>,
+    shown: Vec<Cow<'static, str>>,
 }
 
 impl Machine {
@@ -441,10 +442,9 @@ impl Machine {
             rng: fastrand::Rng::with_seed(seed),
             effects: VecDeque::new(),
             last_received: None,
-            shown: crate::status::StatusVariables::new()
-                .snapshot()
-                .into_iter()
-                .map(|v| v.value)
+            shown: StatusKey::ALL
+                .iter()
+                .map(|key| Cow::Borrowed(key.initial_value()))
                 .collect(),
         }
     }
@@ -1247,7 +1247,7 @@ impl Machine {
             self.state = State::Waiting { until };
             // The shown value becomes a time the machine cannot spell, so
             // the next set() of NextRetry always goes out.
-            self.shown[StatusKey::NextRetry as usize] = String::from("\0time");
+            self.shown[StatusKey::NextRetry as usize] = Cow::Borrowed("\0time");
             self.push(Effect::StatusAt {
                 key: StatusKey::NextRetry,
                 at: until,
@@ -1317,7 +1317,10 @@ impl Machine {
         if *shown == value {
             return;
         }
-        shown.clone_from(&value);
+        match shown {
+            Cow::Owned(text) => text.clone_from(&value),
+            Cow::Borrowed(_) => *shown = Cow::Owned(value.clone()),
+        }
         self.push(Effect::Status { key, value });
     }
 

@@ -5,16 +5,22 @@
 //! milliseconds and the UTC offset, e.g. `2026-11-21T06:34:21.123+00:00`.
 //!
 //! Values are set as the machine runs but pushed to the host in batches
-//! ([`StatusVariables::flush`]): under a flood of messages Last Received
+//! ([`StatusChanges::apply`]): under a flood of messages Last Received
 //! changes thousands of times a second, and formatting and pushing each one
 //! would cost more than receiving the message. The driver flushes whenever
 //! it has drained what the socket had ready, so the page lags by at most one
 //! batch and the timestamp is the time of that batch.
+//!
+//! An instance keeps one copy of its values ([`StatusVariables`], shared
+//! with the instance handle), holding times rather than their text and the
+//! initial values as static text: an idle instance's status costs well
+//! under 1 KiB. The [`StatusVariable`]s the host sees are made on demand.
 
 use crate::manifest::{Manifest, names};
 use bytes::Bytes;
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// The status variables of this module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +85,36 @@ impl StatusKey {
         }
     }
 
+    /// The manifest label.
+    pub fn label(self) -> &'static str {
+        Manifest::get()
+            .status_label(self.key())
+            .expect("every StatusKey is in the manifest (tested)")
+    }
+
+    /// The value before anything happened: Connection Status
+    /// "Disconnected", the counters "0", the others empty.
+    pub fn initial_value(self) -> &'static str {
+        match self {
+            StatusKey::ConnectionStatus => "Disconnected",
+            StatusKey::Reconnects
+            | StatusKey::QueueDepth
+            | StatusKey::Dropped
+            | StatusKey::Suppressed
+            | StatusKey::MessagesIn
+            | StatusKey::MessagesOut
+            | StatusKey::BytesIn
+            | StatusKey::BytesOut => "0",
+            _ => "",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
 }
+
+const COUNT: usize = StatusKey::ALL.len();
 
 /// One status variable as shown to the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,16 +134,22 @@ enum Pending {
     Payload(Bytes),
 }
 
-/// The status variables of one instance.
-#[derive(Debug)]
-pub struct StatusVariables {
-    current: Vec<StatusVariable>,
-    pending: Vec<Option<Pending>>,
-}
-
 /// Formats a time the way status timestamps are shown.
 pub fn format_timestamp(at: DateTime<Local>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+/// One variable's value and the time it last changed.
+#[derive(Debug)]
+struct Slot {
+    value: Cow<'static, str>,
+    changed: DateTime<Local>,
+}
+
+/// The current status variables of one instance.
+#[derive(Debug)]
+pub struct StatusVariables {
+    slots: [Slot; COUNT],
 }
 
 impl Default for StatusVariables {
@@ -121,82 +159,111 @@ impl Default for StatusVariables {
 }
 
 impl StatusVariables {
-    /// Initial values: Connection Status "Disconnected", the others empty,
-    /// stamped with the creation time.
+    /// Initial values ([`StatusKey::initial_value`]), stamped with the
+    /// creation time.
     pub fn new() -> Self {
-        let manifest = Manifest::get();
-        let now = format_timestamp(Local::now());
-        let current = StatusKey::ALL
-            .iter()
-            .map(|k| StatusVariable {
-                key: k.key(),
-                label: manifest
-                    .status_label(k.key())
-                    .expect("every StatusKey is in the manifest (tested)"),
-                value: match k {
-                    StatusKey::ConnectionStatus => "Disconnected".to_owned(),
-                    StatusKey::Reconnects
-                    | StatusKey::QueueDepth
-                    | StatusKey::Dropped
-                    | StatusKey::Suppressed
-                    | StatusKey::MessagesIn
-                    | StatusKey::MessagesOut
-                    | StatusKey::BytesIn
-                    | StatusKey::BytesOut => "0".to_owned(),
-                    _ => String::new(),
-                },
-                timestamp: now.clone(),
-            })
-            .collect();
+        let now = Local::now();
         StatusVariables {
-            current,
-            pending: StatusKey::ALL.iter().map(|_| None).collect(),
+            slots: StatusKey::ALL.map(|key| Slot {
+                value: Cow::Borrowed(key.initial_value()),
+                changed: now,
+            }),
+        }
+    }
+
+    /// All variables in manifest order.
+    pub fn snapshot(&self) -> Vec<StatusVariable> {
+        StatusKey::ALL
+            .iter()
+            .map(|&key| self.variable(key, format_timestamp(self.slots[key.index()].changed)))
+            .collect()
+    }
+
+    /// The current value of one variable.
+    pub fn value(&self, key: StatusKey) -> &str {
+        &self.slots[key.index()].value
+    }
+
+    fn variable(&self, key: StatusKey, timestamp: String) -> StatusVariable {
+        StatusVariable {
+            key: key.key(),
+            label: key.label(),
+            value: self.slots[key.index()].value.clone().into_owned(),
+            timestamp,
+        }
+    }
+}
+
+/// Values set since the last flush: what the driver collects while it
+/// drains the socket, applied to the [`StatusVariables`] in one go. A short
+/// list rather than a slot per variable: a burst sets two or three, and an
+/// idle instance holds nothing here.
+#[derive(Debug)]
+pub struct StatusChanges {
+    pending: Vec<(StatusKey, Pending)>,
+}
+
+impl Default for StatusChanges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusChanges {
+    pub fn new() -> Self {
+        StatusChanges {
+            pending: Vec::new(),
         }
     }
 
     /// Sets a value; it is pushed at the next flush.
     pub fn set(&mut self, key: StatusKey, value: impl Into<String>) {
-        self.pending[key.index()] = Some(Pending::Text(value.into()));
+        self.put(key, Pending::Text(value.into()));
     }
 
     /// Sets a value from payload bytes (converted lossily at flush).
     pub fn set_payload(&mut self, key: StatusKey, payload: Bytes) {
-        self.pending[key.index()] = Some(Pending::Payload(payload));
+        self.put(key, Pending::Payload(payload));
+    }
+
+    fn put(&mut self, key: StatusKey, value: Pending) {
+        match self.pending.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = value,
+            None => self.pending.push((key, value)),
+        }
     }
 
     /// Whether anything waits for a flush.
     pub fn is_dirty(&self) -> bool {
-        self.pending.iter().any(Option::is_some)
+        !self.pending.is_empty()
     }
 
-    /// Applies pending values stamped `at`, and returns the changed
-    /// variables in manifest order.
-    pub fn flush(&mut self, at: DateTime<Local>) -> Vec<StatusVariable> {
+    /// Applies the pending values to `current`, stamped `at`, and returns
+    /// the changed variables in manifest order.
+    pub fn apply(
+        &mut self,
+        current: &mut StatusVariables,
+        at: DateTime<Local>,
+    ) -> Vec<StatusVariable> {
         if !self.is_dirty() {
             return Vec::new();
         }
         let stamp = format_timestamp(at);
-        let mut changed = Vec::new();
-        for (slot, var) in self.pending.iter_mut().zip(self.current.iter_mut()) {
-            if let Some(pending) = slot.take() {
-                var.value = match pending {
+        // Taken, not drained: the list's buffer goes with the burst.
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable_by_key(|(key, _)| key.index());
+        pending
+            .into_iter()
+            .map(|(key, value)| {
+                let slot = &mut current.slots[key.index()];
+                slot.value = Cow::Owned(match value {
                     Pending::Text(s) => s,
                     Pending::Payload(b) => String::from_utf8_lossy(&b).into_owned(),
-                };
-                var.timestamp.clone_from(&stamp);
-                changed.push(var.clone());
-            }
-        }
-        changed
-    }
-
-    /// The values as of the last flush.
-    pub fn snapshot(&self) -> Vec<StatusVariable> {
-        self.current.clone()
-    }
-
-    pub fn get(&self, key: StatusKey) -> &StatusVariable {
-        &self.current[key.index()]
+                });
+                slot.changed = at;
+                current.variable(key, stamp.clone())
+            })
+            .collect()
     }
 }
 
@@ -212,6 +279,7 @@ mod tests {
     #[test]
     fn initial_values_and_labels_come_from_the_manifest() {
         let s = StatusVariables::new();
+        assert_eq!(s.value(StatusKey::MessagesIn), "0");
         let snap = s.snapshot();
         assert_eq!(snap.len(), StatusKey::ALL.len());
         assert_eq!(snap[0].key, "ConnectionStatus");
@@ -224,20 +292,34 @@ mod tests {
     #[test]
     fn changes_are_coalesced_until_flush_and_stamped() {
         let mut s = StatusVariables::new();
+        let mut changes = StatusChanges::new();
         for i in 0..1000 {
-            s.set_payload(StatusKey::LastReceived, Bytes::from(format!("m{i}")));
+            changes.set_payload(StatusKey::LastReceived, Bytes::from(format!("m{i}")));
         }
         assert_eq!(
-            s.get(StatusKey::LastReceived).value,
+            s.value(StatusKey::LastReceived),
             "",
             "not applied before flush"
         );
         let at = Local::now();
-        let changed = s.flush(at);
+        let changed = changes.apply(&mut s, at);
         assert_eq!(changed.len(), 1, "one push for the whole batch");
         assert_eq!(changed[0].value, "m999");
         assert_eq!(changed[0].timestamp, format_timestamp(at));
-        assert!(s.flush(at).is_empty());
+        assert!(changes.apply(&mut s, at).is_empty());
+        // Several changes come out in manifest order, each once.
+        changes.set(StatusKey::BytesOut, "9");
+        changes.set(StatusKey::ConnectionStatus, "Established");
+        changes.set(StatusKey::BytesOut, "10");
+        let changed = changes.apply(&mut s, at);
+        let keys: Vec<_> = changed.iter().map(|v| (v.key, v.value.as_str())).collect();
+        assert_eq!(
+            keys,
+            [("ConnectionStatus", "Established"), ("BytesOut", "10")]
+        );
+        let snapshot = s.snapshot();
+        assert_eq!(snapshot[2].value, "m999");
+        assert_eq!(snapshot[2].timestamp, format_timestamp(at));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! TLS for WSS: the rustls client configuration, built once per instance.
+//! TLS for WSS: the rustls client configuration, shared by the instances
+//! whose TLS settings are the same.
 //!
 //! Server certificates are verified against the webpki (Mozilla) roots plus
 //! the `CA Certificate` property (or only that, with `Trust Only Given CA`),
@@ -9,6 +10,11 @@
 //! the driver warns on every connection. Both still check the handshake
 //! signatures, so the server must hold the certificate's private key.
 //! `Client Certificate` + `Client Key` enable mutual TLS.
+//!
+//! A configuration with the webpki roots costs about 35 KiB (the root store,
+//! and rustls' session cache), more than the rest of an idle instance, so
+//! [`shared_client_config`] hands instances with identical settings one
+//! `Arc` (see there for what "identical" means).
 
 use crate::properties::TlsSettings;
 use futures_rustls::pki_types::pem::PemObject;
@@ -23,8 +29,9 @@ use futures_rustls::rustls::{
     self, CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
     SignatureScheme,
 };
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 /// The environment variable naming a PEM file of extra trusted roots.
 pub const EXTRA_CA_ENV: &str = "WSIO_EXTRA_CA_FILE";
@@ -70,8 +77,97 @@ pub fn fingerprint_text(fp: &[u8; 32]) -> String {
         .join(":")
 }
 
-/// A client configuration for the instance's TLS settings. `extra_roots`
-/// come from the Rust API options and the environment.
+/// What makes two client configurations differ: a SHA-256 over every input
+/// of [`client_config`]. Certificates and keys enter by content, not by the
+/// file they came from: properties and `WSIO_EXTRA_CA_FILE` are read when an
+/// instance is created, so an instance created after a CA file changed gets
+/// a configuration of its own, while instances created from the same bytes
+/// share one. Only the digest is kept, never the client key itself.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ConfigKey([u8; 32]);
+
+impl ConfigKey {
+    fn of(settings: &TlsSettings, extra_roots: &[CertificateDer<'static>]) -> ConfigKey {
+        // Destructured so that a new TLS setting cannot be forgotten here.
+        let TlsSettings {
+            ca_certificates,
+            trust_only_given_ca,
+            client_identity,
+            pin_sha256,
+            skip_verification,
+        } = settings;
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        // Every variable-length part is prefixed by its length, so no two
+        // different inputs can run together into the same bytes.
+        let mut bytes = |part: &[u8]| {
+            digest.update(&(part.len() as u64).to_le_bytes());
+            digest.update(part);
+        };
+        bytes(&[
+            u8::from(*trust_only_given_ca),
+            u8::from(*skip_verification),
+            u8::from(pin_sha256.is_some()),
+            u8::from(client_identity.is_some()),
+        ]);
+        bytes(pin_sha256.as_ref().map_or(&[][..], |pin| &pin[..]));
+        for certs in [ca_certificates.as_slice(), extra_roots] {
+            bytes(&(certs.len() as u64).to_le_bytes());
+            for cert in certs {
+                bytes(cert);
+            }
+        }
+        if let Some(identity) = client_identity {
+            bytes(&(identity.chain.len() as u64).to_le_bytes());
+            for cert in &identity.chain {
+                bytes(cert);
+            }
+            bytes(identity.key.secret_der());
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.finish().as_ref());
+        ConfigKey(key)
+    }
+}
+
+impl fmt::Debug for ConfigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A digest over the client key is no secret, but nothing needs it.
+        f.write_str("ConfigKey(..)")
+    }
+}
+
+/// The client configuration for these settings, shared with every live
+/// instance whose settings and extra roots are byte-for-byte the same (see
+/// [`ConfigKey`]); built with [`client_config`] when there is none. The
+/// cache holds only `Weak` references: a configuration is freed with the
+/// last instance that uses it. Instances that share a configuration also
+/// share its TLS session cache, which is safe because they trust the same
+/// roots and present the same client identity.
+pub fn shared_client_config(
+    settings: &TlsSettings,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, String> {
+    static CACHE: LazyLock<Mutex<HashMap<ConfigKey, Weak<ClientConfig>>>> =
+        LazyLock::new(Mutex::default);
+    let key = ConfigKey::of(settings, extra_roots);
+    // Built under the lock: two instances created at once with the same
+    // settings must not build two configurations. A poisoned lock only
+    // means another builder panicked; the map itself is still whole.
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(config) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(config);
+    }
+    let config = client_config(settings, extra_roots)?;
+    // Forget configurations no instance uses any more, so the map does not
+    // grow with every CA file an instance was ever created with.
+    cache.retain(|_, config| config.strong_count() > 0);
+    cache.insert(key, Arc::downgrade(&config));
+    Ok(config)
+}
+
+/// A new client configuration for these TLS settings. `extra_roots` come
+/// from the Rust API options and the environment. Instances use
+/// [`shared_client_config`].
 pub fn client_config(
     settings: &TlsSettings,
     extra_roots: &[CertificateDer<'static>],
@@ -258,6 +354,98 @@ mod tests {
         client_config(&settings, &[]).unwrap();
         settings.pin_sha256 = Some(fingerprint(&certs[0]));
         client_config(&settings, &[]).unwrap();
+    }
+
+    fn self_signed() -> Vec<CertificateDer<'static>> {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        certificates_from_pem(key.cert.pem().as_bytes(), "test").unwrap()
+    }
+
+    fn client_identity() -> crate::properties::ClientIdentity {
+        let client = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(client.signing_key.serialize_der());
+        crate::properties::ClientIdentity {
+            chain: certificates_from_pem(client.cert.pem().as_bytes(), "test").unwrap(),
+            key: Arc::new(key.unwrap()),
+        }
+    }
+
+    #[test]
+    fn identical_settings_share_one_config_and_any_difference_gets_its_own() {
+        let ca = self_signed();
+        let settings = TlsSettings {
+            ca_certificates: ca.clone(),
+            ..TlsSettings::default()
+        };
+        let first = shared_client_config(&settings, &[]).unwrap();
+        let same = shared_client_config(&settings.clone(), &[]).unwrap();
+        assert!(Arc::ptr_eq(&first, &same), "same settings, same config");
+
+        let other_ca = TlsSettings {
+            ca_certificates: self_signed(),
+            ..TlsSettings::default()
+        };
+        let only_given = TlsSettings {
+            trust_only_given_ca: true,
+            ..settings.clone()
+        };
+        let pinned = TlsSettings {
+            pin_sha256: Some(fingerprint(&ca[0])),
+            ..settings.clone()
+        };
+        let unverified = TlsSettings {
+            skip_verification: true,
+            ..settings.clone()
+        };
+        let mutual = TlsSettings {
+            client_identity: Some(client_identity()),
+            ..settings.clone()
+        };
+        let others = [
+            shared_client_config(&other_ca, &[]).unwrap(),
+            shared_client_config(&only_given, &[]).unwrap(),
+            shared_client_config(&pinned, &[]).unwrap(),
+            shared_client_config(&unverified, &[]).unwrap(),
+            shared_client_config(&mutual, &[]).unwrap(),
+            // The same properties with other extra roots (Options, or a
+            // changed WSIO_EXTRA_CA_FILE).
+            shared_client_config(&settings, &self_signed()).unwrap(),
+        ];
+        for (i, other) in others.iter().enumerate() {
+            assert!(!Arc::ptr_eq(&first, other), "setting {i} differs");
+            for later in &others[i + 1..] {
+                assert!(!Arc::ptr_eq(other, later));
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_config_is_freed_with_its_last_user() {
+        let settings = TlsSettings {
+            ca_certificates: self_signed(),
+            ..TlsSettings::default()
+        };
+        let config = shared_client_config(&settings, &[]).unwrap();
+        let weak = Arc::downgrade(&config);
+        drop(config);
+        assert!(
+            weak.upgrade().is_none(),
+            "the cache holds no strong reference"
+        );
+        // And a new user gets a working config again.
+        shared_client_config(&settings, &[]).unwrap();
+    }
+
+    #[test]
+    fn the_cache_key_shows_nothing_of_the_client_key() {
+        let settings = TlsSettings {
+            client_identity: Some(client_identity()),
+            ..TlsSettings::default()
+        };
+        assert_eq!(
+            format!("{:?}", ConfigKey::of(&settings, &[])),
+            "ConfigKey(..)"
+        );
     }
 
     #[test]

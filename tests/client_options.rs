@@ -173,6 +173,48 @@ fn a_ca_given_as_pem_text_or_as_a_file_path_is_trusted() {
 }
 
 #[test]
+fn instances_with_the_same_tls_settings_share_one_configuration() {
+    // Sharing the rustls configuration is what keeps an idle wss instance
+    // small (README, "Performance"). It shows on the wire: the second
+    // instance resumes the TLS session the first one's handshake left in
+    // their configuration's session cache, while an instance whose settings
+    // differ in anything (here: no extra root) has its own configuration,
+    // and so no session to resume.
+    let pki = test_pki();
+    let server = EchoServer::start_tls_with(pki.server_config(ClientAuth::None));
+    let props = with(
+        wss("localhost", server.port()),
+        json!({"CA Certificate": pki.ca.cert_pem()}),
+    );
+    // An extra root no other test uses: no other test's instance shares
+    // this configuration (and its session cache) while this one runs.
+    let unique = || Options {
+        extra_root_certificates: vec![pki.other_ca.cert_der().clone()],
+        ..Options::default()
+    };
+    let create = |options: Options| {
+        let rec = Recorder::new();
+        match Instance::from_json(&props.to_string(), rec.host(), options) {
+            Ok(instance) => (rec, instance),
+            Err(e) => panic!("properties refused: {e}"),
+        }
+    };
+    let (rec, first) = create(unique());
+    connect_and_echo(&rec, &first, "first");
+    let (rec, second) = create(unique());
+    connect_and_echo(&rec, &second, "second, same settings");
+    let (rec, other) = create(Options::default());
+    connect_and_echo(&rec, &other, "other settings");
+    let resumed: Vec<bool> = server
+        .snapshot()
+        .tls_sessions
+        .iter()
+        .map(|s| s.resumed)
+        .collect();
+    assert_eq!(resumed, [false, true, false]);
+}
+
+#[test]
 fn without_the_ca_the_certificate_is_refused_and_auto_reconnect_gives_up_at_once() {
     let pki = test_pki();
     let server = EchoServer::start_tls_with(pki.server_config(ClientAuth::None));

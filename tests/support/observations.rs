@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
-use futures_rustls::rustls::ServerConnection;
+use futures_rustls::rustls::{HandshakeKind, ServerConnection};
 use rustls_pki_types::CertificateDer;
 use smol::channel::Sender;
 
@@ -73,6 +73,9 @@ pub struct Observed {
 pub struct TlsSession {
     /// The client's end-entity certificate, when it presented one.
     pub client_certificate: Option<CertificateDer<'static>>,
+    /// The client resumed an earlier session (its client configuration
+    /// kept a ticket from a handshake with this server).
+    pub resumed: bool,
 }
 
 impl TlsSession {
@@ -82,6 +85,7 @@ impl TlsSession {
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|cert| cert.clone().into_owned()),
+            resumed: connection.handshake_kind() == Some(HandshakeKind::Resumed),
         }
     }
 }
