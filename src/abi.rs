@@ -373,6 +373,43 @@ fn guard<T>(on_panic: T, error: *mut *mut c_char, body: impl FnOnce() -> T) -> T
     }
 }
 
+/// A handle-returning export's result: the handle, or NULL with `*error`.
+fn handle_or_error<T>(result: Result<usize, String>, error: *mut *mut c_char) -> *mut T {
+    match result {
+        Ok(id) => {
+            clear_error(error);
+            id as *mut T
+        }
+        Err(message) => {
+            set_error(error, &message);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// A code-returning export's result: IOM_OK, or the code with `*error`.
+fn code_or_error(result: Result<(), (c_int, String)>, error: *mut *mut c_char) -> c_int {
+    match result {
+        Ok(()) => {
+            clear_error(error);
+            IOM_OK
+        }
+        Err((code, message)) => {
+            set_error(error, &message);
+            code
+        }
+    }
+}
+
+/// The return code and message of an action that was not taken.
+fn action_failure(e: ActionError) -> (c_int, String) {
+    let code = match e {
+        ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
+        _ => IOM_ERR_REJECTED,
+    };
+    (code, e.to_string())
+}
+
 fn instance_of(handle: *mut IomInstance) -> Result<Arc<Instance>, String> {
     if handle.is_null() {
         return Err("instance is NULL".into());
@@ -406,16 +443,7 @@ pub extern "C" fn iom_instance_create(
     error: *mut *mut c_char,
 ) -> *mut IomInstance {
     guard(std::ptr::null_mut(), error, || {
-        match create(host, instance_id, properties_json) {
-            Ok(id) => {
-                clear_error(error);
-                id as *mut IomInstance
-            }
-            Err(message) => {
-                set_error(error, &message);
-                std::ptr::null_mut()
-            }
-        }
+        handle_or_error(create(host, instance_id, properties_json), error)
     })
 }
 
@@ -525,13 +553,6 @@ pub extern "C" fn iom_instance_action(
         let result = (|| {
             let live = instance_of(instance).map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
             let name = read_str(action, "action").map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
-            let code_of = |e: ActionError| {
-                let code = match e {
-                    ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
-                    _ => IOM_ERR_REJECTED,
-                };
-                (code, e.to_string())
-            };
             if name == names::ACTION_SEND_MESSAGE && !properties_json.is_null() {
                 let text = read_str(properties_json, "properties_json")
                     .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
@@ -540,25 +561,16 @@ pub extern "C" fn iom_instance_action(
                         .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
                     return live
                         .send_message(fill_placeholders(message, &vars))
-                        .map_err(code_of);
+                        .map_err(action_failure);
                 }
             }
             let json = read_json(properties_json, "properties_json")
                 .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
             let vars = read_variables(variables, n_variables)
                 .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e))?;
-            live.action(name, &json, &vars).map_err(code_of)
+            live.action(name, &json, &vars).map_err(action_failure)
         })();
-        match result {
-            Ok(()) => {
-                clear_error(error);
-                IOM_OK
-            }
-            Err((code, message)) => {
-                set_error(error, &message);
-                code
-            }
-        }
+        code_or_error(result, error)
     })
 }
 
@@ -658,16 +670,7 @@ pub extern "C" fn iom_trigger_prepare(
             let json = read_json(properties_json, "properties_json")?;
             PreparedTrigger::prepare(name, &json).map_err(|e| e.message)
         })();
-        match result {
-            Ok(prepared) => {
-                clear_error(error);
-                triggers().insert(prepared) as *mut IomPreparedTrigger
-            }
-            Err(message) => {
-                set_error(error, &message);
-                std::ptr::null_mut()
-            }
-        }
+        handle_or_error(result.map(|prepared| triggers().insert(prepared)), error)
     })
 }
 
@@ -770,16 +773,7 @@ pub extern "C" fn iom_action_prepare(
                 action,
             })
         })();
-        match result {
-            Ok(bound) => {
-                clear_error(error);
-                actions().insert(bound) as *mut IomPreparedAction
-            }
-            Err(message) => {
-                set_error(error, &message);
-                std::ptr::null_mut()
-            }
-        }
+        handle_or_error(result.map(|bound| actions().insert(bound)), error)
     })
 }
 
@@ -817,24 +811,9 @@ pub extern "C" fn iom_action_run(
                 .action
                 .action(&vars)
                 .map_err(|e| (IOM_ERR_INVALID_ARGUMENT, e.message))?;
-            live.run(action).map_err(|e| {
-                let code = match e {
-                    ActionError::Invalid(_) => IOM_ERR_INVALID_ARGUMENT,
-                    _ => IOM_ERR_REJECTED,
-                };
-                (code, e.to_string())
-            })
+            live.run(action).map_err(action_failure)
         })();
-        match result {
-            Ok(()) => {
-                clear_error(error);
-                IOM_OK
-            }
-            Err((code, message)) => {
-                set_error(error, &message);
-                code
-            }
-        }
+        code_or_error(result, error)
     })
 }
 
