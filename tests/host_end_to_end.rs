@@ -6,31 +6,29 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
-use support::EchoServer;
+use support::{EchoServer, HOST_TIMEOUT as TIMEOUT, HostProcess};
 use wsio::demo_server::{DemoServer, DemoServerConfig};
 
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// A running `wsio` process with its output read line by line, and its
+/// HTTP API.
+struct Host(HostProcess);
 
-/// A running `wsio` process with its output read line by line.
-struct Host {
-    child: Child,
-    /// Stdout lines ("out: ...") and log lines ("err: ..."), in arrival order
-    /// per stream; closed when the process has exited.
-    lines: Receiver<String>,
-    /// Every line read so far, to check what did *not* happen and to show
-    /// on failure.
-    seen: Vec<String>,
-    /// The HTTP address the host printed.
-    addr: String,
-    dir: Option<PathBuf>,
+impl std::ops::Deref for Host {
+    type Target = HostProcess;
+    fn deref(&self) -> &HostProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut HostProcess {
+        &mut self.0
+    }
 }
 
 impl Host {
@@ -46,87 +44,7 @@ impl Host {
     }
 
     fn spawn(args: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsio"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        for (tag, stream) in [
-            (
-                "out",
-                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            ),
-            ("err", Box::new(child.stderr.take().unwrap())),
-        ] {
-            let sender = sender.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if sender.send(format!("{tag}: {line}")).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut host = Host {
-            child,
-            lines,
-            seen: Vec::new(),
-            addr: String::new(),
-            dir: None,
-        };
-        let line = host.wait_for_line("out: status page: http://");
-        host.addr = line["out: status page: http://".len()..]
-            .trim_end_matches('/')
-            .to_string();
-        host
-    }
-
-    /// Reads lines until one contains `needle`; fails the test (showing
-    /// everything read) if the deadline passes or the process ends first.
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line with {needle:?} within {TIMEOUT:?}; output:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "wsio exited before printing {needle:?}; output:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-            }
-        }
-    }
-
-    /// Waits for every needle, in any order.
-    fn wait_for_lines(&mut self, needles: &[&str]) {
-        for needle in needles {
-            if !self.seen.iter().any(|line| line.contains(needle)) {
-                self.wait_for_line(needle);
-            }
-        }
-    }
-
-    fn saw(&self, needle: &str) -> bool {
-        self.seen.iter().any(|line| line.contains(needle))
+        Host(HostProcess::spawn(args, "info"))
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -145,46 +63,6 @@ impl Host {
         let (status, body) = self.get("/io_modules");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
-    }
-
-    /// Sends SIGTERM (to this process only) and waits for it to exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        // Its pipes close when it exits: read to the end, with a deadline.
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "wsio did not exit within {TIMEOUT:?} of SIGTERM; output:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-            }
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        // A failed test must not leave its host running.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 

@@ -8,103 +8,35 @@
 //! manifest that grows keeps being shown in full. The browser suite
 //! (`tests/browser/`) checks what a person sees and does.
 
+mod support;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
+use support::{HOST_TIMEOUT as TIMEOUT, HostProcess};
 
-const TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A running `wsio run --http 127.0.0.1:0` (the built-in demo).
-struct Host {
-    child: Child,
-    /// Stdout ("out: ...") and log ("err: ...") lines; closed at exit.
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    addr: String,
+/// Runs `wsio run --http 127.0.0.1:0` (the built-in demo) and waits until
+/// both demo instances are established.
+fn demo() -> HostProcess {
+    let mut host = HostProcess::spawn(&["run", "--http", "127.0.0.1:0"], "debug");
+    host.wait_for_lines(&[
+        "piesocket: WebSocket Established fired",
+        "visitor: WebSocket Established fired",
+    ]);
+    host
 }
 
-impl Host {
-    fn demo() -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsio"))
-            .args(["run", "--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        for (tag, stream) in [
-            (
-                "out",
-                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            ),
-            ("err", Box::new(child.stderr.take().unwrap())),
-        ] {
-            let sender = sender.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if sender.send(format!("{tag}: {line}")).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut host = Host {
-            child,
-            lines,
-            seen: Vec::new(),
-            addr: String::new(),
-        };
-        let line = host.wait_for_line("out: status page: http://");
-        host.addr = line["out: status page: http://".len()..]
-            .trim_end_matches('/')
-            .to_string();
-        host.wait_for_lines(&[
-            "piesocket: WebSocket Established fired",
-            "visitor: WebSocket Established fired",
-        ]);
-        host
-    }
+/// What these tests do with the host: its page, API and event stream.
+trait Page {
+    fn get(&self, path: &str) -> Response;
+    fn post(&self, path: &str, body: &str) -> Response;
+    fn events(&self) -> EventStream;
+}
 
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no line with {needle:?} within {TIMEOUT:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "wsio exited before printing {needle:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn wait_for_lines(&mut self, needles: &[&str]) {
-        for needle in needles {
-            if !self.seen.iter().any(|line| line.contains(needle)) {
-                self.wait_for_line(needle);
-            }
-        }
-    }
-
+impl Page for HostProcess {
     fn get(&self, path: &str) -> Response {
         http(&self.addr, "GET", path, "", &[])
     }
@@ -115,39 +47,6 @@ impl Host {
 
     fn events(&self) -> EventStream {
         EventStream::open(&self.addr)
-    }
-
-    /// SIGTERM (to this process only); reads its output to the end.
-    fn terminate(&mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "wsio did not exit within {TIMEOUT:?} of SIGTERM; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -406,7 +305,7 @@ fn text<'a>(value: &'a toml::Value, key: &str) -> &'a str {
 
 #[test]
 fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
-    let mut host = Host::demo();
+    let mut host = demo();
     let page = host.get("/");
     assert_eq!(page.status, 200);
     assert_eq!(
@@ -526,7 +425,7 @@ fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
 
 #[test]
 fn the_event_stream_starts_with_a_snapshot_then_pushes_actions_triggers_and_status() {
-    let mut host = Host::demo();
+    let mut host = demo();
     let mut events = host.events();
 
     let (name, snapshot) = events.next(Instant::now() + TIMEOUT);
@@ -616,7 +515,7 @@ fn the_event_stream_starts_with_a_snapshot_then_pushes_actions_triggers_and_stat
 #[test]
 fn a_bearer_token_never_appears_in_the_stream_the_page_the_api_or_the_log() {
     const TOKEN: &str = "host-page-test-token.abc123";
-    let mut host = Host::demo();
+    let mut host = demo();
     let mut events = host.events();
 
     assert_eq!(
@@ -665,7 +564,7 @@ fn a_bearer_token_never_appears_in_the_stream_the_page_the_api_or_the_log() {
 
 #[test]
 fn the_event_stream_refuses_clients_beyond_32_with_a_reason() {
-    let mut host = Host::demo();
+    let mut host = demo();
     let mut open = Vec::new();
     for _ in 0..32 {
         let mut events = host.events();

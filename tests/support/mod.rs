@@ -21,6 +21,8 @@
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
 //!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
+//! - [`HostProcess`]: the `wsio` binary with its output read line by line.
+//!
 //! A behaviour not covered here is a few lines with [`Fixture::start`] and
 //! [`accept_websocket`], which do the threading, TLS and recording.
 
@@ -30,6 +32,7 @@
 mod client;
 mod fault_pki;
 mod fixture;
+mod host_process;
 pub mod iom;
 mod journal;
 mod netns;
@@ -57,6 +60,7 @@ pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
 pub use recorder::{Recorded, Recorder};
 // The fault suite (tests/fault_*.rs).
 pub use fault_pki::{FaultPki, ServerCert, fault_pki};
+pub use host_process::{HOST_TIMEOUT, HostProcess};
 pub use journal::{
     Entries, Journal, PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between,
     connect_instance, driver_panics, fault_properties, open_fds, rss_kib, with,
