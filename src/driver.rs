@@ -2,12 +2,18 @@
 //!
 //! One smol executor on one background thread serves all instances, so
 //! threads do not grow with instances. Per instance there is one task (the
-//! *runner*) that owns the machine, the status variables and the read half of
-//! the socket; it feeds actions, socket events and the clock into the machine
-//! and executes the effects that come out. Connection attempts and the write
-//! half run as their own tasks, so a server that stops reading never blocks
-//! reads, actions or other instances. Host callbacks are all made from the
-//! driver thread, one at a time, in event order.
+//! *runner*) that owns the machine, the status variables and the WebSocket;
+//! it feeds actions, socket events and the clock into the machine and
+//! executes the effects that come out. Connection attempts run as their own
+//! tasks.
+//!
+//! The runner reads and writes the one (unsplit) WebSocket in the same poll:
+//! messages to send wait in its outbox and go out as the socket accepts them
+//! (`poll_ready`/`start_send`/`poll_flush`), while reading goes on. So a
+//! server that stops reading never blocks reads, actions or other instances,
+//! and there is no writer task, channel or lock between the runner and the
+//! socket. Host callbacks are all made from the driver thread, one at a
+//! time, in event order.
 
 use crate::instance::{Host, Shared};
 use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Stage};
@@ -25,22 +31,22 @@ use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{self, Message};
-use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use base64::Engine;
 use bytes::Bytes;
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{self, ClientConfig};
-use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use smol::channel::{Receiver, Sender};
 use smol::net::TcpStream;
 use smol::{Executor, Task, Timer};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -139,26 +145,96 @@ pub(crate) enum Input {
     /// The WebSocket and the subprotocol the server chose.
     Established(ConnId, Box<(Ws, Option<String>)>),
     Failed(ConnId, Box<Ending>),
-    WriterFailed(ConnId, Box<Ending>),
-}
-
-/// What the writer task sends.
-enum Outgoing {
-    Message(Message),
-    Close(CloseFrame),
 }
 
 /// The live connection of a runner.
 struct Connection {
     id: ConnId,
-    reader: WebSocketReceiver<Socket>,
-    writer: Sender<Vec<Outgoing>>,
-    writer_task: Task<()>,
-    /// What the current pass over the effects has for the writer.
-    outbox: Vec<Outgoing>,
+    ws: Ws,
+    /// Messages the machine sent that the WebSocket has not taken yet
+    /// (in order; the count is `Shared::unwritten`).
+    outbox: VecDeque<Message>,
+    /// Messages were pushed to the outbox in the current pass over the
+    /// effects (Last Sent is the newest of them).
+    sent_this_pass: bool,
+    /// Our close frame, sent after the outbox.
+    close: Option<CloseFrame>,
+    /// The WebSocket holds frames not yet flushed to the socket.
+    unflushed: bool,
+    /// Our close frame has gone to the WebSocket: nothing more is written.
+    close_sent: bool,
     /// The close frame the server sent (Some(None): one without a code).
     server_close: Option<Option<CloseFrame>>,
     we_closed: bool,
+}
+
+impl Connection {
+    fn new(id: ConnId, ws: Ws) -> Self {
+        Connection {
+            id,
+            ws,
+            outbox: VecDeque::new(),
+            sent_this_pass: false,
+            close: None,
+            unflushed: false,
+            close_sent: false,
+            server_close: None,
+            we_closed: false,
+        }
+    }
+
+    /// Hands the outbox (then our close frame) to the WebSocket as fast as
+    /// the socket takes it, then flushes. Returns without waiting: what the
+    /// socket cannot take now waits, and `cx` is woken when it can.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
+        while self.may_write() && (!self.outbox.is_empty() || self.close.is_some()) {
+            let mut ws = Pin::new(&mut self.ws);
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(()),
+            }
+            let message = match self.outbox.pop_front() {
+                Some(message) => message,
+                None => {
+                    self.close_sent = true;
+                    Message::Close(self.close.take())
+                }
+            };
+            ws.as_mut().start_send(message)?;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything waits to be written or flushed.
+    fn writing(&self) -> bool {
+        self.unflushed || (self.may_write() && (!self.outbox.is_empty() || self.close.is_some()))
+    }
+
+    /// Messages go out until our close frame has, or the server's has come
+    /// (the WebSocket then only answers it).
+    fn may_write(&self) -> bool {
+        !self.close_sent && self.server_close.is_none()
+    }
+
+    /// Notes on `ending` what the outbox still held when the connection
+    /// ended: nothing is dropped without saying so.
+    fn note_unsent(&self, ending: &mut Ending) {
+        if !self.outbox.is_empty() {
+            ending.reason.push_str(&format!(
+                "; {} queued message(s) were not sent",
+                self.outbox.len()
+            ));
+        }
+    }
 }
 
 /// One instance's task. See the module documentation.
@@ -181,12 +257,15 @@ pub(crate) struct Runner {
     /// Send Messages taken from the inputs and not yet subtracted from
     /// `Shared::pending_sends` (done once per burst).
     sends_taken: usize,
+    /// `Shared::unwritten` as last stored.
+    unwritten: usize,
 }
 
 enum Wake {
     Input(Input),
     InputsClosed,
     Frame(Option<Result<Message, tungstenite::Error>>),
+    WriteFailed(tungstenite::Error),
     Deadline,
 }
 
@@ -219,6 +298,7 @@ impl Runner {
             shutting_down: false,
             published: Counters::default(),
             sends_taken: 0,
+            unwritten: 0,
         }
     }
 
@@ -231,6 +311,15 @@ impl Runner {
         let mut armed: Option<Instant> = None;
         loop {
             self.execute_effects();
+            // One update of the counters the host threads read, per burst
+            // rather than per message: the burst's sends move from
+            // `pending_sends` to `unwritten` with no moment in neither.
+            self.store_unwritten();
+            if self.sends_taken > 0 {
+                self.shared
+                    .pending_sends
+                    .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::SeqCst);
+            }
             self.publish();
             if self.shutting_down && self.machine.is_idle() {
                 break;
@@ -246,11 +335,18 @@ impl Runner {
                 (None, _) => {}
             }
             let wake = std::future::poll_fn(|cx| {
+                // Writes first: what the last pass sent goes out now.
+                if let Some(conn) = self.connection.as_mut()
+                    && conn.writing()
+                    && let Err(error) = conn.poll_write(cx)
+                {
+                    return Poll::Ready(Wake::WriteFailed(error));
+                }
                 if let Poll::Ready(item) = inputs.as_mut().poll_next(cx) {
                     return Poll::Ready(item.map_or(Wake::InputsClosed, Wake::Input));
                 }
                 if let Some(conn) = self.connection.as_mut()
-                    && let Poll::Ready(frame) = conn.reader.poll_next_unpin(cx)
+                    && let Poll::Ready(frame) = conn.ws.poll_next_unpin(cx)
                 {
                     return Poll::Ready(Wake::Frame(frame));
                 }
@@ -260,6 +356,7 @@ impl Runner {
                 Poll::Pending
             })
             .await;
+            self.store_unwritten();
             match wake {
                 Wake::Input(input) => {
                     // One clock read for the burst, like frames below.
@@ -271,13 +368,6 @@ impl Runner {
                             Ok(input) => self.handle_input(now, input),
                             Err(_) => break,
                         }
-                    }
-                    // One update of the counter the host threads also
-                    // write, per burst rather than per message.
-                    if self.sends_taken > 0 {
-                        self.shared
-                            .pending_sends
-                            .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::Relaxed);
                     }
                 }
                 Wake::InputsClosed => {
@@ -300,7 +390,7 @@ impl Runner {
                         let Some(conn) = self.connection.as_mut() else {
                             break;
                         };
-                        let Some(frame) = conn.reader.next().now_or_never() else {
+                        let Some(frame) = conn.ws.next().now_or_never() else {
                             break;
                         };
                         if big || n % CLOCK_EVERY == 0 {
@@ -313,6 +403,7 @@ impl Runner {
                         self.execute_effects();
                     }
                 }
+                Wake::WriteFailed(error) => self.write_failed(Instant::now(), &error),
                 Wake::Deadline => {
                     armed = None;
                     self.machine.handle_timeout(Instant::now());
@@ -365,12 +456,30 @@ impl Runner {
                 }
                 self.machine.handle_closed(now, conn, *reason);
             }
-            Input::WriterFailed(conn, reason) => {
-                if self.connection.as_ref().is_some_and(|c| c.id == conn) {
-                    self.connection = None;
-                    self.machine.handle_closed(now, conn, *reason);
-                }
-            }
+        }
+    }
+
+    /// Writing to the connection failed: it is lost, with what was never
+    /// written.
+    fn write_failed(&mut self, now: Instant, error: &tungstenite::Error) {
+        let Some(conn) = self.connection.take() else {
+            return;
+        };
+        let mut ending = match &conn.server_close {
+            Some(frame) => server_closed(frame.as_ref()),
+            None => lost(error),
+        };
+        conn.note_unsent(&mut ending);
+        self.machine.handle_closed(now, conn.id, ending);
+    }
+
+    /// Publishes the outbox length as `Shared::unwritten` (the Send
+    /// Message backlog also counts it), when it changed.
+    fn store_unwritten(&mut self) {
+        let unwritten = self.connection.as_ref().map_or(0, |c| c.outbox.len());
+        if unwritten != self.unwritten {
+            self.unwritten = unwritten;
+            self.shared.unwritten.store(unwritten, Ordering::SeqCst);
         }
     }
 
@@ -447,6 +556,8 @@ impl Runner {
                     }
                     _ => lost(&error),
                 };
+                let mut ending = ending;
+                conn.note_unsent(&mut ending);
                 self.connection = None;
                 self.machine.handle_closed(now, id, ending);
             }
@@ -460,6 +571,8 @@ impl Runner {
                         ..Ending::from("connection closed by the server without a close frame")
                     },
                 };
+                let mut ending = ending;
+                conn.note_unsent(&mut ending);
                 self.connection = None;
                 self.machine.handle_closed(now, id, ending);
             }
@@ -528,26 +641,28 @@ impl Runner {
                     self.host
                         .log(LogLevel::Extended, &comms_line("->", &message));
                 }
-                self.send_to_writer(conn, Outgoing::Message(message));
+                if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+                    c.outbox.push_back(message);
+                    c.sent_this_pass = true;
+                }
             }
             Effect::Ping { conn } => {
                 if self.props.log_comms {
                     self.host
                         .log(LogLevel::Extended, "comms -> ping (keep-alive)");
                 }
-                self.send_to_writer(conn, Outgoing::Message(Message::Ping(Bytes::new())));
+                if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+                    c.outbox.push_back(Message::Ping(Bytes::new()));
+                }
             }
             Effect::Close { conn, code, reason } => {
                 if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
                     c.we_closed = true;
-                }
-                self.send_to_writer(
-                    conn,
-                    Outgoing::Close(CloseFrame {
+                    c.close.get_or_insert(CloseFrame {
                         code: code.into(),
                         reason: reason.into(),
-                    }),
-                );
+                    });
+                }
             }
             Effect::Abort { conn } => {
                 if self.connection.as_ref().is_some_and(|c| c.id == conn) {
@@ -579,75 +694,52 @@ impl Runner {
         }
     }
 
-    /// Sends a close frame and drops the connection; the writer finishes
-    /// the close on its own, bounded by the close timeout.
+    /// Drops the connection after sending a close frame: a task of its
+    /// own finishes the close, bounded by the close timeout. What waited in
+    /// the outbox is not sent.
     fn close_and_drop(&mut self, code: u16, reason: &'static str) {
         if let Some(conn) = self.connection.take() {
-            let _ = conn.writer.try_send(vec![Outgoing::Close(CloseFrame {
+            let mut ws = conn.ws;
+            let frame = CloseFrame {
                 code: code.into(),
                 reason: reason.into(),
-            })]);
-            let writer = conn.writer_task;
+            };
             let limit = self.close_timeout;
             spawn(async move {
-                smol::future::or(writer, async {
-                    Timer::after(limit).await;
-                })
+                smol::future::or(
+                    async move {
+                        let _ = ws.close(Some(frame)).await;
+                    },
+                    async {
+                        Timer::after(limit).await;
+                    },
+                )
                 .await;
             })
             .detach();
         }
     }
 
-    fn send_to_writer(&mut self, conn: ConnId, outgoing: Outgoing) {
-        if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
-            c.outbox.push(outgoing);
-        }
-    }
-
-    /// Hands the outbox to the writer task, at the end of each pass over
-    /// the effects. Unbounded here; the backlog is bounded where sends
-    /// enter (Instance::action counts pending sends).
+    /// Ends a pass over the effects: Last Sent is the newest message the
+    /// pass sent (one copy per burst, not per message). The runner's next
+    /// poll writes the outbox.
     fn flush_outbox(&mut self) {
         if let Some(c) = self.connection.as_mut()
-            && !c.outbox.is_empty()
+            && std::mem::take(&mut c.sent_this_pass)
         {
-            // The last message of the burst is Last Sent (Effect::Send):
-            // one copy per burst, not per message.
-            if let Some(shown) = c.outbox.iter().rev().find_map(|o| match o {
-                Outgoing::Message(Message::Text(text)) => Some(Bytes::from(text.clone())),
-                Outgoing::Message(Message::Binary(data)) => Some(Bytes::from(hex::encode(data))),
+            // Pings may follow it; the pass sent at least one message.
+            if let Some(shown) = c.outbox.iter().rev().find_map(|m| match m {
+                Message::Text(text) => Some(Bytes::from(text.clone())),
+                Message::Binary(data) => Some(Bytes::from(hex::encode(data))),
                 _ => None,
             }) {
                 self.status.set_payload(StatusKey::LastSent, shown);
-            }
-            let messages = messages_in(&c.outbox);
-            if c.writer.try_send(std::mem::take(&mut c.outbox)).is_ok() {
-                // Counted until written: SEND_BACKLOG covers the writer too.
-                self.shared.unwritten.fetch_add(messages, Ordering::SeqCst);
             }
         }
     }
 
     fn start_connection(&mut self, id: ConnId, ws: Ws) {
-        let (sender, reader) = ws.split();
-        let (writer, queue) = smol::channel::unbounded();
-        let task = spawn(write_loop(
-            id,
-            sender,
-            queue,
-            self.inputs.clone(),
-            self.shared.clone(),
-        ));
-        self.connection = Some(Connection {
-            id,
-            reader,
-            writer,
-            writer_task: task,
-            outbox: Vec::new(),
-            server_close: None,
-            we_closed: false,
-        });
+        self.connection = Some(Connection::new(id, ws));
     }
 
     /// Pushes coalesced status changes to the host and the shared snapshot.
@@ -915,115 +1007,6 @@ fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
             Stage::WebSocket,
             format!("WebSocket handshake failed: {other}"),
         ),
-    }
-}
-
-/// The write half: takes messages in order, writes them in batches. The
-/// runner hands over what one pass over the machine's effects produced as
-/// one `Vec` (one channel operation and one wake per burst, not per message).
-async fn write_loop(
-    conn: ConnId,
-    mut sink: WebSocketSender<Socket>,
-    queue: Receiver<Vec<Outgoing>>,
-    inputs: Sender<Input>,
-    shared: Arc<Shared>,
-) {
-    let mut pending = std::collections::VecDeque::new();
-    // However this task ends (error, close, or dropped with the
-    // connection), what it never wrote leaves the backlog count.
-    let mut unwritten = Unwritten {
-        shared,
-        queue: queue.clone(),
-        taken: 0,
-        written: 0,
-    };
-    let result = async {
-        while let Ok(first) = queue.recv().await {
-            unwritten.taken += messages_in(&first);
-            pending.extend(first);
-            while let Some(outgoing) = pending.pop_front() {
-                match outgoing {
-                    Outgoing::Message(message) => {
-                        sink.feed(message).await?;
-                        unwritten.written += 1;
-                    }
-                    Outgoing::Close(frame) => {
-                        sink.close(Some(frame)).await?;
-                        return Ok(());
-                    }
-                }
-                if pending.is_empty() {
-                    // Once per batch: host threads read this counter on
-                    // every Send Message.
-                    unwritten.settle();
-                }
-                if pending.is_empty()
-                    && let Ok(more) = queue.try_recv()
-                {
-                    unwritten.taken += messages_in(&more);
-                    pending.extend(more);
-                }
-            }
-            sink.flush().await?;
-        }
-        Ok::<_, tungstenite::Error>(())
-    }
-    .await;
-    if let Err(error) = result {
-        let dropped = pending.len()
-            + std::iter::from_fn(|| queue.try_recv().ok())
-                .map(|b| b.len())
-                .sum::<usize>();
-        let mut ending = lost(&error);
-        if dropped > 0 {
-            ending
-                .reason
-                .push_str(&format!("; {dropped} queued message(s) were not sent"));
-        }
-        let _ = inputs
-            .send(Input::WriterFailed(conn, Box::new(ending)))
-            .await;
-    }
-}
-
-fn messages_in(batch: &[Outgoing]) -> usize {
-    batch
-        .iter()
-        .filter(|o| matches!(o, Outgoing::Message(_)))
-        .count()
-}
-
-/// The writer's share of the send backlog (`Shared::unwritten`).
-struct Unwritten {
-    shared: Arc<Shared>,
-    queue: Receiver<Vec<Outgoing>>,
-    /// Messages taken from the queue (written or not) and not yet
-    /// subtracted from the shared count.
-    taken: usize,
-    /// Of `taken`, those written.
-    written: usize,
-}
-
-impl Unwritten {
-    /// Subtracts what was written since the last call.
-    fn settle(&mut self) {
-        if self.written > 0 {
-            self.taken -= self.written;
-            self.shared
-                .unwritten
-                .fetch_sub(std::mem::take(&mut self.written), Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for Unwritten {
-    fn drop(&mut self) {
-        let queued: usize = std::iter::from_fn(|| self.queue.try_recv().ok())
-            .map(|batch| messages_in(&batch))
-            .sum();
-        self.shared
-            .unwritten
-            .fetch_sub(self.taken + queued, Ordering::SeqCst);
     }
 }
 

@@ -299,6 +299,84 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
     assert_invariants(&journal, instance, Some(0));
 }
 
+#[test]
+fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sent() {
+    let reading = Arc::new(Gate::default());
+    let gate = reading.clone();
+    let server = ScriptServer::start(move |mut peer| {
+        if !peer.upgrade() {
+            return;
+        }
+        if peer.index == 0 {
+            // Reads nothing until the client has a backlog, then says it
+            // is going away and reads what the client still writes.
+            if !gate.wait(6 * TIMEOUT) {
+                return;
+            }
+            let mut payload = 1001u16.to_be_bytes().to_vec();
+            payload.extend_from_slice(b"going away");
+            if peer.send_frame(raw_frame(OpCode::Control(Control::Close), true, &payload)) {
+                peer.read_until_close();
+            }
+            return;
+        }
+        peer.hold();
+    });
+    let _open = OpenOnDrop(reading.clone());
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("WebSocket Established", established(1));
+    let payload = "y".repeat(1000);
+    let mut accepted = 0;
+    loop {
+        match instance.send_message(format!("{accepted:07} {payload}")) {
+            Ok(()) => accepted += 1,
+            Err(ActionError::Backlog { .. }) => break,
+            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
+        }
+        assert!(accepted < 20 * SEND_BACKLOG, "the backlog is unbounded");
+    }
+    journal.expect("every accepted message handed on", |e| {
+        status(e, "MessagesOut") == accepted.to_string()
+    });
+
+    // The server closes while thousands of messages wait for it: the
+    // Disconnected reason is the server's close and says how many of them
+    // were never sent, so none is lost silently.
+    reading.open();
+    journal.expect("Disconnected", disconnected(1));
+    let e = journal.snapshot();
+    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    assert!(
+        reason.starts_with("closed by server: 1001 going away; "),
+        "{reason}"
+    );
+    let unsent: usize = reason
+        .rsplit("; ")
+        .next()
+        .and_then(|note| note.strip_suffix(" queued message(s) were not sent"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of unsent messages in {reason:?}"));
+    let received = server.snapshot().messages.len();
+    assert!(unsent > 0, "{reason}");
+    assert!(
+        received + unsent <= accepted,
+        "the server got {received} and {unsent} were not sent, of {accepted}"
+    );
+    assert_eq!(
+        status(&e, "LastClose"),
+        "1001 going away (closed by server)"
+    );
+    // The backlog is free again: the next connection sends at once.
+    journal.expect("re-established", established(2));
+    instance.send_message("after the close").unwrap();
+    assert!(server.wait_for(
+        |o| o.texts().iter().any(|t| t == "after the close"),
+        TIMEOUT
+    ));
+    assert_invariants(&journal, instance, Some(0));
+}
+
 /// A server that sends "before", then `frames` (a protocol violation),
 /// then reads until the client is gone; its next connections are healthy
 /// ("welcome back").

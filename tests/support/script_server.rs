@@ -319,6 +319,17 @@ impl Peer {
         }
     }
 
+    /// Reads the client's frames (recording them) until its close frame or
+    /// the end of the connection, and answers nothing: for a server that
+    /// closed first, the client's close frame is the reply.
+    pub fn read_until_close(&mut self) {
+        while let Some((header, _)) = self.next_frame() {
+            if matches!(header.opcode, OpCode::Control(Control::Close)) {
+                return;
+            }
+        }
+    }
+
     /// Reads the client's frames (recording them) until a text or binary
     /// message arrives, and returns it; None if the connection ends first.
     pub fn receive(&mut self) -> Option<Message> {
