@@ -15,6 +15,7 @@
 //! socket. Host callbacks are all made from the driver thread, one at a
 //! time, in event order.
 
+use crate::inbox::Inbox;
 use crate::instance::{Host, Shared};
 use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Stage};
 use crate::matching::Trigger;
@@ -37,8 +38,7 @@ use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{self, ClientConfig};
-use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use smol::channel::{Receiver, Sender};
+use futures_util::{FutureExt, Sink, StreamExt};
 use smol::net::TcpStream;
 use smol::{Executor, Task, Timer};
 use std::collections::VecDeque;
@@ -128,9 +128,9 @@ pub fn on_driver_thread() -> bool {
 }
 
 /// Everything that reaches a runner: actions from the controller and events
-/// from its connection tasks. One channel keeps them in one order. The rare,
-/// large events are boxed: the channel allocates its slots 31 at a time at
-/// the size of the largest variant, and an idle instance keeps one block.
+/// from its connection tasks. One inbox keeps them in one order. The rare,
+/// large events are boxed: the inbox holds every item at the size of the
+/// largest variant.
 pub(crate) enum Input {
     Connect(Option<Secret>),
     Disconnect,
@@ -246,7 +246,7 @@ pub(crate) struct Runner {
     /// Status values set since the last publish.
     pub status: StatusChanges,
     pub shared: Arc<Shared>,
-    pub inputs: Sender<Input>,
+    pub inputs: Inbox<Input>,
     pub ws_config: WebSocketConfig,
     connection: Option<Connection>,
     attempt: Option<(ConnId, Task<()>)>,
@@ -259,11 +259,14 @@ pub(crate) struct Runner {
     sends_taken: usize,
     /// `Shared::unwritten` as last stored.
     unwritten: usize,
+    /// A connection was just established: once its burst of effects is
+    /// done, the queues it grew give their memory back.
+    settled: bool,
 }
 
 enum Wake {
-    Input(Input),
-    InputsClosed,
+    /// Inputs were taken into the runner's batch.
+    Inputs,
     Frame(Option<Result<Message, tungstenite::Error>>),
     WriteFailed(tungstenite::Error),
     Deadline,
@@ -276,7 +279,7 @@ impl Runner {
         host: Arc<dyn Host>,
         tls: Option<Arc<ClientConfig>>,
         shared: Arc<Shared>,
-        inputs: Sender<Input>,
+        inputs: Inbox<Input>,
     ) -> Self {
         let close_timeout = machine.close_timeout();
         let ws_config = WebSocketConfig::default()
@@ -299,14 +302,25 @@ impl Runner {
             published: Counters::default(),
             sends_taken: 0,
             unwritten: 0,
+            settled: false,
         }
     }
 
     /// The runner's life: until shutdown completes or the instance handle is gone.
     /// Boxed: a future keeps its argument and the moved-in runner in separate
     /// slots, so `self` by value made every task twice the runner's size.
-    pub async fn run(mut self: Box<Self>, inputs: Receiver<Input>) {
-        let mut inputs = std::pin::pin!(inputs);
+    pub async fn run(mut self: Box<Self>) {
+        // However the runner ends, later actions are refused (Stopped).
+        struct CloseOnDrop(Inbox<Input>);
+        impl Drop for CloseOnDrop {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let inputs = self.inputs.clone();
+        let _close = CloseOnDrop(inputs.clone());
+        // A batch of inputs, taken under one lock.
+        let mut taken = std::collections::VecDeque::new();
         let mut timer = Timer::never();
         let mut armed: Option<Instant> = None;
         loop {
@@ -321,6 +335,11 @@ impl Runner {
                     .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::SeqCst);
             }
             self.publish();
+            if std::mem::take(&mut self.settled) {
+                self.machine.release_spare_capacity();
+                inputs.release_spare_capacity();
+                taken = std::collections::VecDeque::new();
+            }
             if self.shutting_down && self.machine.is_idle() {
                 break;
             }
@@ -342,8 +361,8 @@ impl Runner {
                 {
                     return Poll::Ready(Wake::WriteFailed(error));
                 }
-                if let Poll::Ready(item) = inputs.as_mut().poll_next(cx) {
-                    return Poll::Ready(item.map_or(Wake::InputsClosed, Wake::Input));
+                if inputs.poll_take(cx, &mut taken, BATCH).is_ready() {
+                    return Poll::Ready(Wake::Inputs);
                 }
                 if let Some(conn) = self.connection.as_mut()
                     && let Poll::Ready(frame) = conn.ws.poll_next_unpin(cx)
@@ -358,25 +377,11 @@ impl Runner {
             .await;
             self.store_unwritten();
             match wake {
-                Wake::Input(input) => {
+                Wake::Inputs => {
                     // One clock read for the burst, like frames below.
                     let now = Instant::now();
-                    self.handle_input(now, input);
-                    // Drain what else is queued (a burst of Send Message).
-                    for _ in 0..BATCH {
-                        match inputs.try_recv() {
-                            Ok(input) => self.handle_input(now, input),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Wake::InputsClosed => {
-                    // Unreachable while the runner holds a sender itself;
-                    // treated as a shutdown should that ever change.
-                    if !self.shutting_down {
-                        self.handle_input(Instant::now(), Input::Shutdown);
-                    } else {
-                        break;
+                    while let Some(input) = taken.pop_front() {
+                        self.handle_input(now, input);
                     }
                 }
                 Wake::Frame(frame) => {
@@ -448,6 +453,7 @@ impl Runner {
                     self.attempt = None;
                     self.start_connection(conn, ws);
                     self.machine.handle_established(now, conn, subprotocol);
+                    self.settled = true;
                 }
             }
             Input::Failed(conn, reason) => {
@@ -821,7 +827,7 @@ async fn open_connection(
     bearer_token: Option<Secret>,
     tls: Option<Arc<ClientConfig>>,
     ws_config: WebSocketConfig,
-    inputs: Sender<Input>,
+    inputs: Inbox<Input>,
 ) {
     let result = async {
         let host = props.hostname.as_str();
@@ -831,7 +837,7 @@ async fn open_connection(
         };
         // Small messages are the norm; don't let Nagle hold them back.
         let _ = tcp.set_nodelay(true);
-        let _ = inputs.send(Input::TcpConnected(conn)).await;
+        let _ = inputs.push(Input::TcpConnected(conn));
         let tcp = ReadAhead::new(tcp);
         let socket = match tls {
             None => MaybeTls::Plain(tcp),
@@ -868,7 +874,7 @@ async fn open_connection(
         Ok(established) => Input::Established(conn, Box::new(established)),
         Err(ending) => Input::Failed(conn, Box::new(ending)),
     };
-    let _ = inputs.send(input).await;
+    let _ = inputs.push(input);
 }
 
 async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Ending> {

@@ -32,6 +32,7 @@
 //! ```
 
 use crate::driver::{self, Input, Runner};
+use crate::inbox::Inbox;
 use crate::machine::{LogLevel, Machine, Outbound, Settings, Timing};
 use crate::manifest::{Manifest, names};
 use crate::matching::{Trigger, fill_placeholders, has_placeholders};
@@ -44,7 +45,6 @@ use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use smol::Task;
-use smol::channel::Sender;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -306,7 +306,7 @@ pub(crate) struct Shared {
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
-    /// Messages handed to the connection's writer and not written yet.
+    /// Messages in the connection's outbox, not yet taken by the WebSocket.
     pub unwritten: AtomicUsize,
     /// Disconnect actions queued and not yet run by the driver.
     pub disconnects_pending: AtomicUsize,
@@ -314,13 +314,13 @@ pub(crate) struct Shared {
 
 /// One configured WebSocket Client. See the module documentation.
 pub struct Instance {
-    inputs: Sender<Input>,
+    /// Send Message's check-and-queue and Disconnect's count-and-queue
+    /// each run under the inbox's lock (`Inbox::push_with`), so no Send is
+    /// accepted behind a queued Disconnect (it would be dropped when the
+    /// Disconnect runs).
+    inputs: Inbox<Input>,
     /// Send Message while not established is queued, not refused.
     queue_while_disconnected: bool,
-    /// Serialises Send Message's check-and-queue with Disconnect's
-    /// count-and-queue, so no Send is accepted behind a queued Disconnect
-    /// (it would be dropped when the Disconnect runs).
-    order: Mutex<()>,
     shared: Arc<Shared>,
     task: Mutex<Option<Task<()>>>,
 }
@@ -392,9 +392,9 @@ impl Instance {
             disconnects_pending: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
         });
-        let (inputs, queue) = smol::channel::unbounded();
+        let inputs = Inbox::new();
         for note in &properties.notes {
-            let _ = inputs.try_send(Input::Log(LogLevel::Normal, note.clone()));
+            let _ = inputs.push(Input::Log(LogLevel::Normal, note.clone()));
         }
         let properties = Arc::new(properties);
         let runner = Runner::new(
@@ -405,11 +405,10 @@ impl Instance {
             shared.clone(),
             inputs.clone(),
         );
-        let task = driver::spawn(Box::new(runner).run(queue));
+        let task = driver::spawn(Box::new(runner).run());
         Ok(Instance {
             inputs,
             queue_while_disconnected: messaging.queue_while_disconnected,
-            order: Mutex::new(()),
             shared,
             task: Mutex::new(Some(task)),
         })
@@ -441,17 +440,16 @@ impl Instance {
     pub fn run(&self, action: Action) -> Result<(), ActionError> {
         match action {
             Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
-            Action::Disconnect => {
-                let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-                self.shared
-                    .disconnects_pending
-                    .fetch_add(1, Ordering::SeqCst);
-                self.input(Input::Disconnect).inspect_err(|_| {
+            Action::Disconnect => self
+                .inputs
+                .push_with(|| {
                     self.shared
                         .disconnects_pending
-                        .fetch_sub(1, Ordering::SeqCst);
+                        .fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(Input::Disconnect)
                 })
-            }
+                .map(|_| ())
+                .map_err(|_| ActionError::Stopped),
             Action::ResetReconnect => self.input(Input::ResetReconnect),
             Action::ClearQueue => self.input(Input::ClearQueue),
             Action::SendMessage { message } => self.send(message),
@@ -480,39 +478,42 @@ impl Instance {
     /// (Queue While Disconnected) or refused with an error (and an error in
     /// the log): nothing is sent.
     pub fn send(&self, message: Outbound) -> Result<(), ActionError> {
-        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        let disconnecting = self.shared.disconnects_pending.load(Ordering::SeqCst) > 0;
-        if !self.queue_while_disconnected
-            && (disconnecting || !self.shared.established.load(Ordering::Relaxed))
-        {
-            let error = ActionError::NotEstablished {
-                state: if disconnecting {
-                    "closing (a Disconnect is pending)"
-                } else {
-                    self.state_name()
-                },
-            };
-            // Logged from the driver thread, like every callback.
-            let _ = self
-                .inputs
-                .try_send(Input::Log(LogLevel::Critical, error.to_string()));
-            return Err(error);
+        let queued = self.inputs.push_with(|| {
+            let disconnecting = self.shared.disconnects_pending.load(Ordering::SeqCst) > 0;
+            if !self.queue_while_disconnected
+                && (disconnecting || !self.shared.established.load(Ordering::Relaxed))
+            {
+                return Err(ActionError::NotEstablished {
+                    state: if disconnecting {
+                        "closing (a Disconnect is pending)"
+                    } else {
+                        self.state_name()
+                    },
+                });
+            }
+            // Waiting: actions not yet taken by the driver, plus messages
+            // in the connection's outbox (a server that stops reading).
+            // The driver moves a burst from the first count to the second
+            // with no moment in neither.
+            let waiting = self.shared.pending_sends.load(Ordering::SeqCst)
+                + self.shared.unwritten.load(Ordering::SeqCst);
+            if waiting >= SEND_BACKLOG {
+                return Err(ActionError::Backlog { waiting });
+            }
+            self.shared.pending_sends.fetch_add(1, Ordering::SeqCst);
+            Ok(Input::Send(message))
+        });
+        match queued {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                // Logged from the driver thread, like every callback.
+                let _ = self
+                    .inputs
+                    .push(Input::Log(LogLevel::Critical, error.to_string()));
+                Err(error)
+            }
+            Err(_) => Err(ActionError::Stopped),
         }
-        // Waiting: actions not yet taken by the driver, plus messages its
-        // writer has not put on the socket (a server that stops reading).
-        let waiting = self.shared.pending_sends.fetch_add(1, Ordering::Relaxed)
-            + self.shared.unwritten.load(Ordering::SeqCst);
-        if waiting >= SEND_BACKLOG {
-            self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
-            let error = ActionError::Backlog { waiting };
-            let _ = self
-                .inputs
-                .try_send(Input::Log(LogLevel::Critical, error.to_string()));
-            return Err(error);
-        }
-        self.input(Input::Send(message)).inspect_err(|_| {
-            self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
-        })
     }
 
     /// The controller's network went down or came up.
@@ -543,9 +544,7 @@ impl Instance {
     }
 
     fn input(&self, input: Input) -> Result<(), ActionError> {
-        self.inputs
-            .try_send(input)
-            .map_err(|_| ActionError::Stopped)
+        self.inputs.push(input).map_err(|_| ActionError::Stopped)
     }
 
     /// Closes cleanly (close frame 1000; Disconnected fires if connected)
@@ -560,7 +559,7 @@ impl Instance {
         let Some(task) = task else {
             return true;
         };
-        let _ = self.inputs.try_send(Input::Shutdown);
+        let _ = self.inputs.push(Input::Shutdown);
         if driver::on_driver_thread() {
             task.detach();
             false

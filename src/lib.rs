@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod demo_server;
 pub mod driver;
+mod inbox;
 pub mod instance;
 pub mod machine;
 pub mod manifest;
