@@ -17,7 +17,9 @@
 
 use crate::inbox::Inbox;
 use crate::instance::{Host, Shared};
-use crate::machine::{ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Stage};
+use crate::machine::{
+    ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Received, Stage,
+};
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
 use crate::proxy;
@@ -507,20 +509,32 @@ impl Runner {
                     self.host
                         .log(LogLevel::Extended, &comms_line("<-", &message));
                 }
-                match message {
+                let received = match message {
                     Message::Text(text) => {
                         self.machine
-                            .handle_message(now, id, Bytes::from(text), false)
+                            .receive_message(now, id, Bytes::from(text), false)
                     }
-                    Message::Binary(data) => self.machine.handle_message(now, id, data, true),
+                    Message::Binary(data) => self.machine.receive_message(now, id, data, true),
                     Message::Close(frame) => {
                         conn.server_close = Some(frame);
                         self.machine.handle_activity(now, id);
+                        None
                     }
-                    Message::Pong(_) => self.machine.handle_pong(now, id),
+                    Message::Pong(_) => {
+                        self.machine.handle_pong(now, id);
+                        None
+                    }
                     Message::Ping(_) | Message::Frame(_) => {
                         self.machine.handle_activity(now, id);
+                        None
                     }
+                };
+                // The per-message path: what Effect::Fire does, without the
+                // effect queue.
+                if let Some(Received { data, binary }) = received {
+                    self.host
+                        .fire_trigger(Trigger::MessagesReceived, &data, binary);
+                    self.status.set_payload(StatusKey::LastReceived, data);
                 }
             }
             Some(Err(tungstenite::Error::Capacity(error))) => {

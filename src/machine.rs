@@ -63,6 +63,16 @@ pub enum LogLevel {
     Debug = 5,
 }
 
+/// A message that fires Messages Received, returned by
+/// [`Machine::receive_message`] for the caller to fire at once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Variable 1: the text, or a binary payload as hex (or as text, with
+    /// Binary As Text and valid UTF-8).
+    pub data: Bytes,
+    pub binary: bool,
+}
+
 /// What the machine wants done. The driver executes effects in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -786,6 +796,27 @@ impl Machine {
     /// Received. Binary payloads are shown as lowercase hex (or as text with
     /// Binary As Text, when valid UTF-8).
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes, binary: bool) {
+        if let Some(Received { data, binary }) = self.receive_message(now, conn, payload, binary) {
+            self.effects.push_back(Effect::Fire {
+                trigger: Trigger::MessagesReceived,
+                data,
+                binary,
+            });
+        }
+    }
+
+    /// [`Machine::handle_message`] for the per-message path: when no
+    /// earlier effect waits, the Messages Received trigger is returned
+    /// instead of queued, and the caller carries it out exactly as it
+    /// would `Effect::Fire` (which also makes it Last Received). Otherwise
+    /// it is queued behind those effects and None comes back.
+    pub fn receive_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        payload: Bytes,
+        binary: bool,
+    ) -> Option<Received> {
         let State::Established {
             conn: c,
             last_rx,
@@ -793,10 +824,10 @@ impl Machine {
             ..
         } = &mut self.state
         else {
-            return;
+            return None;
         };
         if *c != conn {
-            return;
+            return None;
         }
         *last_rx = now;
         *ping_sent = None;
@@ -823,18 +854,22 @@ impl Machine {
                     ),
                 );
             }
-            return;
+            return None;
         }
         self.suppressing = false;
         // The trigger carries Last Received (see Effect::Fire), so a burst
         // costs no copy and no status effect per message. Not `push`: it
         // supersedes a pending Last Received instead of flushing it.
         self.last_received = None;
+        if self.effects.is_empty() {
+            return Some(Received { data, binary });
+        }
         self.effects.push_back(Effect::Fire {
             trigger: Trigger::MessagesReceived,
             data,
             binary,
         });
+        None
     }
 
     /// A pong: proof of life, and the round trip time of a keep-alive ping.

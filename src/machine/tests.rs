@@ -327,6 +327,42 @@ fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
 }
 
 #[test]
+fn a_message_is_handed_straight_back_only_when_no_earlier_effect_waits() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    // Nothing waits: the caller fires it, and nothing is queued.
+    let got = h.m.receive_message(h.now, conn, Bytes::from_static(b"a"), false);
+    assert_eq!(
+        got,
+        Some(Received {
+            data: Bytes::from_static(b"a"),
+            binary: false
+        })
+    );
+    assert!(h.drain().is_empty());
+    // A send's effects wait: the message queues behind them, in order.
+    h.m.handle_send(h.now, Outbound::Text("out".into()));
+    let got = h.m.receive_message(h.now, conn, Bytes::from_static(&[0xff]), true);
+    assert_eq!(got, None);
+    let effects = h.drain();
+    assert!(matches!(effects.first(), Some(Effect::Send { .. })), "{effects:?}");
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::Fire {
+            trigger: Trigger::MessagesReceived,
+            data: Bytes::from_static(b"ff"),
+            binary: true
+        })
+    );
+    // Another connection's message is not this one's.
+    assert_eq!(
+        h.m.receive_message(h.now, ConnId(conn.0 + 1), Bytes::from_static(b"x"), false),
+        None
+    );
+    assert!(h.drain().is_empty());
+}
+
+#[test]
 fn keep_alive_pings_after_silence_and_declares_a_dead_link_after_the_pong_timeout() {
     let mut h = Harness::new(true, true);
     let conn = h.establish();
