@@ -331,7 +331,8 @@ fn a_message_is_handed_straight_back_only_when_no_earlier_effect_waits() {
     let mut h = Harness::new(true, false);
     let conn = h.establish();
     // Nothing waits: the caller fires it, and nothing is queued.
-    let got = h.m.receive_message(h.now, conn, Bytes::from_static(b"a"), false);
+    let got =
+        h.m.receive_message(h.now, conn, Bytes::from_static(b"a"), false);
     assert_eq!(
         got,
         Some(Received {
@@ -342,10 +343,14 @@ fn a_message_is_handed_straight_back_only_when_no_earlier_effect_waits() {
     assert!(h.drain().is_empty());
     // A send's effects wait: the message queues behind them, in order.
     h.m.handle_send(h.now, Outbound::Text("out".into()));
-    let got = h.m.receive_message(h.now, conn, Bytes::from_static(&[0xff]), true);
+    let got =
+        h.m.receive_message(h.now, conn, Bytes::from_static(&[0xff]), true);
     assert_eq!(got, None);
     let effects = h.drain();
-    assert!(matches!(effects.first(), Some(Effect::Send { .. })), "{effects:?}");
+    assert!(
+        matches!(effects.first(), Some(Effect::Send { .. })),
+        "{effects:?}"
+    );
     assert_eq!(
         effects.last(),
         Some(&Effect::Fire {
