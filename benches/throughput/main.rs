@@ -37,8 +37,10 @@ usage: cargo bench --bench throughput -- [--quick] [--rows 1,2,...] [--runs N]
   --no-peers    skip them even when installed
   --idle-secs S how long row 4 measures CPU (default 60; --quick: 5)
   --instances N instances for rows 4 and 5 (default 1000; --quick: 200)
-  --filter TEXT only the lines of rows 1-3 whose name contains TEXT (e.g. \"32 B ws\")
-  --only wsio|raw  only that client in rows 1-3 (for profiling); --n N messages per line";
+  --filter TEXT only the lines of rows 1-3 whose name contains TEXT (e.g. \"32 B ws\";
+                a final $ anchors it at the end: \"32 B ws$\" leaves out wss)
+  --only wsio|raw  only that client in rows 1-3 (for profiling); --n N messages per line
+  --no-variants skip the variant lines of rows 1-2 (host thread, iom_instance_action)";
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -57,13 +59,18 @@ struct Config {
     filter: Option<String>,
     /// Only this client: "wsio" or "raw" (profiling).
     only: Option<String>,
+    /// Skip the variant lines of rows 1-2 (profiling the main line).
+    no_variants: bool,
 }
 
 impl Config {
     fn wants(&self, name: &str) -> bool {
         self.filter
             .as_ref()
-            .is_none_or(|f| name.contains(f.as_str()))
+            .is_none_or(|f| match f.strip_suffix('$') {
+                Some(end) => name.ends_with(end),
+                None => name.contains(f.as_str()),
+            })
     }
     fn runs_client(&self, client: &str) -> bool {
         self.only.as_ref().is_none_or(|o| o == client)
@@ -86,6 +93,7 @@ fn parse_args(args: &[String]) -> Config {
         quick,
         filter: None,
         only: None,
+        no_variants: false,
     };
     let mut it = args.iter();
     let value = |it: &mut std::slice::Iter<String>, what: &str| -> String {
@@ -131,6 +139,7 @@ fn parse_args(args: &[String]) -> Config {
             }
             "--filter" => config.filter = Some(value(&mut it, "--filter")),
             "--only" => config.only = Some(value(&mut it, "--only")),
+            "--no-variants" => config.no_variants = true,
             "--n" => {
                 let n: usize = value(&mut it, "--n")
                     .parse()
@@ -323,7 +332,10 @@ fn measure(
                     line.push(Col::Tcp, rate(n, raw::tcp_receive(ports, n, size)));
                 }
                 // (With --only, for large messages too: for profiling.)
-                if config.runs_client("wsio") && (size < 1024 || config.only.is_some()) {
+                if config.runs_client("wsio")
+                    && !config.no_variants
+                    && (size < 1024 || config.only.is_some())
+                {
                     // The same, with the test on a host thread the callback
                     // queues to: the cost of that design on 2 cores.
                     let name = format!(
@@ -366,7 +378,7 @@ fn measure(
                 if let Some(r) = raw_rate {
                     line.push(Col::Raw, r);
                 }
-                if config.runs_client("wsio") {
+                if config.runs_client("wsio") && !config.no_variants {
                     // The same through iom_instance_action: JSON per call.
                     let name = format!("2 send {label} {} (iom_instance_action)", scheme(tls));
                     let line = table.line(&name, Kind::Rate { size }, Target::None);
