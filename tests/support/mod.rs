@@ -21,7 +21,8 @@
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
 //!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
-//! - [`HostProcess`]: the `wsio` binary with its output read line by line.
+//! - [`HostProcess`]: the `wsio` binary with its output read line by line;
+//!   [`host_http`]: its HTTP API and `/events` stream.
 //!
 //! A behaviour not covered here is a few lines with [`Fixture::start`] and
 //! [`accept_websocket`], which do the threading, TLS and recording.
@@ -32,6 +33,7 @@
 mod client;
 mod fault_pki;
 mod fixture;
+pub mod host_http;
 mod host_process;
 pub mod iom;
 mod journal;
