@@ -65,6 +65,13 @@ const BATCH: usize = 1024;
 const CLOCK_EVERY: usize = 16;
 /// …and after every frame larger than this (bytes).
 const BIG_FRAME: usize = 4096;
+/// While messages flow, their status (Last Sent, Last Received, the message
+/// and byte counters) is pushed to the host at most once per this long:
+/// formatting and pushing a 64 KiB Last Received every few frames cost a
+/// tenth of a bulk receive, and one every round trip sat between an echo's
+/// request and its reply. A message after a quiet spell is pushed at once;
+/// every other status change is pushed at once, with what traffic waits.
+pub const STATUS_EVERY: Duration = Duration::from_millis(20);
 /// Log Comms shows at most this many bytes of each frame.
 const COMMS_PREVIEW: usize = 200;
 
@@ -264,6 +271,10 @@ pub(crate) struct Runner {
     /// A connection was just established: once its burst of effects is
     /// done, the queues it grew give their memory back.
     settled: bool,
+    /// When status changes were last pushed to the host.
+    published_at: Option<Instant>,
+    /// Traffic status waits until then (`STATUS_EVERY`).
+    status_due: Option<Instant>,
 }
 
 enum Wake {
@@ -305,6 +316,8 @@ impl Runner {
             sends_taken: 0,
             unwritten: 0,
             settled: false,
+            published_at: None,
+            status_due: None,
         }
     }
 
@@ -336,7 +349,7 @@ impl Runner {
                     .pending_sends
                     .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::SeqCst);
             }
-            self.publish();
+            self.publish_coalesced();
             if std::mem::take(&mut self.settled) {
                 self.machine.release_spare_capacity();
                 inputs.release_spare_capacity();
@@ -347,7 +360,11 @@ impl Runner {
             }
             // Re-arm only for an earlier deadline: a later one is caught when
             // the old timer fires and handle_timeout finds nothing due yet.
-            match (self.machine.poll_deadline(), armed) {
+            let deadline = match (self.machine.poll_deadline(), self.status_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match (deadline, armed) {
                 (Some(d), Some(a)) if d >= a => {}
                 (Some(d), _) => {
                     timer.set_at(d);
@@ -436,10 +453,14 @@ impl Runner {
                     .fetch_sub(1, Ordering::SeqCst);
             }
             Input::ResetReconnect => self.machine.handle_reset_reconnect(now),
-            Input::Send(text) => {
+            Input::Send(message) => {
                 // Leaves pending_sends with the rest of its burst (run).
                 self.sends_taken += 1;
-                self.machine.handle_send(now, text);
+                // The per-message path: what Effect::Send does, without
+                // the effect queue.
+                if let Some((conn, message)) = self.machine.send_message(now, message) {
+                    self.write_message(conn, message);
+                }
             }
             Input::ClearQueue => self.machine.handle_clear_queue(now),
             Input::Network(up) => self.machine.handle_network(now, up),
@@ -652,20 +673,7 @@ impl Runner {
                 }
                 self.attempt = Some((conn, task));
             }
-            Effect::Send { conn, message } => {
-                let message = match message {
-                    Outbound::Text(text) => Message::Text(text),
-                    Outbound::Binary(data) => Message::Binary(data),
-                };
-                if self.props.log_comms {
-                    self.host
-                        .log(LogLevel::Extended, &comms_line("->", &message));
-                }
-                if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
-                    c.outbox.push_back(message);
-                    c.sent_this_pass = true;
-                }
-            }
+            Effect::Send { conn, message } => self.write_message(conn, message),
             Effect::Ping { conn } => {
                 if self.props.log_comms {
                     self.host
@@ -711,6 +719,23 @@ impl Runner {
                 self.status.set(key, crate::status::format_timestamp(wall));
             }
             Effect::Log { level, message } => self.host.log(level, &message),
+        }
+    }
+
+    /// Puts a message the machine sent in its connection's outbox (Last
+    /// Sent is set once per pass, by `flush_outbox`).
+    fn write_message(&mut self, conn: ConnId, message: Outbound) {
+        let message = match message {
+            Outbound::Text(text) => Message::Text(text),
+            Outbound::Binary(data) => Message::Binary(data),
+        };
+        if self.props.log_comms {
+            self.host
+                .log(LogLevel::Extended, &comms_line("->", &message));
+        }
+        if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+            c.outbox.push_back(message);
+            c.sent_this_pass = true;
         }
     }
 
@@ -762,8 +787,32 @@ impl Runner {
         self.connection = Some(Connection::new(id, ws));
     }
 
-    /// Pushes coalesced status changes to the host and the shared snapshot.
-    fn publish(&mut self) {
+    /// The loop's publish: traffic status waits while it was pushed less
+    /// than `STATUS_EVERY` ago (a deadline brings it); anything else goes at
+    /// once ([`Runner::publish`]).
+    fn publish_coalesced(&mut self) {
+        if let Some(at) = self.published_at
+            && self.status.is_traffic_only()
+        {
+            let counters = self.machine.counters();
+            let p = &self.published;
+            let traffic_only = counters.dropped == p.dropped
+                && counters.suppressed == p.suppressed
+                && counters.queue_depth == p.queue_depth;
+            let due = at + STATUS_EVERY;
+            if traffic_only && Instant::now() < due {
+                if self.status.is_dirty() || counters != self.published {
+                    self.status_due.get_or_insert(due);
+                }
+                self.publish_state();
+                return;
+            }
+        }
+        self.publish();
+    }
+
+    /// What Send Message and status reads check: up to date at once.
+    fn publish_state(&self) {
         self.shared
             .established
             .store(self.machine.is_established(), Ordering::Relaxed);
@@ -772,6 +821,13 @@ impl Runner {
             .state_name
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = self.machine.state_name();
+    }
+
+    /// Pushes the status changes (coalesced since the last push) to the
+    /// host and the shared snapshot.
+    fn publish(&mut self) {
+        self.publish_state();
+        self.status_due = None;
         let counters = self.machine.counters();
         if counters != self.published {
             let pairs = [
@@ -817,6 +873,7 @@ impl Runner {
         if !self.status.is_dirty() {
             return;
         }
+        self.published_at = Some(Instant::now());
         // The values live once, in the shared state the instance handle
         // reads; only what changed is copied out for the host.
         let changed = {

@@ -673,6 +673,29 @@ impl Machine {
         false
     }
 
+    /// Send Message on the driver's per-message path: the message comes
+    /// straight back (counted, as `transmit` counts it) when it can go out
+    /// now and nothing waits before it: no queued message, no effect. Else
+    /// it is handled as [`Machine::handle_send`] does, through the effects
+    /// (or the queue, or an error in the log), and `None` is returned.
+    pub fn send_message(&mut self, now: Instant, message: Outbound) -> Option<(ConnId, Outbound)> {
+        if let State::Established { conn, .. } = self.state
+            && self.queue.is_empty()
+            && self.effects.is_empty()
+            && self.last_received.is_none()
+        {
+            if !self.send_bucket.take(now) {
+                self.enqueue(now, message);
+                return None;
+            }
+            self.counters.messages_out += 1;
+            self.counters.bytes_out += message.len() as u64;
+            return Some((conn, message));
+        }
+        self.handle_send(now, message);
+        None
+    }
+
     /// The Clear Queue action.
     pub fn handle_clear_queue(&mut self, _now: Instant) {
         let n = self.queue.len();

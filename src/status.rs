@@ -109,6 +109,21 @@ impl StatusKey {
         }
     }
 
+    /// Set by every message: Last Sent, Last Received and the message and
+    /// byte counters. While messages flow these are pushed at most once
+    /// per `STATUS_EVERY` (driver); any other change is pushed at once.
+    pub fn is_traffic(self) -> bool {
+        matches!(
+            self,
+            StatusKey::LastSent
+                | StatusKey::LastReceived
+                | StatusKey::MessagesIn
+                | StatusKey::MessagesOut
+                | StatusKey::BytesIn
+                | StatusKey::BytesOut
+        )
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -236,6 +251,11 @@ impl StatusChanges {
     /// Whether anything waits for a flush.
     pub fn is_dirty(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Whether what waits is traffic only ([`StatusKey::is_traffic`]).
+    pub fn is_traffic_only(&self) -> bool {
+        self.pending.iter().all(|(key, _)| key.is_traffic())
     }
 
     /// Applies the pending values to `current`, stamped `at`, and returns

@@ -193,6 +193,25 @@ fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
         r.status_value("LastReceived").as_deref()
             == Some(support::burst_message(10_000).to_text().unwrap())
     });
+    // Message status is coalesced while messages flow: Last Received is
+    // pushed at most once per STATUS_EVERY (20 ms), not per message or read.
+    let r = rec.snapshot();
+    let pushed: Vec<_> = r
+        .status
+        .iter()
+        .zip(&r.status_at)
+        .filter(|(v, _)| v.key == "LastReceived")
+        .map(|(_, at)| *at)
+        .collect();
+    assert!(!pushed.is_empty() && pushed.len() < 10_000);
+    for pair in pushed.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= wsio::driver::STATUS_EVERY - Duration::from_millis(1),
+            "Last Received pushed {gap:?} after the previous push ({} pushes)",
+            pushed.len()
+        );
+    }
 }
 
 #[test]

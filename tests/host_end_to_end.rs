@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 
 use serde_json::Value;
+use support::host_http::{EventStream, http, is_status};
 use support::{EchoServer, HOST_TIMEOUT as TIMEOUT, HostProcess};
 use wsio::demo_server::{DemoServer, DemoServerConfig};
 
@@ -48,15 +47,13 @@ impl Host {
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        http(&self.addr, "GET", path, "")
+        let response = http(&self.addr, "GET", path, "", &[]);
+        (response.status, response.body)
     }
 
     fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let (status, body) = http(&self.addr, "POST", path, body);
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        )
+        let response = http(&self.addr, "POST", path, body, &[]);
+        (response.status, response.json())
     }
 
     fn io_modules(&self) -> Value {
@@ -64,30 +61,6 @@ impl Host {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("bad response: {response}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status: {head}"));
-    (status, body.to_string())
 }
 
 fn demo_server() -> DemoServer {
@@ -157,6 +130,7 @@ then = [
         "b: WebSocket Established fired",
     ]);
 
+    let mut events = EventStream::open(&host.addr);
     let send = "/io_modules/a/actions/Send%20Message";
     assert_eq!(
         host.post(send, r#"{"Message":"hello"}"#),
@@ -178,6 +152,12 @@ then = [
     assert!(host.saw(r#"a: Messages Received fired: "hello""#));
     assert!(!host.saw("pong: hello"), "{}", host.seen.join("\n"));
 
+    // Message status follows within STATUS_EVERY (it is coalesced while
+    // messages flow); then the API shows it too.
+    events.wait_for("status", |s| is_status(s, "a", "LastSent", "ping 1"));
+    events.wait_for("status", |s| {
+        is_status(s, "b", "LastReceived", "again: ping 1")
+    });
     let io_modules = host.io_modules();
     assert_eq!(status_value(&io_modules, "a", "LastSent"), "ping 1");
     assert_eq!(

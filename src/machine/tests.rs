@@ -368,6 +368,45 @@ fn a_message_is_handed_straight_back_only_when_no_earlier_effect_waits() {
 }
 
 #[test]
+fn a_send_is_handed_straight_back_only_when_nothing_waits_before_it() {
+    let mut h = Harness::new(true, false);
+    // Not established: not handed back (the classic error, in the log).
+    assert_eq!(
+        h.m.send_message(h.now, Outbound::Text("early".into())),
+        None
+    );
+    assert!(
+        h.drain().iter().any(
+            |e| matches!(e, Effect::Log { message, .. } if message.contains("not established"))
+        )
+    );
+    let conn = h.establish();
+    // Nothing waits: the caller writes it, and it is counted.
+    let got = h.m.send_message(h.now, Outbound::Text("a".into()));
+    assert_eq!(got, Some((conn, Outbound::Text("a".into()))));
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.counters().messages_out, 1);
+    assert_eq!(h.m.counters().bytes_out, 1);
+    // An effect waits (a Disconnected trigger would, here a Send): the
+    // message goes behind it, in order.
+    h.m.handle_send(h.now, Outbound::Text("b".into()));
+    assert_eq!(h.m.send_message(h.now, Outbound::Text("c".into())), None);
+    let sent: Vec<_> = h
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [Outbound::Text("b".into()), Outbound::Text("c".into())]
+    );
+    assert_eq!(h.m.counters().messages_out, 3);
+}
+
+#[test]
 fn keep_alive_pings_after_silence_and_declares_a_dead_link_after_the_pong_timeout() {
     let mut h = Harness::new(true, true);
     let conn = h.establish();

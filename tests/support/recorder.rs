@@ -4,7 +4,7 @@
 //! variable with a timeout: no sleeps.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wsio::instance::Host;
 use wsio::machine::LogLevel;
@@ -20,6 +20,8 @@ pub struct Recorded {
     pub binary: Vec<bool>,
     /// Every status change pushed, in order.
     pub status: Vec<StatusVariable>,
+    /// When each of `status` was pushed (the clock Instant reads).
+    pub status_at: Vec<Instant>,
     pub logs: Vec<(LogLevel, String)>,
 }
 
@@ -133,7 +135,10 @@ impl Host for Recorder {
     }
 
     fn status_changed(&self, variable: &StatusVariable) {
-        self.record(|r| r.status.push(variable.clone()));
+        self.record(|r| {
+            r.status.push(variable.clone());
+            r.status_at.push(Instant::now());
+        });
     }
 
     fn log(&self, level: LogLevel, message: &str) {
