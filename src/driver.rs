@@ -33,7 +33,7 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use async_tungstenite::tungstenite::{self, Message};
+use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use base64::Engine;
 use bytes::Bytes;
 use futures_rustls::TlsConnector;
@@ -145,6 +145,9 @@ pub(crate) enum Input {
     Disconnect,
     ResetReconnect,
     Send(Outbound),
+    /// Send Message of a text of this many bytes, copied into the inbox's
+    /// byte buffer (`Instance::send_text`).
+    SendText(usize),
     ClearQueue,
     Network(bool),
     Shutdown,
@@ -271,6 +274,10 @@ pub(crate) struct Runner {
     /// A connection was just established: once its burst of effects is
     /// done, the queues it grew give their memory back.
     settled: bool,
+    /// The inbox's byte chunks not yet consumed by `Input::SendText`s, and
+    /// how far into the first one they are consumed.
+    texts: VecDeque<Bytes>,
+    text_at: usize,
     /// When status changes were last pushed to the host.
     published_at: Option<Instant>,
     /// Traffic status waits until then (`STATUS_EVERY`).
@@ -316,6 +323,8 @@ impl Runner {
             sends_taken: 0,
             unwritten: 0,
             settled: false,
+            texts: VecDeque::new(),
+            text_at: 0,
             published_at: None,
             status_due: None,
         }
@@ -380,7 +389,10 @@ impl Runner {
                 {
                     return Poll::Ready(Wake::WriteFailed(error));
                 }
-                if inputs.poll_take(cx, &mut taken, BATCH).is_ready() {
+                if inputs
+                    .poll_take(cx, &mut taken, &mut self.texts, BATCH)
+                    .is_ready()
+                {
                     return Poll::Ready(Wake::Inputs);
                 }
                 if let Some(conn) = self.connection.as_mut()
@@ -462,6 +474,23 @@ impl Runner {
                     self.write_message(conn, message);
                 }
             }
+            Input::SendText(len) => {
+                self.sends_taken += 1;
+                match self.take_text(len) {
+                    Some(text) => {
+                        if let Some((conn, message)) =
+                            self.machine.send_message(now, Outbound::Text(text))
+                        {
+                            self.write_message(conn, message);
+                        }
+                    }
+                    // Not reachable: an item's bytes are taken with it.
+                    None => self.host.log(
+                        LogLevel::Critical,
+                        "Send Message failed: internal error: its text was not in the inbox; nothing was sent",
+                    ),
+                }
+            }
             Input::ClearQueue => self.machine.handle_clear_queue(now),
             Input::Network(up) => self.machine.handle_network(now, up),
             Input::Shutdown => {
@@ -486,6 +515,28 @@ impl Runner {
                 self.machine.handle_closed(now, conn, *reason);
             }
         }
+    }
+
+    /// The next `len` bytes of the inbox's byte chunks, as the text of an
+    /// `Input::SendText` (shared with the chunk, not copied again).
+    fn take_text(&mut self, len: usize) -> Option<Utf8Bytes> {
+        if len == 0 {
+            return Some(Utf8Bytes::from_static(""));
+        }
+        let front = self.texts.front()?;
+        let end = self
+            .text_at
+            .checked_add(len)
+            .filter(|&end| end <= front.len())?;
+        let bytes = front.slice(self.text_at..end);
+        if end == front.len() {
+            self.texts.pop_front();
+            self.text_at = 0;
+        } else {
+            self.text_at = end;
+        }
+        // Copied from a &str: valid UTF-8; checked all the same (no unsafe).
+        Utf8Bytes::try_from(bytes).ok()
     }
 
     /// Writing to the connection failed: it is lost, with what was never

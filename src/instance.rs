@@ -299,6 +299,11 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
     })
 }
 
+/// Send Message texts up to this many bytes reach the driver copied, not
+/// shared ([`Instance::send_text`]); a longer copy would cost more than the
+/// shared reference count it saves.
+pub const COPIED_TEXT: usize = 1024;
+
 /// State shared between the instance handle and its runner.
 pub(crate) struct Shared {
     /// The status variables as of the last change.
@@ -442,7 +447,7 @@ impl Instance {
             Action::Connect { bearer_token } => self.input(Input::Connect(bearer_token)),
             Action::Disconnect => self
                 .inputs
-                .push_with(|| {
+                .push_with(|_| {
                     self.shared
                         .disconnects_pending
                         .fetch_add(1, Ordering::SeqCst);
@@ -478,7 +483,31 @@ impl Instance {
     /// (Queue While Disconnected) or refused with an error (and an error in
     /// the log): nothing is sent.
     pub fn send(&self, message: Outbound) -> Result<(), ActionError> {
-        let queued = self.inputs.push_with(|| {
+        match message {
+            Outbound::Text(text) if text.len() <= COPIED_TEXT => self.send_text(&text),
+            message => self.send_input(|_| Input::Send(message)),
+        }
+    }
+
+    /// Send a text message given by reference (see [`Instance::send`]).
+    /// Up to [`COPIED_TEXT`] bytes it is copied into the instance's inbox
+    /// (see `inbox`), with no allocation and no count shared with the
+    /// driver thread.
+    pub fn send_text(&self, text: &str) -> Result<(), ActionError> {
+        if text.len() > COPIED_TEXT {
+            return self
+                .send_input(|_| Input::Send(Outbound::Text(Utf8Bytes::from(text.to_owned()))));
+        }
+        self.send_input(|bytes| {
+            bytes.extend_from_slice(text.as_bytes());
+            Input::SendText(text.len())
+        })
+    }
+
+    /// Send Message's check-and-queue: `make` gives the input (and may add
+    /// its bytes) once the checks pass.
+    fn send_input(&self, make: impl FnOnce(&mut Vec<u8>) -> Input) -> Result<(), ActionError> {
+        let queued = self.inputs.push_with(|bytes| {
             let disconnecting = self.shared.disconnects_pending.load(Ordering::SeqCst) > 0;
             if !self.queue_while_disconnected
                 && (disconnecting || !self.shared.established.load(Ordering::Relaxed))
@@ -501,7 +530,7 @@ impl Instance {
                 return Err(ActionError::Backlog { waiting });
             }
             self.shared.pending_sends.fetch_add(1, Ordering::SeqCst);
-            Ok(Input::Send(message))
+            Ok(make(bytes))
         });
         match queued {
             Ok(Ok(())) => Ok(()),

@@ -5,6 +5,7 @@
 
 mod support;
 
+use async_tungstenite::tungstenite::Message;
 use serde_json::json;
 use std::sync::Arc;
 use support::{EchoServer, Recorder, TIMEOUT, tls_identity};
@@ -230,6 +231,68 @@ fn traffic_counters_count_messages_and_bytes() {
     });
     assert_eq!(status(&instance, "MessagesOut"), "2");
     assert_eq!(status(&instance, "BytesOut"), "8");
+}
+
+/// Send Message texts up to COPIED_TEXT bytes travel copied into the
+/// instance's inbox, longer ones and binary data as shared buffers: a burst
+/// that mixes them, around the threshold, arrives whole and in order, and
+/// Last Sent and the counters show the last one.
+#[test]
+fn sent_messages_of_every_size_and_kind_arrive_intact_and_in_order() {
+    use wsio::instance::COPIED_TEXT;
+    use wsio::machine::Outbound;
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, json!({}), server.port());
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    let sizes = [
+        0,
+        1,
+        31,
+        COPIED_TEXT - 1,
+        COPIED_TEXT,
+        COPIED_TEXT + 1,
+        65_536,
+    ];
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for (i, size) in sizes.into_iter().enumerate() {
+            let text = sized_text(round * 100 + i, size);
+            match i % 3 {
+                0 => instance.send_message(text.clone()).unwrap(),
+                1 => instance.send_text(&text).unwrap(),
+                _ => instance.send(Outbound::Text(text.clone().into())).unwrap(),
+            }
+            expected.push(Message::text(text));
+            let binary: Vec<u8> = (0..size).map(|k| (k + i) as u8).collect();
+            instance
+                .send(Outbound::Binary(binary.clone().into()))
+                .unwrap();
+            expected.push(Message::binary(binary));
+        }
+    }
+    let count = expected.len();
+    assert!(server.wait_for(|o| o.messages.len() >= count, TIMEOUT));
+    let got = server.snapshot().messages;
+    assert_eq!(got.len(), count, "nothing more, nothing less");
+    for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
+        assert!(
+            got == want,
+            "message {i} ({} bytes) arrived as {} bytes, or changed",
+            want.len(),
+            got.len()
+        );
+    }
+    let bytes: usize = expected.iter().map(Message::len).sum();
+    let (count, bytes) = (count.to_string(), bytes.to_string());
+    rec.expect("counters and Last Sent", |r| {
+        r.status_value("MessagesOut").as_deref() == Some(count.as_str())
+            && r.status_value("BytesOut").as_deref() == Some(bytes.as_str())
+    });
+    // The last message was binary: Last Sent shows its hex.
+    let last: Vec<u8> = (0..65_536).map(|k| (k + 6) as u8).collect();
+    assert_eq!(status(&instance, "LastSent"), hex::encode(last));
 }
 
 /// Text of `size` bytes that differs from message to message: its index,
