@@ -278,6 +278,9 @@ pub(crate) struct Runner {
     /// how far into the first one they are consumed.
     texts: VecDeque<Bytes>,
     text_at: usize,
+    /// The newest message, for Last Received at the next publish: one
+    /// store per message rather than a status update.
+    last_received: Option<Bytes>,
     /// When status changes were last pushed to the host.
     published_at: Option<Instant>,
     /// Traffic status waits until then (`STATUS_EVERY`).
@@ -325,6 +328,7 @@ impl Runner {
             settled: false,
             texts: VecDeque::new(),
             text_at: 0,
+            last_received: None,
             published_at: None,
             status_due: None,
         }
@@ -606,7 +610,7 @@ impl Runner {
                 if let Some(Received { data, binary }) = received {
                     self.host
                         .fire_trigger(Trigger::MessagesReceived, &data, binary);
-                    self.status.set_payload(StatusKey::LastReceived, data);
+                    self.last_received = Some(data);
                 }
             }
             Some(Err(tungstenite::Error::Capacity(error))) => {
@@ -690,8 +694,8 @@ impl Runner {
                     self.host
                         .fire_trigger(Trigger::MessagesReceived, &data, binary);
                     // The message is Last Received (Effect::Fire); status
-                    // is left to the batch flush.
-                    self.status.set_payload(StatusKey::LastReceived, data);
+                    // is left to the publish.
+                    self.last_received = Some(data);
                 }
                 effect => self.execute_effect(effect),
             }
@@ -762,6 +766,10 @@ impl Runner {
                 self.host.fire_trigger(trigger, &data, binary);
             }
             Effect::Status { key, value } => self.status.set(key, value),
+            Effect::StatusPayload {
+                key: StatusKey::LastReceived,
+                payload,
+            } => self.last_received = Some(payload),
             Effect::StatusPayload { key, payload } => self.status.set_payload(key, payload),
             Effect::StatusAt { key, at } => {
                 let ahead = at.saturating_duration_since(Instant::now());
@@ -842,6 +850,9 @@ impl Runner {
     /// than `STATUS_EVERY` ago (a deadline brings it); anything else goes at
     /// once ([`Runner::publish`]).
     fn publish_coalesced(&mut self) {
+        if let Some(data) = self.last_received.take() {
+            self.status.set_payload(StatusKey::LastReceived, data);
+        }
         if let Some(at) = self.published_at
             && self.status.is_traffic_only()
         {
@@ -877,6 +888,9 @@ impl Runner {
     /// Pushes the status changes (coalesced since the last push) to the
     /// host and the shared snapshot.
     fn publish(&mut self) {
+        if let Some(data) = self.last_received.take() {
+            self.status.set_payload(StatusKey::LastReceived, data);
+        }
         self.publish_state();
         self.status_due = None;
         let counters = self.machine.counters();
