@@ -91,6 +91,15 @@ fn read_buffer_size() -> usize {
 
 const READ_BUFFER: usize = 4 * 1024;
 
+/// The WebSocket settings of a connection: made when it opens, not kept by
+/// every idle runner (its size, per instance, is what idle memory is made of).
+fn ws_config(props: &Properties) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer_size())
+        .max_message_size(Some(props.max_message_size))
+        .max_frame_size(Some(props.max_message_size))
+}
+
 /// The module's executor thread.
 struct Driver {
     executor: Arc<Executor<'static>>,
@@ -259,7 +268,6 @@ pub(crate) struct Runner {
     pub status: StatusChanges,
     pub shared: Arc<Shared>,
     pub inputs: Inbox<Input>,
-    pub ws_config: WebSocketConfig,
     connection: Option<Connection>,
     attempt: Option<(ConnId, Task<()>)>,
     shutting_down: bool,
@@ -305,12 +313,7 @@ impl Runner {
         inputs: Inbox<Input>,
     ) -> Self {
         let close_timeout = machine.close_timeout();
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(read_buffer_size())
-            .max_message_size(Some(props.max_message_size))
-            .max_frame_size(Some(props.max_message_size));
         Runner {
-            ws_config,
             close_timeout,
             machine,
             props,
@@ -711,7 +714,7 @@ impl Runner {
                     self.props.clone(),
                     bearer_token,
                     self.tls.clone(),
-                    self.ws_config,
+                    ws_config(&self.props),
                     self.inputs.clone(),
                 ));
                 if self.props.protocol == Protocol::Wss
