@@ -475,22 +475,12 @@ impl Runner {
             Input::Send(message) => {
                 // Leaves pending_sends with the rest of its burst (run).
                 self.sends_taken += 1;
-                // The per-message path: what Effect::Send does, without
-                // the effect queue.
-                if let Some((conn, message)) = self.machine.send_message(now, message) {
-                    self.write_message(conn, message);
-                }
+                self.send_message(now, message);
             }
             Input::SendText(len) => {
                 self.sends_taken += 1;
                 match self.take_text(len) {
-                    Some(text) => {
-                        if let Some((conn, message)) =
-                            self.machine.send_message(now, Outbound::Text(text))
-                        {
-                            self.write_message(conn, message);
-                        }
-                    }
+                    Some(text) => self.send_message(now, Outbound::Text(text)),
                     // Not reachable: an item's bytes are taken with it.
                     None => self.host.log(
                         LogLevel::Critical,
@@ -521,6 +511,14 @@ impl Runner {
                 }
                 self.machine.handle_closed(now, conn, *reason);
             }
+        }
+    }
+
+    /// A Send Message taken from the inbox. The per-message path: what
+    /// Effect::Send does, without the effect queue when nothing waits.
+    fn send_message(&mut self, now: Instant, message: Outbound) {
+        if let Some((conn, message)) = self.machine.send_message(now, message) {
+            self.write_message(conn, message);
         }
     }
 
@@ -854,9 +852,7 @@ impl Runner {
     /// than `STATUS_EVERY` ago (a deadline brings it); anything else goes at
     /// once ([`Runner::publish`]).
     fn publish_coalesced(&mut self) {
-        if let Some(data) = self.last_received.take() {
-            self.status.set_payload(StatusKey::LastReceived, data);
-        }
+        self.stage_last_received();
         if let Some(at) = self.published_at
             && self.status.is_traffic_only()
         {
@@ -877,6 +873,13 @@ impl Runner {
         self.publish();
     }
 
+    /// Hands the newest message to the status list as Last Received.
+    fn stage_last_received(&mut self) {
+        if let Some(data) = self.last_received.take() {
+            self.status.set_payload(StatusKey::LastReceived, data);
+        }
+    }
+
     /// What Send Message and status reads check: up to date at once.
     fn publish_state(&self) {
         self.shared
@@ -892,9 +895,7 @@ impl Runner {
     /// Pushes the status changes (coalesced since the last push) to the
     /// host and the shared snapshot.
     fn publish(&mut self) {
-        if let Some(data) = self.last_received.take() {
-            self.status.set_payload(StatusKey::LastReceived, data);
-        }
+        self.stage_last_received();
         self.publish_state();
         self.status_due = None;
         let counters = self.machine.counters();
