@@ -40,7 +40,7 @@ use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{self, ClientConfig};
-use futures_util::{FutureExt, Sink, StreamExt};
+use futures_util::{Sink, StreamExt};
 use smol::net::TcpStream;
 use smol::{Executor, Task, Timer};
 use std::collections::VecDeque;
@@ -354,6 +354,10 @@ impl Runner {
         let mut taken = std::collections::VecDeque::new();
         let mut timer = Timer::never();
         let mut armed: Option<Instant> = None;
+        // The task's own waker, for reading frames outside the poll below:
+        // registering the same waker again is cheap, where a no-op waker
+        // (`now_or_never`) traded places with it on every burst.
+        let mut task_waker = std::task::Waker::noop().clone();
         loop {
             self.execute_effects();
             // One update of the counters the host threads read, per burst
@@ -389,6 +393,7 @@ impl Runner {
                 (None, _) => {}
             }
             let wake = std::future::poll_fn(|cx| {
+                task_waker.clone_from(cx.waker());
                 // Writes first: what the last pass sent goes out now.
                 if let Some(conn) = self.connection.as_mut()
                     && conn.writing()
@@ -429,11 +434,12 @@ impl Runner {
                     let mut now = Instant::now();
                     let mut big = self.handle_frame(now, frame);
                     self.execute_effects();
+                    let mut cx = Context::from_waker(&task_waker);
                     for n in 1..=BATCH {
                         let Some(conn) = self.connection.as_mut() else {
                             break;
                         };
-                        let Some(frame) = conn.ws.next().now_or_never() else {
+                        let Poll::Ready(frame) = conn.ws.poll_next_unpin(&mut cx) else {
                             break;
                         };
                         if big || n % CLOCK_EVERY == 0 {
