@@ -205,8 +205,9 @@ impl Connection {
     }
 
     /// Hands the outbox (then our close frame) to the WebSocket as fast as
-    /// the socket takes it, then flushes. Returns without waiting: what the
-    /// socket cannot take now waits, and `cx` is woken when it can.
+    /// the socket takes it. Returns without waiting: what the socket cannot
+    /// take now waits, and `cx` is woken when it can. [`Connection::poll_flush`]
+    /// then sends it.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
         while self.may_write() && (!self.outbox.is_empty() || self.close.is_some()) {
             let mut ws = Pin::new(&mut self.ws);
@@ -225,6 +226,10 @@ impl Connection {
             ws.as_mut().start_send(message)?;
             self.unflushed = true;
         }
+        Ok(())
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
         if self.unflushed {
             match Pin::new(&mut self.ws).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
@@ -397,9 +402,19 @@ impl Runner {
                 // Writes first: what the last pass sent goes out now.
                 if let Some(conn) = self.connection.as_mut()
                     && conn.writing()
-                    && let Err(error) = conn.poll_write(cx)
                 {
-                    return Poll::Ready(Wake::WriteFailed(error));
+                    if let Err(error) = conn.poll_write(cx) {
+                        return Poll::Ready(Wake::WriteFailed(error));
+                    }
+                    // What the WebSocket took leaves the Send Message
+                    // backlog before it can reach the server: the runner may
+                    // sleep after this poll, with no pass to do it.
+                    self.store_unwritten();
+                    if let Some(conn) = self.connection.as_mut()
+                        && let Err(error) = conn.poll_flush(cx)
+                    {
+                        return Poll::Ready(Wake::WriteFailed(error));
+                    }
                 }
                 if inputs
                     .poll_take(cx, &mut taken, &mut self.texts, BATCH)
