@@ -132,8 +132,15 @@ impl<T> Inbox<T> {
         if state.queue.is_empty() {
             return false;
         }
-        let n = state.queue.len().min(max);
-        into.extend(state.queue.drain(..n));
+        if into.is_empty() && state.queue.len() <= max {
+            // The whole queue: the two buffers trade places rather than
+            // the items being copied from one into the other (the queue
+            // gets the runner's empty buffer, which keeps its memory).
+            std::mem::swap(into, &mut state.queue);
+        } else {
+            let n = state.queue.len().min(max);
+            into.extend(state.queue.drain(..n));
+        }
         if !state.bytes.is_empty() {
             // Taken whole, so the producers start a new buffer: no memory
             // stays behind in an idle inbox.
@@ -210,6 +217,15 @@ mod tests {
                 .is_ready()
         );
         assert_eq!(taken, [2, 3, 4]);
+        // Taken after what the runner still holds (the whole queue, but
+        // not by trading buffers).
+        inbox.push(5).unwrap();
+        assert!(
+            inbox
+                .poll_take(&mut cx, &mut taken, &mut bytes, 10)
+                .is_ready()
+        );
+        assert_eq!(taken, [2, 3, 4, 5]);
         assert!(
             inbox
                 .poll_take(&mut cx, &mut taken, &mut bytes, 10)
