@@ -964,6 +964,34 @@ fn trigger_prepare_and_test_refuse_bad_input() {
     let raw = freed.0;
     drop(freed);
     assert_eq!(test_raw(raw, b"x".as_ptr(), 1).0, -1);
+    // A handle this thread has just used (and so remembers) is refused
+    // as soon as it is freed; more triggers than the module remembers per
+    // thread keep their own matches when used in turn.
+    let used = prepare(
+        ptr::null_mut(),
+        "Messages Received",
+        r#"{"Match String":"a"}"#,
+    )
+    .unwrap();
+    assert_eq!(test_data(&used, b"a").0, 1);
+    let used_raw = used.0;
+    drop(used);
+    assert_eq!(test_raw(used_raw, b"a".as_ptr(), 1).0, -1);
+    let many: Vec<(String, Prepared)> = (0..7)
+        .map(|n| {
+            let word = format!("w{n}");
+            let json = format!(r#"{{"Match String":"{word}"}}"#);
+            let p = prepare(ptr::null_mut(), "Messages Received", &json).unwrap();
+            (word, p)
+        })
+        .collect();
+    for round in 0..3 {
+        for (n, (word, p)) in many.iter().enumerate() {
+            assert_eq!(test_data(p, word.as_bytes()).0, 1, "round {round}, {word}");
+            let other = &many[(n + 1) % many.len()].0;
+            assert_eq!(test_data(p, other.as_bytes()).0, 0, "round {round}, {word}");
+        }
+    }
     // A second free of the same handle, and NULL, are ignored.
     // SAFETY: the module looks handles up in its registry; stale ones miss.
     unsafe {
