@@ -22,6 +22,17 @@ fn established(r: &support::Recorded) -> bool {
     r.count(Trigger::Established) > 0
 }
 
+/// An instance with `props` connected to a fresh echo server, once
+/// WebSocket Established has fired.
+fn connected_to_echo(props: serde_json::Value) -> (EchoServer, Arc<Recorder>, Instance) {
+    let server = EchoServer::start();
+    let rec = Recorder::new();
+    let instance = start(&rec, props, server.port());
+    instance.connect(None).unwrap();
+    rec.expect("established", established);
+    (server, rec, instance)
+}
+
 fn status(instance: &Instance, key: &str) -> String {
     instance
         .status()
@@ -33,11 +44,7 @@ fn status(instance: &Instance, key: &str) -> String {
 
 #[test]
 fn binary_messages_round_trip_as_hex_with_their_message_type() {
-    let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = start(&rec, json!({}), server.port());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (server, rec, instance) = connected_to_echo(json!({}));
     instance
         .action(
             "Send Message",
@@ -79,11 +86,7 @@ fn binary_messages_round_trip_as_hex_with_their_message_type() {
 
 #[test]
 fn binary_as_text_delivers_valid_utf8_as_text() {
-    let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = start(&rec, json!({"Binary As Text": true}), server.port());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (_server, rec, instance) = connected_to_echo(json!({"Binary As Text": true}));
     instance
         .action(
             "Send Message",
@@ -217,11 +220,7 @@ fn trigger_rate_limit_counts_every_message_it_suppresses() {
 
 #[test]
 fn traffic_counters_count_messages_and_bytes() {
-    let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = start(&rec, json!({}), server.port());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (_server, rec, instance) = connected_to_echo(json!({}));
     instance.send_message("12345").unwrap();
     instance.send_message("678").unwrap();
     rec.expect("two echoes", |r| r.count(Trigger::MessagesReceived) == 2);
@@ -241,11 +240,7 @@ fn traffic_counters_count_messages_and_bytes() {
 fn sent_messages_of_every_size_and_kind_arrive_intact_and_in_order() {
     use wsio::instance::COPIED_TEXT;
     use wsio::machine::Outbound;
-    let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = start(&rec, json!({}), server.port());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (server, rec, instance) = connected_to_echo(json!({}));
     let sizes = [
         0,
         1,
