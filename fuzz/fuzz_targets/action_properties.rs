@@ -56,21 +56,29 @@ fuzz_target!(|data: &[u8]| {
     let used = (selector as usize / ACTIONS.len()) % 4;
     let variables = &variables[..used];
 
+    // A message is not a secret: an action may show it. So the marker
+    // checks skip properties whose strings spell the marker once JSON
+    // escapes are decoded and placeholders filled ("Zq9xSECR<1>ETmarker"
+    // with variable 1 = "" is a message that holds it, not a leak).
     if let Ok(properties) = serde_json::from_str::<Value>(json) {
-        check(name, &properties, variables);
+        if !fill_placeholders(&properties.to_string(), variables).contains(MARKER) {
+            check(name, &properties, variables);
+        }
     }
+    let filled = fill_placeholders(template, variables);
     // The template as each string property of the actions that take one.
-    check("Send Message", &json!({"Message": template}), variables);
-    check(
-        "Send Message",
-        &json!({"Message": template, "Message Type": "Binary"}),
-        variables,
-    );
+    if !filled.contains(MARKER) {
+        check("Send Message", &json!({"Message": template}), variables);
+        check(
+            "Send Message",
+            &json!({"Message": template, "Message Type": "Binary"}),
+            variables,
+        );
+    }
     // A bearer token planted around the template (and its placeholders).
     let token = format!("{template}{MARKER}");
     check("Connect", &json!({"Bearer Token": token}), variables);
 
-    let filled = fill_placeholders(template, variables);
     let none: &[&str] = &[];
     assert_eq!(fill_placeholders(template, none), *template);
     if !template.contains('<') {

@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use wsio::properties::{Properties, parse_proxy};
-use wsio_fuzz::{MARKER, assert_no_marker, neutralize_paths, parts};
+use wsio_fuzz::{MARKER, assert_no_marker, neutralize_paths, parts, value_has_marker};
 
 fn check(properties: &Value) {
     match Properties::from_json(properties) {
@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // The raw text, as a host passes it.
     if let Ok(mut value) = serde_json::from_str::<Value>(&json) {
+        // JSON escapes can spell the marker where the raw text does not.
+        if value_has_marker(&value) {
+            return;
+        }
         neutralize_paths(&mut value);
         check(&value);
         // The same with a password planted (Basic auth needs a Username).

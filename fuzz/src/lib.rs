@@ -39,6 +39,14 @@ pub fn neutralize_paths(value: &mut Value) {
     }
 }
 
+/// Whether parsed JSON already holds the marker in a key or a string: JSON
+/// escapes (`\u0053`) can spell it without the raw text containing it.
+/// `MARKER` has no character JSON escapes, so the serialized form shows it
+/// whenever some key or string holds it.
+pub fn value_has_marker(value: &Value) -> bool {
+    value.to_string().contains(MARKER)
+}
+
 /// Panics (a fuzz crash) when `text` shows the planted secret.
 pub fn assert_no_marker(what: &str, text: &str) {
     assert!(
