@@ -175,6 +175,8 @@ struct Connection {
     /// Messages the machine sent that the WebSocket has not taken yet
     /// (in order; the count is `Shared::unwritten`).
     outbox: VecDeque<Message>,
+    /// The payload bytes in `outbox` (`Shared::unwritten_bytes`).
+    outbox_bytes: usize,
     /// Messages were pushed to the outbox in the current pass over the
     /// effects (Last Sent is the newest of them).
     sent_this_pass: bool,
@@ -195,6 +197,7 @@ impl Connection {
             id,
             ws,
             outbox: VecDeque::new(),
+            outbox_bytes: 0,
             sent_this_pass: false,
             close: None,
             unflushed: false,
@@ -217,7 +220,10 @@ impl Connection {
                 Poll::Pending => return Ok(()),
             }
             let message = match self.outbox.pop_front() {
-                Some(message) => message,
+                Some(message) => {
+                    self.outbox_bytes = self.outbox_bytes.saturating_sub(message.len());
+                    message
+                }
                 None => {
                     self.close_sent = true;
                     Message::Close(self.close.take())
@@ -282,8 +288,10 @@ pub(crate) struct Runner {
     /// Send Messages taken from the inputs and not yet subtracted from
     /// `Shared::pending_sends` (done once per burst).
     sends_taken: usize,
-    /// `Shared::unwritten` as last stored.
-    unwritten: usize,
+    /// Their payload bytes, for `Shared::pending_send_bytes`.
+    send_bytes_taken: usize,
+    /// `Shared::unwritten` and `Shared::unwritten_bytes` as last stored.
+    unwritten: (usize, usize),
     /// A connection was just established: once its burst of effects is
     /// done, the queues it grew give their memory back.
     settled: bool,
@@ -332,7 +340,8 @@ impl Runner {
             shutting_down: false,
             published: Counters::default(),
             sends_taken: 0,
-            unwritten: 0,
+            send_bytes_taken: 0,
+            unwritten: (0, 0),
             settled: false,
             texts: VecDeque::new(),
             text_at: 0,
@@ -373,6 +382,9 @@ impl Runner {
                 self.shared
                     .pending_sends
                     .fetch_sub(std::mem::take(&mut self.sends_taken), Ordering::SeqCst);
+                self.shared
+                    .pending_send_bytes
+                    .fetch_sub(std::mem::take(&mut self.send_bytes_taken), Ordering::SeqCst);
             }
             self.publish_coalesced();
             if std::mem::take(&mut self.settled) {
@@ -496,10 +508,12 @@ impl Runner {
             Input::Send(message) => {
                 // Leaves pending_sends with the rest of its burst (run).
                 self.sends_taken += 1;
+                self.send_bytes_taken += message.len();
                 self.send_message(now, message);
             }
             Input::SendText(len) => {
                 self.sends_taken += 1;
+                self.send_bytes_taken += len;
                 match self.take_text(len) {
                     Some(text) => self.send_message(now, Outbound::Text(text)),
                     // Not reachable: an item's bytes are taken with it.
@@ -583,10 +597,22 @@ impl Runner {
     /// Publishes the outbox length as `Shared::unwritten` (the Send
     /// Message backlog also counts it), when it changed.
     fn store_unwritten(&mut self) {
-        let unwritten = self.connection.as_ref().map_or(0, |c| c.outbox.len());
+        let unwritten = self
+            .connection
+            .as_ref()
+            .map_or((0, 0), |c| (c.outbox.len(), c.outbox_bytes));
         if unwritten != self.unwritten {
+            // Bytes first: a Send Message that reads between the stores
+            // sees at worst the old count with the new bytes.
+            if unwritten.1 != self.unwritten.1 {
+                self.shared
+                    .unwritten_bytes
+                    .store(unwritten.1, Ordering::SeqCst);
+            }
+            if unwritten.0 != self.unwritten.0 {
+                self.shared.unwritten.store(unwritten.0, Ordering::SeqCst);
+            }
             self.unwritten = unwritten;
-            self.shared.unwritten.store(unwritten, Ordering::SeqCst);
         }
     }
 
@@ -816,6 +842,7 @@ impl Runner {
                 .log(LogLevel::Extended, &comms_line("->", &message));
         }
         if let Some(c) = self.connection.as_mut().filter(|c| c.id == conn) {
+            c.outbox_bytes += message.len();
             c.outbox.push_back(message);
             c.sent_this_pass = true;
         }

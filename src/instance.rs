@@ -55,6 +55,12 @@ use std::time::Duration;
 /// bound when a server stops reading.
 pub const SEND_BACKLOG: usize = 10_000;
 
+/// At most this many bytes of Send Message payload may wait for the socket
+/// (whichever of this and [`SEND_BACKLOG`] comes first): 10,000 large
+/// messages would otherwise hold gigabytes. One message larger than this
+/// is still accepted when nothing else waits.
+pub const SEND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
 /// What the controller receives from an instance. Called from the module's
 /// driver thread; implementations must return quickly (no other instance is
 /// served meanwhile). They may run actions on any instance
@@ -115,7 +121,7 @@ pub enum ActionError {
     /// Send Message while the WebSocket is not established.
     NotEstablished { state: &'static str },
     /// Too many messages wait for the server to read them.
-    Backlog { waiting: usize },
+    Backlog { waiting: usize, bytes: usize },
     /// The instance is shutting down.
     Stopped,
 }
@@ -128,9 +134,9 @@ impl fmt::Display for ActionError {
                 f,
                 "Send Message failed: the WebSocket is not established (state: {state}); nothing was sent"
             ),
-            ActionError::Backlog { waiting } => write!(
+            ActionError::Backlog { waiting, bytes } => write!(
                 f,
-                "Send Message refused: {waiting} messages are already waiting for the server to read them (limit {SEND_BACKLOG}); nothing was sent"
+                "Send Message refused: {waiting} messages ({bytes} bytes) are already waiting for the server to read them (limit {SEND_BACKLOG} messages or {SEND_BACKLOG_BYTES} bytes); nothing was sent"
             ),
             ActionError::Stopped => f.write_str("the instance is shutting down"),
         }
@@ -311,8 +317,12 @@ pub(crate) struct Shared {
     pub established: AtomicBool,
     pub state_name: Mutex<&'static str>,
     pub pending_sends: AtomicUsize,
+    /// The payload bytes of `pending_sends`.
+    pub pending_send_bytes: AtomicUsize,
     /// Messages in the connection's outbox, not yet taken by the WebSocket.
     pub unwritten: AtomicUsize,
+    /// The payload bytes of `unwritten`.
+    pub unwritten_bytes: AtomicUsize,
     /// Disconnect actions queued and not yet run by the driver.
     pub disconnects_pending: AtomicUsize,
 }
@@ -394,8 +404,10 @@ impl Instance {
             established: AtomicBool::new(false),
             state_name: Mutex::new(machine.state_name()),
             pending_sends: AtomicUsize::new(0),
+            pending_send_bytes: AtomicUsize::new(0),
             disconnects_pending: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
+            unwritten_bytes: AtomicUsize::new(0),
         });
         let inputs = Inbox::new();
         for note in &properties.notes {
@@ -485,7 +497,7 @@ impl Instance {
     pub fn send(&self, message: Outbound) -> Result<(), ActionError> {
         match message {
             Outbound::Text(text) if text.len() <= COPIED_TEXT => self.send_text(&text),
-            message => self.send_input(|_| Input::Send(message)),
+            message => self.send_input(message.len(), |_| Input::Send(message)),
         }
     }
 
@@ -495,18 +507,23 @@ impl Instance {
     /// driver thread.
     pub fn send_text(&self, text: &str) -> Result<(), ActionError> {
         if text.len() > COPIED_TEXT {
-            return self
-                .send_input(|_| Input::Send(Outbound::Text(Utf8Bytes::from(text.to_owned()))));
+            return self.send_input(text.len(), |_| {
+                Input::Send(Outbound::Text(Utf8Bytes::from(text.to_owned())))
+            });
         }
-        self.send_input(|bytes| {
+        self.send_input(text.len(), |bytes| {
             bytes.extend_from_slice(text.as_bytes());
             Input::SendText(text.len())
         })
     }
 
-    /// Send Message's check-and-queue: `make` gives the input (and may add
-    /// its bytes) once the checks pass.
-    fn send_input(&self, make: impl FnOnce(&mut Vec<u8>) -> Input) -> Result<(), ActionError> {
+    /// Send Message's check-and-queue of a message of `len` bytes: `make`
+    /// gives the input (and may add its bytes) once the checks pass.
+    fn send_input(
+        &self,
+        len: usize,
+        make: impl FnOnce(&mut Vec<u8>) -> Input,
+    ) -> Result<(), ActionError> {
         let queued = self.inputs.push_with(|bytes| {
             let disconnecting = self.shared.disconnects_pending.load(Ordering::SeqCst) > 0;
             if !self.queue_while_disconnected
@@ -526,10 +543,20 @@ impl Instance {
             // with no moment in neither.
             let waiting = self.shared.pending_sends.load(Ordering::SeqCst)
                 + self.shared.unwritten.load(Ordering::SeqCst);
-            if waiting >= SEND_BACKLOG {
-                return Err(ActionError::Backlog { waiting });
+            let waiting_bytes = self.shared.pending_send_bytes.load(Ordering::SeqCst)
+                + self.shared.unwritten_bytes.load(Ordering::SeqCst);
+            if waiting >= SEND_BACKLOG
+                || (waiting > 0 && waiting_bytes.saturating_add(len) > SEND_BACKLOG_BYTES)
+            {
+                return Err(ActionError::Backlog {
+                    waiting,
+                    bytes: waiting_bytes,
+                });
             }
             self.shared.pending_sends.fetch_add(1, Ordering::SeqCst);
+            self.shared
+                .pending_send_bytes
+                .fetch_add(len, Ordering::SeqCst);
             Ok(make(bytes))
         });
         match queued {

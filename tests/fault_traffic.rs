@@ -20,7 +20,7 @@ use support::{
     EchoServer, Entries, Journal, ScriptServer, TIMEOUT, assert_invariants, connect_instance,
     fault_properties, raw_frame, with,
 };
-use wsio::instance::{ActionError, SEND_BACKLOG};
+use wsio::instance::{ActionError, Instance, SEND_BACKLOG, SEND_BACKLOG_BYTES};
 use wsio::matching::Trigger;
 
 const MIB: usize = 1024 * 1024;
@@ -214,8 +214,11 @@ impl Drop for OpenOnDrop {
     }
 }
 
-#[test]
-fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_bounded() {
+/// A server that reads nothing until `reading` opens, and an instance
+/// established with it. The gate opens when the returned `OpenOnDrop` is
+/// dropped, before the server (declared first) is.
+fn connect_to_a_server_that_waits_to_read()
+-> (ScriptServer, Arc<Gate>, OpenOnDrop, Arc<Journal>, Instance) {
     let reading = Arc::new(Gate::default());
     let gate = reading.clone();
     let server = ScriptServer::start(move |mut peer| {
@@ -223,11 +226,17 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
             peer.hold();
         }
     });
-    // Declared after the server, so dropped (opened) before it.
-    let _open = OpenOnDrop(reading.clone());
+    let open = OpenOnDrop(reading.clone());
     let journal = Journal::new();
     let instance = connect_instance(&journal, fault_properties(server.port()));
     journal.expect("WebSocket Established", established(1));
+    (server, reading, open, journal, instance)
+}
+
+#[test]
+fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_bounded() {
+    // Dropped right to left: the gate opens before the server stops.
+    let (server, reading, _open, journal, instance) = connect_to_a_server_that_waits_to_read();
 
     // The server reads nothing: the socket fills, then the module's
     // backlog. Every call returns (the loop goes on); past the backlog the
@@ -296,6 +305,59 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
     }
     instance.send_message("after the backlog").unwrap();
     assert!(server.wait_for(|o| o.messages.len() == accepted + 1, TIMEOUT));
+    assert_invariants(&journal, instance, Some(0));
+}
+
+#[test]
+fn the_send_backlog_is_bounded_in_bytes_and_one_message_above_the_limit_still_goes() {
+    // Dropped right to left: the gate opens before the server stops.
+    let (server, reading, _open, journal, instance) = connect_to_a_server_that_waits_to_read();
+
+    // With nothing waiting, one message larger than the byte limit is
+    // accepted: the limit bounds a backlog, not a message.
+    let big = "b".repeat(SEND_BACKLOG_BYTES + 1);
+    instance.send_message(big.clone()).unwrap();
+    // The server reads nothing: 64 KiB messages are refused long before
+    // the 10,000-message limit, once the waiting bytes reach 16 MiB.
+    let payload = "z".repeat(64 * 1024);
+    let message = |n: usize| format!("{n:07} {payload}");
+    let mut accepted = 0;
+    let refusal = loop {
+        match instance.send_message(message(accepted)) {
+            Ok(()) => accepted += 1,
+            Err(error @ ActionError::Backlog { .. }) => break error,
+            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
+        }
+        assert!(
+            accepted < SEND_BACKLOG / 10,
+            "{accepted} messages of 64 KiB accepted for a server that reads nothing: the bytes are not bounded"
+        );
+    };
+    assert!(
+        refusal.to_string().contains("or 16777216 bytes"),
+        "{refusal}"
+    );
+    journal.expect("every accepted message handed on", |e| {
+        status(e, "MessagesOut") == (accepted + 1).to_string()
+    });
+    assert!(instance.is_established(), "a slow server is not an error");
+
+    // The server reads again: everything accepted arrives, whole and in
+    // order.
+    reading.open();
+    assert!(
+        server.wait_for(|o| o.messages.len() == accepted + 1, 3 * TIMEOUT),
+        "the server got {} of {}",
+        server.snapshot().messages.len(),
+        accepted + 1
+    );
+    let texts = server.snapshot().texts();
+    assert!(texts[0] == big, "the large message arrived changed");
+    for (n, text) in texts[1..].iter().enumerate() {
+        assert!(*text == message(n), "message {n} arrived changed");
+    }
+    instance.send_message("after the backlog").unwrap();
+    assert!(server.wait_for(|o| o.messages.len() == accepted + 2, TIMEOUT));
     assert_invariants(&journal, instance, Some(0));
 }
 

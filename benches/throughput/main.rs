@@ -368,7 +368,7 @@ fn measure(
                     let s = wsio_rows::send(ports, tls, n, size, true);
                     line.push(Col::Wsio, rate(n, s.elapsed));
                     line.note_value(
-                        &format!("Send Message calls answered REJECTED (backlog of 10,000 full; retried after 100 µs), of {n}"),
+                        &format!("Send Message calls answered REJECTED (backlog of 10,000 messages or 16 MiB full; retried after 100 µs), of {n}"),
                         s.rejected as f64,
                     );
                 }

@@ -124,7 +124,8 @@ pub fn receive(ports: &Ports, tls: bool, n: usize, size: usize, inline: bool) ->
 /// What a send run saw besides its time.
 pub struct Sent {
     pub elapsed: Duration,
-    /// Send Message calls answered IOM_ERR_REJECTED (the 10,000 backlog).
+    /// Send Message calls answered IOM_ERR_REJECTED (the backlog of 10,000
+    /// messages or 16 MiB).
     pub rejected: u64,
 }
 
