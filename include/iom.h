@@ -152,6 +152,9 @@ int iom_instance_destroy(iom_instance *instance);
  * IOM_OK means the message was handed to the connection (or queued, with
  * Queue While Disconnected); once a Disconnect has been accepted, later Send
  * Messages are refused (IOM_ERR_REJECTED) rather than accepted and dropped.
+ * So are Send Messages past 10,000 messages or 16 MiB of message bytes
+ * waiting for a server that does not read (one larger message is taken
+ * when nothing waits); retry later.
  * A connection lost before the message was written is logged, never silent.
  */
 int iom_instance_action(iom_instance *instance, const char *action, const char *properties_json,
