@@ -18,7 +18,7 @@
 use crate::inbox::Inbox;
 use crate::instance::{Host, Shared};
 use crate::machine::{
-    ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Received, Stage,
+    ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Received, Stage, unsent_note,
 };
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
@@ -261,10 +261,7 @@ impl Connection {
     /// ended: nothing is dropped without saying so.
     fn note_unsent(&self, ending: &mut Ending) {
         if !self.outbox.is_empty() {
-            ending.reason.push_str(&format!(
-                "; {} queued message(s) were not sent",
-                self.outbox.len()
-            ));
+            ending.reason.push_str(&unsent_note(self.outbox.len()));
         }
     }
 }
@@ -482,6 +479,7 @@ impl Runner {
                 Wake::WriteFailed(error) => self.write_failed(Instant::now(), &error),
                 Wake::Deadline => {
                     armed = None;
+                    self.machine.set_unwritten(self.outbox_len());
                     self.machine.handle_timeout(Instant::now());
                 }
             }
@@ -524,7 +522,10 @@ impl Runner {
                 }
             }
             Input::ClearQueue => self.machine.handle_clear_queue(now),
-            Input::Network(up) => self.machine.handle_network(now, up),
+            Input::Network(up) => {
+                self.machine.set_unwritten(self.outbox_len());
+                self.machine.handle_network(now, up);
+            }
             Input::Shutdown => {
                 self.shutting_down = true;
                 self.machine.handle_shutdown(now);
@@ -592,6 +593,11 @@ impl Runner {
         };
         conn.note_unsent(&mut ending);
         self.machine.handle_closed(now, conn.id, ending);
+    }
+
+    /// Messages in the connection's outbox.
+    fn outbox_len(&self) -> usize {
+        self.connection.as_ref().map_or(0, |c| c.outbox.len())
     }
 
     /// Publishes the outbox length as `Shared::unwritten` (the Send

@@ -324,6 +324,12 @@ pub struct Ending {
     pub close: Option<String>,
 }
 
+/// What a loss adds to its reason when messages were still waiting to be
+/// written: nothing is dropped without saying so.
+pub fn unsent_note(messages: usize) -> String {
+    format!("; {messages} queued message(s) were not sent")
+}
+
 impl Ending {
     pub fn error(stage: Stage, reason: String) -> Ending {
         Ending {
@@ -394,6 +400,9 @@ enum State {
 #[derive(Debug)]
 pub struct Machine {
     settings: Settings,
+    /// Messages the driver holds for the connection and has not written
+    /// (its outbox), as it last said before an event that may drop it.
+    unwritten: usize,
     state: State,
     next_conn: u64,
     /// The bearer token of the last Connect, reused by reconnects.
@@ -433,6 +442,7 @@ impl Machine {
     pub fn new(settings: Settings, seed: u64) -> Self {
         let messaging = settings.messaging;
         Machine {
+            unwritten: 0,
             queue: VecDeque::new(),
             send_bucket: Bucket::new(messaging.max_send_rate, false),
             trigger_bucket: Bucket::new(messaging.trigger_rate_limit, true),
@@ -734,6 +744,14 @@ impl Machine {
     }
 
     /// The controller's network went down or came up.
+    /// The driver's count of messages it holds for the connection and has
+    /// not written yet. Given before `handle_timeout` and `handle_network`,
+    /// which may drop the connection without a close handshake: the
+    /// Disconnected reason then says how many were not sent.
+    pub fn set_unwritten(&mut self, messages: usize) {
+        self.unwritten = messages;
+    }
+
     pub fn handle_network(&mut self, now: Instant, up: bool) {
         if up == self.network_up {
             return;
@@ -769,8 +787,7 @@ impl Machine {
             State::Handshaking { conn, .. }
             | State::Established { conn, .. }
             | State::Closing { conn, .. } => {
-                self.push(Effect::Abort { conn });
-                self.lost(now, "network down".into());
+                self.abort(now, conn, "network down".to_owned().into());
             }
         }
     }
@@ -1019,7 +1036,6 @@ impl Machine {
                     .idle_timeout
                     .is_some_and(|idle| now >= last_rx + idle)
                 {
-                    self.push(Effect::Abort { conn });
                     let mut ending = Ending::error(
                         Stage::IdleTimeout,
                         format!(
@@ -1028,7 +1044,7 @@ impl Machine {
                         ),
                     );
                     ending.close = dropped();
-                    self.lost(now, ending);
+                    self.abort(now, conn, ending);
                     return;
                 }
                 if !self.settings.keep_alive {
@@ -1045,7 +1061,6 @@ impl Machine {
                     }
                     Some(sent) if now >= sent + timing.pong_timeout => {
                         // Half-open: a close frame would not get through either.
-                        self.push(Effect::Abort { conn });
                         let mut ending = Ending::error(
                             Stage::PingTimeout,
                             format!(
@@ -1054,7 +1069,7 @@ impl Machine {
                             ),
                         );
                         ending.close = dropped();
-                        self.lost(now, ending);
+                        self.abort(now, conn, ending);
                     }
                     _ => {}
                 }
@@ -1063,8 +1078,7 @@ impl Machine {
                 conn, ref reason, ..
             } => {
                 let reason = format!("{reason} (server did not answer the close frame)");
-                self.push(Effect::Abort { conn });
-                self.lost(now, Ending::from(reason));
+                self.abort(now, conn, Ending::from(reason));
             }
         }
     }
@@ -1249,6 +1263,18 @@ impl Machine {
     }
 
     /// A connection that reached Connected ended: Disconnected fires once.
+    /// Drops `conn` without a close handshake and reports the loss, with
+    /// the messages the driver still held for it (`set_unwritten`): they
+    /// go with the connection, and the reason says so.
+    fn abort(&mut self, now: Instant, conn: ConnId, mut ending: Ending) {
+        self.push(Effect::Abort { conn });
+        let unwritten = std::mem::take(&mut self.unwritten);
+        if unwritten > 0 {
+            ending.reason.push_str(&unsent_note(unwritten));
+        }
+        self.lost(now, ending);
+    }
+
     fn lost(&mut self, now: Instant, ending: Ending) {
         // Status first: a controller reacting to the trigger sees it.
         self.log(LogLevel::Normal, format!("disconnected: {}", ending.reason));

@@ -361,6 +361,63 @@ fn the_send_backlog_is_bounded_in_bytes_and_one_message_above_the_limit_still_go
     assert_invariants(&journal, instance, Some(0));
 }
 
+/// Sends numbered 1 KB messages of `fill` until Send Message refuses for
+/// the backlog; returns how many were accepted.
+fn fill_the_backlog(instance: &Instance, fill: char) -> usize {
+    let payload = fill.to_string().repeat(1000);
+    let mut accepted = 0;
+    loop {
+        match instance.send_message(format!("{accepted:07} {payload}")) {
+            Ok(()) => accepted += 1,
+            Err(ActionError::Backlog { .. }) => return accepted,
+            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
+        }
+        assert!(accepted < 20 * SEND_BACKLOG, "the backlog is unbounded");
+    }
+}
+
+#[test]
+fn a_half_open_link_with_a_backlog_says_how_many_messages_were_not_sent() {
+    // The server neither reads nor answers: the client's keep-alive ping
+    // waits behind its own backlog and the pong timeout ends the link
+    // without a close handshake.
+    let server = ScriptServer::start(|mut peer| {
+        if peer.upgrade() {
+            peer.hold_without_reading();
+        }
+    });
+    let journal = Journal::new();
+    let properties = with(
+        fault_properties(server.port()),
+        json!({"Auto-Reconnect": false, "Keep Alive Interval": 1, "Pong Timeout": 1}),
+    );
+    let instance = connect_instance(&journal, properties);
+    journal.expect("WebSocket Established", established(1));
+    let accepted = fill_the_backlog(&instance, 'h');
+    journal.expect_within("the pong timeout", 3 * TIMEOUT, disconnected(1));
+    let e = journal.snapshot();
+    let reason = &e.reasons.last().unwrap().1;
+    let (dead, unsent) = reason
+        .split_once("; ")
+        .unwrap_or_else(|| panic!("no count of unsent messages in {reason:?}"));
+    assert!(dead.contains("no answer to keep-alive ping"), "{reason}");
+    let count: usize = unsent
+        .strip_suffix(" queued message(s) were not sent")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of unsent messages in {reason:?}"));
+    // The outbox held most of the backlog; the kernel and the WebSocket
+    // took the rest before the link stalled.
+    assert!(
+        count > 0 && count <= accepted,
+        "{count} unsent of {accepted} accepted"
+    );
+    assert!(
+        e.logs.iter().any(|(_, line)| line.contains(unsent)),
+        "the count is not in the log"
+    );
+    assert_invariants(&journal, instance, None);
+}
+
 #[test]
 fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sent() {
     let reading = Arc::new(Gate::default());
@@ -388,16 +445,7 @@ fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sen
     let journal = Journal::new();
     let instance = connect_instance(&journal, fault_properties(server.port()));
     journal.expect("WebSocket Established", established(1));
-    let payload = "y".repeat(1000);
-    let mut accepted = 0;
-    loop {
-        match instance.send_message(format!("{accepted:07} {payload}")) {
-            Ok(()) => accepted += 1,
-            Err(ActionError::Backlog { .. }) => break,
-            Err(other) => panic!("unexpected error after {accepted} sends: {other}"),
-        }
-        assert!(accepted < 20 * SEND_BACKLOG, "the backlog is unbounded");
-    }
+    let accepted = fill_the_backlog(&instance, 'y');
     journal.expect("every accepted message handed on", |e| {
         status(e, "MessagesOut") == accepted.to_string()
     });

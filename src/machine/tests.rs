@@ -427,6 +427,48 @@ fn keep_alive_pings_after_silence_and_declares_a_dead_link_after_the_pong_timeou
 }
 
 #[test]
+fn a_dead_link_says_how_many_unwritten_messages_went_with_it_and_only_once() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.fire_deadline();
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+    // The driver still held 3 messages for the socket when the pong
+    // timeout came.
+    h.m.set_unwritten(3);
+    h.fire_deadline();
+    let effects = h.drain();
+    let fired = triggers(&effects);
+    assert_eq!(fired[0].0, Trigger::Disconnected);
+    assert!(
+        fired[0]
+            .1
+            .ends_with("connection is dead; 3 queued message(s) were not sent"),
+        "{}",
+        fired[0].1
+    );
+    // The count belonged to that connection: the next loss does not
+    // repeat it.
+    let next = h.establish();
+    h.m.handle_network(h.now, false);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn: next }));
+    assert_eq!(triggers(&effects)[0].1, "network down");
+}
+
+#[test]
+fn network_down_with_unwritten_messages_says_they_were_not_sent() {
+    let mut h = Harness::new(true, true);
+    h.establish();
+    h.m.set_unwritten(1);
+    h.m.handle_network(h.now, false);
+    let effects = h.drain();
+    assert_eq!(
+        triggers(&effects)[0].1,
+        "network down; 1 queued message(s) were not sent"
+    );
+}
+
+#[test]
 fn any_inbound_frame_is_proof_of_life() {
     let mut h = Harness::new(true, false);
     let conn = h.establish();
