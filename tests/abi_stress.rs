@@ -663,6 +663,8 @@ fn destroy_under_burst(rounds: u64) {
             0,
             "round {round}: unexpected codes {codes:?}"
         );
+        // Not a wait for an event: a window in which a callback that must
+        // never come (destroy has returned) would be counted as late.
         std::thread::sleep(Duration::from_millis(100));
         host.assert_clean();
         assert_eq!(host.disconnected.load(Ordering::SeqCst), 1, "round {round}");
@@ -763,6 +765,8 @@ fn hammer(threads: usize, instances: usize, rounds: usize, limit: Duration) {
         "destroy after the load took {:?}",
         started.elapsed()
     );
+    // Not a wait for an event: a window in which a callback that must
+    // never come (every destroy has returned) would be counted as late.
     std::thread::sleep(Duration::from_millis(100));
     host.assert_clean();
     let sent: usize = calls.iter().map(|c| c.sent).sum();
