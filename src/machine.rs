@@ -743,7 +743,6 @@ impl Machine {
         }
     }
 
-    /// The controller's network went down or came up.
     /// The driver's count of messages it holds for the connection and has
     /// not written yet. Given before `handle_timeout` and `handle_network`,
     /// which may drop the connection without a close handshake: the
@@ -752,6 +751,7 @@ impl Machine {
         self.unwritten = messages;
     }
 
+    /// The controller's network went down or came up.
     pub fn handle_network(&mut self, now: Instant, up: bool) {
         if up == self.network_up {
             return;
@@ -787,7 +787,7 @@ impl Machine {
             State::Handshaking { conn, .. }
             | State::Established { conn, .. }
             | State::Closing { conn, .. } => {
-                self.abort(now, conn, "network down".to_owned().into());
+                self.abort(now, conn, "network down".into());
             }
         }
     }
@@ -1262,7 +1262,6 @@ impl Machine {
         self.after_loss(now, status, &ending);
     }
 
-    /// A connection that reached Connected ended: Disconnected fires once.
     /// Drops `conn` without a close handshake and reports the loss, with
     /// the messages the driver still held for it (`set_unwritten`): they
     /// go with the connection, and the reason says so.
@@ -1275,6 +1274,7 @@ impl Machine {
         self.lost(now, ending);
     }
 
+    /// A connection that reached Connected ended: Disconnected fires once.
     fn lost(&mut self, now: Instant, ending: Ending) {
         // Status first: a controller reacting to the trigger sees it.
         self.log(LogLevel::Normal, format!("disconnected: {}", ending.reason));
