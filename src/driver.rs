@@ -647,8 +647,9 @@ impl Runner {
                     }
                     Message::Binary(data) => self.machine.receive_message(now, id, data, true),
                     Message::Close(frame) => {
+                        self.machine
+                            .handle_server_close(now, id, server_closed(frame.as_ref()));
                         conn.server_close = Some(frame);
-                        self.machine.handle_activity(now, id);
                         None
                     }
                     Message::Pong(_) => {
@@ -1284,8 +1285,13 @@ fn comms_line(direction: &str, message: &Message) -> String {
         Message::Binary(b) => ("binary", b),
         Message::Ping(b) => ("ping", b),
         Message::Pong(b) => ("pong", b),
-        Message::Close(_) => ("close", &[]),
         Message::Frame(f) => ("frame", f.payload()),
+        // The code and reason, not the raw payload.
+        Message::Close(Some(f)) => {
+            let code = u16::from(f.code);
+            return format!("comms {direction} close {code} {:?}", f.reason.as_str());
+        }
+        Message::Close(None) => return format!("comms {direction} close without a code"),
     };
     let shown = &payload[..payload.len().min(COMMS_PREVIEW)];
     let more = if payload.len() > COMMS_PREVIEW {
@@ -1314,6 +1320,15 @@ mod tests {
         assert!(line.ends_with('…'));
         let line = comms_line("->", &Message::binary(vec![0u8, 159, 146, 150]));
         assert!(line.starts_with("comms -> binary 4 bytes: "), "{line}");
+        let bye = Message::Close(Some(CloseFrame {
+            code: 4000.into(),
+            reason: "bye".into(),
+        }));
+        assert_eq!(comms_line("<-", &bye), "comms <- close 4000 \"bye\"");
+        assert_eq!(
+            comms_line("->", &Message::Close(None)),
+            "comms -> close without a code"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   [`Machine::handle_network`], [`Machine::handle_shutdown`];
 //! - events from the network and the clock: [`Machine::handle_tcp_connected`],
 //!   [`Machine::handle_established`], [`Machine::handle_message`],
-//!   [`Machine::handle_activity`], [`Machine::handle_closed`],
-//!   [`Machine::handle_timeout`];
+//!   [`Machine::handle_activity`], [`Machine::handle_server_close`],
+//!   [`Machine::handle_closed`], [`Machine::handle_timeout`];
 //! - outputs: [`Machine::poll_effect`] (what to do now) and
 //!   [`Machine::poll_deadline`] (when to call `handle_timeout` next).
 //!
@@ -36,7 +36,8 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP + TLS + WebSocket handshake must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After sending a close frame, wait this long for the server's close.
+/// After sending a close frame, wait this long for the server's close; after
+/// answering the server's, this long for it to end TCP.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect backoff: the first delay is at most this…
 pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
@@ -385,12 +386,16 @@ enum State {
         last_rx: Instant,
         ping_sent: Option<Instant>,
     },
-    /// A close frame was sent; waiting for the connection to end.
+    /// A close frame was sent (ours, or our answer to the server's);
+    /// waiting for the connection to end.
     Closing {
         conn: ConnId,
         since: Instant,
         established_since: Instant,
         reason: String,
+        /// The server closed first: how the connection ends, also when the
+        /// server never closes TCP after its close frame.
+        server: Option<Box<Ending>>,
     },
     /// Waiting to reconnect.
     Waiting { until: Instant },
@@ -941,6 +946,28 @@ impl Machine {
         }
     }
 
+    /// The server's close frame arrived on `conn` (tungstenite answers it):
+    /// the connection is closing and ends as `ending` when the server
+    /// closes TCP. A server that never does is dropped after the close
+    /// timeout, as when it leaves our own close unanswered (RFC 6455 7.1.1
+    /// lets the client close TCP after both close frames).
+    pub fn handle_server_close(&mut self, now: Instant, conn: ConnId, ending: Ending) {
+        let State::Established { conn: c, since, .. } = self.state else {
+            return;
+        };
+        if c != conn {
+            return;
+        }
+        self.state = State::Closing {
+            conn,
+            since: now,
+            established_since: since,
+            reason: ending.reason.clone(),
+            server: Some(Box::new(ending)),
+        };
+        self.status("Closing");
+    }
+
     /// The connection `conn` ended or failed, for any reason (`reason` says
     /// which, for the log, the status and the Disconnected trigger).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId, ending: impl Into<Ending>) {
@@ -953,10 +980,15 @@ impl Machine {
             State::Closing {
                 reason: ref why,
                 established_since,
+                ref server,
                 ..
             } => {
                 // Our own close completed: the Disconnect's reason stands.
-                ending.reason = why.clone();
+                // After the server's close, the driver's ending says it all
+                // (with what was not sent).
+                if server.is_none() {
+                    ending.reason = why.clone();
+                }
                 if now.duration_since(established_since) >= STABLE_AFTER {
                     self.attempt = 0;
                 }
@@ -1075,11 +1107,26 @@ impl Machine {
                 }
             }
             State::Closing {
-                conn, ref reason, ..
-            } => {
-                let reason = format!("{reason} (server did not answer the close frame)");
-                self.abort(now, conn, Ending::from(reason));
-            }
+                conn,
+                ref reason,
+                ref mut server,
+                ..
+            } => match server.take() {
+                Some(ending) => {
+                    self.log(
+                        LogLevel::Normal,
+                        format!(
+                            "the server sent its close frame but did not close the connection within {}; the client closed it",
+                            secs(timing.close_timeout)
+                        ),
+                    );
+                    self.abort(now, conn, *ending);
+                }
+                None => {
+                    let reason = format!("{reason} (server did not answer the close frame)");
+                    self.abort(now, conn, Ending::from(reason));
+                }
+            },
         }
     }
 
@@ -1145,6 +1192,7 @@ impl Machine {
                     since: now,
                     established_since: since,
                     reason: why.to_owned(),
+                    server: None,
                 };
                 self.status("Closing");
             }

@@ -1,5 +1,6 @@
 //! Fault injection, server side: the server process killed mid-stream, a
 //! TCP reset, a FIN without a close frame, closes with 1000/1001/1011/4000,
+//! a close frame not followed by the end of TCP,
 //! handshakes answered with redirects, refusals, plain HTTP or garbage, a
 //! handshake answer trickled a byte a second. (The long loops that watch
 //! memory and descriptors are in `fault_leaks.rs`, alone in their process.)
@@ -16,11 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 use serde_json::json;
 use support::{
     CloseServer, Entries, Journal, Peer, ScriptServer, ServerProcess, TIMEOUT, assert_invariants,
-    connect_instance, demo_path, fault_properties, free_port, with,
+    connect_instance, demo_path, fault_properties, free_port, raw_frame, with,
 };
+use wsio::machine::CLOSE_TIMEOUT;
 use wsio::matching::Trigger;
 
 /// Slack on top of a bound the module promises, for a loaded 2-core CI
@@ -506,4 +509,84 @@ fn a_handshake_answer_trickled_a_byte_a_second_hits_the_connect_timeout() {
         established(1),
     );
     assert_invariants(&journal, instance, Some(0));
+}
+
+#[test]
+fn a_server_that_sends_close_but_keeps_tcp_open_is_dropped_after_the_close_timeout() {
+    // The first connection: one message, close 1000 "bye", then the
+    // connection stays open: the server reads the client's answer and
+    // then only waits for the client to end TCP (it never does itself).
+    let server = first_connection_then_healthy(|mut peer| {
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        if peer.upgrade()
+            && peer.send_text("one")
+            && peer.send_frame(raw_frame(OpCode::Control(Control::Close), true, &payload))
+        {
+            peer.read_until_close();
+            // Returns at the client's FIN (or a second close, never sent).
+            peer.read_until_close();
+        }
+    });
+    let journal = Journal::new();
+    let instance = connect_instance(&journal, fault_properties(server.port()));
+    journal.expect("the message", |e| e.message_count == 1);
+    journal.expect_within(
+        "Disconnected within the close timeout",
+        CLOSE_TIMEOUT + SLACK,
+        disconnected(1),
+    );
+    let e = journal.snapshot();
+    assert_eq!(
+        e.triggers,
+        [
+            Trigger::Connected,
+            Trigger::Established,
+            Trigger::MessagesReceived,
+            Trigger::Disconnected
+        ],
+        "{}",
+        e.describe()
+    );
+    // The close handshake completed: an orderly close by the server, not
+    // an error; the log says why the client ended TCP itself.
+    assert_eq!(
+        e.reasons_of(Trigger::Disconnected),
+        ["closed by server: 1000 bye"]
+    );
+    assert_eq!(status(&e, "LastClose"), "1000 bye (closed by server)");
+    assert_eq!(status(&e, "LastError"), "");
+    assert!(
+        e.status
+            .iter()
+            .any(|v| v.key == "ConnectionStatus" && v.value == "Closing"),
+        "{}",
+        e.describe()
+    );
+    assert!(
+        e.log_text().contains(
+            "the server sent its close frame but did not close the connection within 5 s; the client closed it"
+        ),
+        "{}",
+        e.describe()
+    );
+    assert!(
+        e.log_text().contains("comms <- close 1000 \"bye\""),
+        "{}",
+        e.describe()
+    );
+    // The client answered the close and then closed the connection.
+    assert!(
+        server.wait_for(
+            |o| o.closes.iter().any(|c| c.code == 1000) && o.disconnects >= 1,
+            TIMEOUT
+        ),
+        "{:?}",
+        server.snapshot()
+    );
+    // Auto-Reconnect follows, as after any server close.
+    journal.expect("re-established", established(2));
+    journal.expect("the healthy server's greeting", |e| e.message_count == 2);
+    assert_eq!(journal.read(|e| e.texts()), ["one", "welcome back"]);
+    assert_invariants(&journal, instance, Some(2));
 }

@@ -210,6 +210,96 @@ fn close_that_the_server_never_answers_is_aborted_after_the_timeout() {
     assert_eq!(trigger_names(&effects), vec![Trigger::Disconnected]);
 }
 
+fn server_close_1000_bye() -> Ending {
+    Ending {
+        close: Some("1000 bye (closed by server)".into()),
+        ..Ending::from("closed by server: 1000 bye")
+    }
+}
+
+#[test]
+fn after_the_servers_close_frame_the_connection_ends_as_the_driver_saw_it() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_server_close(h.now, conn, server_close_1000_bye());
+    let effects = h.drain();
+    assert!(
+        trigger_names(&effects).is_empty(),
+        "Disconnected waits for TCP"
+    );
+    assert_eq!(last_connection_status(&effects).as_deref(), Some("Closing"));
+    assert!(
+        !h.m.is_established(),
+        "no Send Message after the server's close"
+    );
+    // TCP ends at once, with messages that were still in the outbox: the
+    // driver's ending (and its note) is the one reported.
+    let mut ending = server_close_1000_bye();
+    ending.reason.push_str(&unsent_note(2));
+    h.m.handle_closed(h.now, conn, ending.clone());
+    let effects = h.drain();
+    assert_eq!(
+        triggers(&effects),
+        vec![(Trigger::Disconnected, ending.reason)]
+    );
+    assert!(!effects.contains(&Effect::Abort { conn }));
+    // Auto-Reconnect follows, as after any close the client did not ask for.
+    assert!(matches!(h.m.state, State::Waiting { .. }));
+}
+
+#[test]
+fn a_server_that_closes_but_keeps_tcp_open_is_dropped_after_the_close_timeout() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    h.m.handle_server_close(h.now, conn, server_close_1000_bye());
+    h.drain();
+    // The close timeout comes before the keep-alive ping would.
+    assert_eq!(h.fire_deadline(), CLOSE_TIMEOUT);
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::Abort { conn }));
+    assert_eq!(
+        triggers(&effects),
+        vec![(Trigger::Disconnected, "closed by server: 1000 bye".into())]
+    );
+    assert!(
+        logs(&effects)
+            .iter()
+            .any(|(level, m)| *level == LogLevel::Normal
+                && m.starts_with(
+                    "the server sent its close frame but did not close the connection within 5 s"
+                ))
+    );
+    assert!(effects.contains(&Effect::Status {
+        key: StatusKey::LastClose,
+        value: "1000 bye (closed by server)".into()
+    }));
+    assert!(
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::Status {
+                key: StatusKey::LastError,
+                ..
+            }
+        )),
+        "an orderly close is not an error"
+    );
+    assert!(h.m.is_idle());
+}
+
+#[test]
+fn the_servers_answer_to_our_close_keeps_the_disconnect_reason() {
+    let mut h = Harness::new(true, true);
+    let conn = h.establish();
+    h.m.handle_disconnect(h.now);
+    h.drain();
+    h.m.handle_server_close(h.now, conn, server_close_1000_bye());
+    h.m.handle_closed(h.now, conn, server_close_1000_bye());
+    assert_eq!(
+        triggers(&h.drain()),
+        vec![(Trigger::Disconnected, "Disconnect action".into())]
+    );
+}
+
 #[test]
 fn disconnect_while_connecting_cancels_without_triggers() {
     let mut h = Harness::new(true, true);
