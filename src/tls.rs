@@ -137,8 +137,9 @@ impl fmt::Debug for ConfigKey {
 }
 
 /// The client configuration for these settings, shared with every live
-/// instance whose settings and extra roots are byte-for-byte the same (see
-/// [`ConfigKey`]); built with [`client_config`] when there is none. The
+/// instance whose settings and extra roots are byte-for-byte the same (a
+/// digest of both is the cache key); built with [`client_config`] when there
+/// is none. The
 /// cache holds only `Weak` references: a configuration is freed with the
 /// last instance that uses it. Instances that share a configuration also
 /// share its TLS session cache, which is safe because they trust the same
