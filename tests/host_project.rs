@@ -232,3 +232,29 @@ fn an_invalid_regex_or_json_pointer_stops_the_project_at_load_naming_the_wire() 
     assert!(errors[0].contains("wire 1"), "{errors:?}");
     assert!(errors[0].contains("is not a JSON Pointer"), "{errors:?}");
 }
+
+#[test]
+fn an_action_the_module_refuses_stops_the_project_at_load_naming_its_place() {
+    // Valid against the manifest (a Message, a Message Type), refused by
+    // the module when the action is compiled: "zz" is not hex.
+    let project = "[[instance]]\nname = \"a\"\n[instance.properties]\nHostname = \"127.0.0.1\"\n\n\
+         [[wire]]\nwhen = { instance = \"a\", trigger = \"Connected\" }\n\
+         then = [{ instance = \"a\", action = \"Disconnect\" },\n\
+         { instance = \"a\", action = \"Send Message\", properties = { Message = \"0a zz\", \"Message Type\" = \"Binary\" } }]\n\n\
+         [[startup]]\ninstance = \"a\"\naction = \"Send Message\"\nproperties = { Message = \"0a 1\", \"Message Type\" = \"Binary\" }\n";
+    let errors = refused("action", project);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "project.toml:9: wire 1, action 2: the module refused the action properties: "
+        ),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("hex"), "{errors:?}");
+    assert!(
+        errors[1]
+            .starts_with("project.toml:14: startup 1: the module refused the action properties: "),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("hex"), "{errors:?}");
+}

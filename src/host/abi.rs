@@ -47,6 +47,11 @@ struct RawPreparedTrigger {
 }
 
 #[repr(C)]
+struct RawPreparedAction {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
 struct RawVariables {
     _opaque: [u8; 0],
 }
@@ -120,6 +125,25 @@ type TriggerTestExFn = unsafe extern "C" fn(
     *mut *mut RawVariables,
 ) -> c_int;
 type TriggerFreeFn = unsafe extern "C" fn(*mut RawPreparedTrigger);
+type ActionPrepareFn = unsafe extern "C" fn(
+    *mut RawInstance,
+    *const c_char,
+    *const c_char,
+    *mut *mut c_char,
+) -> *mut RawPreparedAction;
+type ActionRunFn =
+    unsafe extern "C" fn(*const RawPreparedAction, *const IomStr, usize, *mut *mut c_char) -> c_int;
+type ActionFreeFn = unsafe extern "C" fn(*mut RawPreparedAction);
+
+/// `iom_action_prepare`, `iom_action_run` and `iom_action_free`: optional
+/// as a set (modules built before this ABI 1 addition lack them; the host
+/// then runs every action with `iom_instance_action`).
+#[derive(Clone, Copy)]
+struct PreparedActionApi {
+    prepare: ActionPrepareFn,
+    run: ActionRunFn,
+    free: ActionFreeFn,
+}
 type VariablesCountFn = unsafe extern "C" fn(*const RawVariables) -> usize;
 type VariablesGetFn = unsafe extern "C" fn(*const RawVariables, usize) -> IomStr;
 type VariablesFreeFn = unsafe extern "C" fn(*mut RawVariables);
@@ -145,6 +169,7 @@ struct Api {
     /// Optional (modules built before the ABI 1 addition lack it).
     trigger_test_ex: Option<TriggerTestExFn>,
     trigger_free: TriggerFreeFn,
+    prepared_actions: Option<PreparedActionApi>,
     variables_count: VariablesCountFn,
     variables_get: VariablesGetFn,
     variables_free: VariablesFreeFn,
@@ -153,6 +178,22 @@ struct Api {
 }
 
 impl Api {
+    /// The outcome of an `int`-returning call, with the module's message.
+    fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
+        if code == IOM_OK {
+            if !error.is_null() {
+                let _ = self.take_error(error);
+            }
+            return Ok(());
+        }
+        let message = if error.is_null() && code == IOM_ERR_IN_CALLBACK {
+            destroy_refusal(code)
+        } else {
+            self.take_error(error)
+        };
+        Err(CallError::new(code, message))
+    }
+
     /// Copies a module-allocated error string and frees it.
     fn take_error(&self, error: *mut c_char) -> String {
         if error.is_null() {
@@ -516,6 +557,13 @@ impl Module {
             trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
             trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),
             trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
+            prepared_actions: (|| {
+                Some(PreparedActionApi {
+                    prepare: unsafe { symbol(&library, path, "iom_action_prepare") }.ok()?,
+                    run: unsafe { symbol(&library, path, "iom_action_run") }.ok()?,
+                    free: unsafe { symbol(&library, path, "iom_action_free") }.ok()?,
+                })
+            })(),
             variables_count: unsafe { symbol(&library, path, "iom_variables_count") }?,
             variables_get: unsafe { symbol(&library, path, "iom_variables_get") }?,
             variables_free: unsafe { symbol(&library, path, "iom_variables_free") }?,
@@ -681,13 +729,7 @@ impl Instance {
     ) -> Result<(), CallError> {
         let action = c_string("action name", action)?;
         let properties = c_string("action properties", properties_json)?;
-        let variables: Vec<IomStr> = variables
-            .iter()
-            .map(|v| IomStr {
-                ptr: v.as_ptr().cast(),
-                len: v.len(),
-            })
-            .collect();
+        let variables = iom_strs(variables);
         let handle = self.handle.read().unwrap_or_else(|e| e.into_inner());
         if handle.is_null() {
             return Err(self.destroyed());
@@ -700,16 +742,48 @@ impl Instance {
                 *handle,
                 action.as_ptr(),
                 properties.as_ptr(),
-                if variables.is_empty() {
-                    ptr::null()
-                } else {
-                    variables.as_ptr()
-                },
+                slice_ptr(&variables),
                 variables.len(),
                 &mut error,
             )
         };
         self.result(code, error)
+    }
+
+    /// Compiles an action's properties once (`iom_action_prepare`), for an
+    /// action run many times (a wire's, a startup action). `Ok(None)` when
+    /// the module predates prepared actions: run it with [`Instance::action`].
+    /// The error is the module's message naming the bad property.
+    pub fn prepare_action(
+        &self,
+        action: &str,
+        properties_json: &str,
+    ) -> Result<Option<PreparedAction>, CallError> {
+        let Some(calls) = self.api.prepared_actions else {
+            return Ok(None);
+        };
+        let action = c_string("action name", action)?;
+        let properties = c_string("action properties", properties_json)?;
+        let handle = self.handle.read().unwrap_or_else(|e| e.into_inner());
+        if handle.is_null() {
+            return Err(self.destroyed());
+        }
+        let mut error: *mut c_char = ptr::null_mut();
+        // SAFETY: the handle is live (read lock held); strings are valid for
+        // the call; `error` receives a module string or NULL.
+        let raw =
+            unsafe { (calls.prepare)(*handle, action.as_ptr(), properties.as_ptr(), &mut error) };
+        if raw.is_null() {
+            return Err(CallError::invalid(self.api.take_error(error)));
+        }
+        if !error.is_null() {
+            let _ = self.api.take_error(error);
+        }
+        Ok(Some(PreparedAction {
+            api: self.api.clone(),
+            calls,
+            raw,
+        }))
     }
 
     /// Tells the instance the controller's network went down or came up.
@@ -762,18 +836,7 @@ impl Instance {
     }
 
     fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
-        if code == IOM_OK {
-            if !error.is_null() {
-                let _ = self.api.take_error(error);
-            }
-            return Ok(());
-        }
-        let message = if error.is_null() && code == IOM_ERR_IN_CALLBACK {
-            destroy_refusal(code)
-        } else {
-            self.api.take_error(error)
-        };
-        Err(CallError::new(code, message))
+        self.api.result(code, error)
     }
 
     fn destroyed(&self) -> CallError {
@@ -781,6 +844,26 @@ impl Instance {
             kind: CallErrorKind::Destroyed,
             message: "the instance has been destroyed (the host is shutting down)".to_string(),
         }
+    }
+}
+
+/// Borrowed byte ranges for `iom_str` arrays, valid while `values` lives.
+fn iom_strs(values: &[Vec<u8>]) -> Vec<IomStr> {
+    values
+        .iter()
+        .map(|v| IomStr {
+            ptr: v.as_ptr().cast(),
+            len: v.len(),
+        })
+        .collect()
+}
+
+/// NULL for an empty array, as the header allows.
+fn slice_ptr(values: &[IomStr]) -> *const IomStr {
+    if values.is_empty() {
+        ptr::null()
+    } else {
+        values.as_ptr()
     }
 }
 
@@ -869,6 +952,51 @@ impl Drop for PreparedTrigger {
     fn drop(&mut self) {
         // SAFETY: freed once; `api` keeps the library loaded until after this.
         unsafe { (self.api.trigger_free)(self.raw) };
+    }
+}
+
+// ------------------------------------------------------------- PreparedAction
+
+/// An action compiled once (`iom_action_prepare`), freed on drop. It runs
+/// on the instance it was prepared for and does not keep it alive: once the
+/// instance is destroyed, running it is an error (the header's promise).
+pub struct PreparedAction {
+    api: Arc<Api>,
+    calls: PreparedActionApi,
+    raw: *mut RawPreparedAction,
+}
+
+// SAFETY: the header says iom_action_run is thread-safe, and the pointer is
+// freed only in Drop.
+unsafe impl Send for PreparedAction {}
+// SAFETY: see Send.
+unsafe impl Sync for PreparedAction {}
+
+impl fmt::Debug for PreparedAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedAction(..)")
+    }
+}
+
+impl PreparedAction {
+    /// Runs it with the firing trigger's variables (`<1>` is
+    /// `variables[0]`). Returns at once, like [`Instance::action`].
+    pub fn run(&self, variables: &[Vec<u8>]) -> Result<(), CallError> {
+        let variables = iom_strs(variables);
+        let mut error: *mut c_char = ptr::null_mut();
+        // SAFETY: `raw` is live until Drop; the variables array and the
+        // ranges it borrows are valid for the call.
+        let code = unsafe {
+            (self.calls.run)(self.raw, slice_ptr(&variables), variables.len(), &mut error)
+        };
+        self.api.result(code, error)
+    }
+}
+
+impl Drop for PreparedAction {
+    fn drop(&mut self) {
+        // SAFETY: freed once; `api` keeps the library loaded until after this.
+        unsafe { (self.calls.free)(self.raw) };
     }
 }
 

@@ -190,19 +190,37 @@ pub fn run(
     });
 
     // Instances were checked to exist, so the lookups below cannot fail;
-    // `filter_map` keeps that from being a panic all the same.
+    // `filter_map` keeps that from being a panic all the same. Each action
+    // is compiled once (`iom_action_prepare`): a wire runs it without JSON
+    // per call, and what the module refuses is reported now, with its place
+    // in the file, rather than at the first firing.
+    let refused = std::cell::RefCell::new(Vec::new());
     let call = |(place, decl): (String, &ActionDecl)| {
         let index = state.instance_index(decl.instance.get_ref())?;
         let properties = properties_json(&decl.properties);
-        Some((
-            place,
-            ActionCall::new(
-                index,
-                decl.action.get_ref(),
-                &properties,
-                state.manifest_of(index),
-            ),
-        ))
+        let mut call = ActionCall::new(
+            index,
+            decl.action.get_ref(),
+            &properties,
+            state.manifest_of(index),
+        );
+        match state.instances[index]
+            .instance
+            .prepare_action(&call.action, &call.properties_json)
+        {
+            Ok(prepared) => call.prepared = prepared.map(Arc::new),
+            Err(e) => {
+                let span = decl
+                    .properties
+                    .as_ref()
+                    .map_or(decl.action.span(), |p| p.span());
+                refused.borrow_mut().push(project.error_at(
+                    span,
+                    format!("{place}: the module refused the action properties: {e}"),
+                ));
+            }
+        }
+        Some((place, call))
     };
     let wires: Vec<Wire> = project
         .wires
@@ -229,6 +247,11 @@ pub fn run(
         .into_iter()
         .filter_map(call)
         .collect();
+    let refused = refused.into_inner();
+    if !refused.is_empty() {
+        // Dropping `state` destroys the instances (none has connected yet).
+        return Err(RunError::Project(refused));
+    }
 
     // On failure, dropping `state` destroys the instances.
     let http = listener.serve(state.clone()).map_err(RunError::Other)?;

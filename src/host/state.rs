@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Local};
 
-use super::abi::{CallError, Instance, Module};
+use super::abi::{CallError, Instance, Module, PreparedAction};
 use super::manifest::ModuleManifest;
 
 /// How many events the ring keeps for the status page.
@@ -45,6 +45,10 @@ pub struct ActionCall {
     pub action: String,
     pub properties_json: String,
     pub shown: String,
+    /// The action compiled once (`iom_action_prepare`) for wires and startup
+    /// actions; None for one-off calls (the page's action form) and for
+    /// modules without prepared actions.
+    pub prepared: Option<Arc<PreparedAction>>,
 }
 
 impl ActionCall {
@@ -80,6 +84,7 @@ impl ActionCall {
             } else {
                 serde_json::Value::Object(shown).to_string()
             },
+            prepared: None,
         }
     }
 }
@@ -285,9 +290,12 @@ impl HostState {
         let instance = &self.instances[call.instance];
         let shown_variables: Vec<String> = variables.iter().map(|v| shorten(v)).collect();
         let with = describe_variables(&shown_variables);
-        let result = instance
-            .instance
-            .action(&call.action, &call.properties_json, variables);
+        let result = match &call.prepared {
+            Some(prepared) => prepared.run(variables),
+            None => instance
+                .instance
+                .action(&call.action, &call.properties_json, variables),
+        };
         // Recorded before it is logged, like fired triggers.
         self.recent.push(RecentEvent {
             time: Local::now(),
