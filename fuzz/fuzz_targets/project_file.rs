@@ -1,5 +1,4 @@
-//! The host's project file parser (`src/host/project.rs`, in the binary
-//! crate, compiled in here by path) and the checks `wsio run` makes before
+//! The host's project file parser (`wsio_host::project`) and the checks `wsio run` makes before
 //! anything starts: structure, the manifest, then each wire's trigger
 //! properties compiled and each action's properties parsed by the module.
 //! Arbitrary text must give a project or errors with a line, never a panic.
@@ -12,17 +11,8 @@ use wsio::matching::PreparedTrigger;
 use wsio::properties::Properties;
 use wsio_fuzz::neutralize_paths;
 
-// The host's modules, as siblings at the crate root (project.rs names
-// `super::manifest`).
-#[allow(dead_code)]
-#[path = "../../src/host/manifest.rs"]
-mod manifest;
-#[allow(dead_code)]
-#[path = "../../src/host/project.rs"]
-mod project;
-
-use manifest::ModuleManifest;
-use project::{Project, properties_json};
+use wsio_host::manifest::ModuleManifest;
+use wsio_host::project::{Project, properties_json};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,0 +1,22 @@
+//! The reference controller host behind the `wsio` binary: it loads IO
+//! modules through the C ABI only (`include/iom.h`, via dlopen), runs a
+//! project of instances and wires, and serves `/io_modules` over HTTP.
+//!
+//! The flow, one file per step: [`project`] (the project file, checked) →
+//! [`abi`] (the host side of the C ABI: dlopen, instances and prepared
+//! triggers; the only file with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
+//! [`engine`] (fired triggers → wired actions, on the host's thread) and
+//! [`http`] (status and actions over HTTP, the status page in [`page`] and
+//! its live feed in [`event_stream`]), sharing [`state`];
+//! [`controller`] brings it all up in order and back down.
+
+pub mod abi;
+pub mod controller;
+pub mod demo_server;
+pub mod engine;
+pub mod event_stream;
+pub mod http;
+pub mod manifest;
+pub mod page;
+pub mod project;
+pub mod state;

@@ -1,0 +1,244 @@
+//! `wsio`: the reference controller host, the way users and tests run an IO
+//! module exactly as a controller would (see `host`). It also runs the local
+//! demo WebSocket server and prints a module's manifest.
+//!
+//! `wsio` alone (or `cargo run --release`) runs the built-in demo: the demo
+//! server plus `fixtures/projects/demo.toml`, with the HTTP API on
+//! 127.0.0.1:8080.
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use clap::{Parser, Subcommand};
+use wsio_host::abi::Module;
+use wsio_host::controller::{self, RunError, RunOptions};
+use wsio_host::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
+use wsio_host::project::Project;
+
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+/// The demo project, kept as a file so it can be read and run by hand too.
+const DEMO_PROJECT: &str = include_str!("../../../fixtures/projects/demo.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "wsio",
+    version,
+    about = "A reference controller host for the wsio WebSocket Client IO module",
+    long_about = "A reference controller host for the wsio WebSocket Client IO module.\n\n\
+                  Loads IO modules through their C ABI (include/iom.h), runs a project of \
+                  instances and wires, and serves the /io_modules API. With no command, runs \
+                  the built-in demo (`wsio run`). Log detail: RUST_LOG=debug (default info)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a project file until Ctrl-C; without one, run the built-in demo
+    /// against an embedded demo server.
+    Run {
+        /// The project file (TOML: [[instance]], [[wire]], [[startup]]).
+        project: Option<PathBuf>,
+        /// Where to serve the status page and the /io_modules API (port 0:
+        /// any free port; the address is printed).
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
+        http: String,
+    },
+    /// Run the local demo WebSocket server (a stand-in for demo.piesocket.com).
+    DemoServer {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)))]
+        listen: SocketAddr,
+        /// Serve wss:// with a fresh self-signed certificate (its PEM file is
+        /// written to the temporary directory and printed).
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Print a module's manifest (its triggers, actions and properties).
+    Manifest {
+        /// The module's shared library; default: the one next to this program.
+        #[arg(long, value_name = "PATH")]
+        module: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let command = Cli::parse().command.unwrap_or(Command::Run {
+        project: None,
+        http: DEFAULT_HTTP.to_string(),
+    });
+    let result = match command {
+        Command::Run {
+            project: Some(path),
+            http,
+        } => run_project(&path, http),
+        Command::Run {
+            project: None,
+            http,
+        } => run_demo(http),
+        Command::DemoServer { listen, tls } => demo_server(listen, tls),
+        Command::Manifest { module } => manifest(module),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            for line in message.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_project(path: &Path, http: String) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the project file {}: {e}", path.display()))?;
+    let project = Project::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let options = RunOptions {
+        project_dir: path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        default_module: controller::default_module_path()?,
+        http,
+    };
+    controller::run(&project, &options, print_addresses).map_err(describe)
+}
+
+fn run_demo(http: String) -> Result<(), String> {
+    let server = start_demo_server()?;
+    let port = server.local_addr().port();
+    let mut project = Project::parse(
+        "built-in demo project (fixtures/projects/demo.toml)",
+        DEMO_PROJECT,
+    )
+    .map_err(|e| e.to_string())?;
+    for instance in &mut project.instances {
+        instance.set_property("Port", toml::Value::Integer(port.into()));
+    }
+    let options = RunOptions {
+        project_dir: PathBuf::from("."),
+        default_module: controller::default_module_path()?,
+        http,
+    };
+    println!("demo server: {}", server.url("1", "demo"));
+    let result = controller::run(&project, &options, |addr| {
+        print_addresses(addr);
+        println!(
+            "try: curl -X POST 'http://{addr}/io_modules/visitor/actions/Send%20Message' -d '{{\"Message\":\"ping\"}}'"
+        );
+    });
+    // The server outlives the instances, so they close with 1000 to a peer.
+    server.stop();
+    result.map_err(describe)
+}
+
+/// The demo server on its usual port, or on any free one if that is taken
+/// (e.g. a `wsio demo-server` is already running).
+fn start_demo_server() -> Result<DemoServer, String> {
+    let config = DemoServerConfig::default();
+    match DemoServer::start(config.clone()) {
+        Ok(server) => Ok(server),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            log::info!("port {DEFAULT_PORT} is in use; the demo server takes a free port instead");
+            DemoServer::start(DemoServerConfig {
+                listen: (Ipv4Addr::LOCALHOST, 0).into(),
+                ..config
+            })
+            .map_err(|e| format!("cannot start the demo server: {e}"))
+        }
+        Err(e) => Err(format!(
+            "cannot start the demo server on {}: {e}",
+            config.listen
+        )),
+    }
+}
+
+/// Printed on stdout once the host runs; tests read the address from here.
+fn print_addresses(addr: SocketAddr) {
+    println!("status page: http://{addr}/");
+    println!("io_modules API: http://{addr}/io_modules");
+}
+
+fn describe(error: RunError) -> String {
+    error.to_string()
+}
+
+fn demo_server(listen: SocketAddr, tls: bool) -> Result<(), String> {
+    let identity = tls.then(TlsIdentity::self_signed);
+    let cert_path = std::env::temp_dir().join("wsio-demo-server-cert.pem");
+    if let Some(identity) = &identity {
+        identity.write_cert_pem(&cert_path).map_err(|e| {
+            format!(
+                "cannot write the certificate to {}: {e}",
+                cert_path.display()
+            )
+        })?;
+    }
+    let server = DemoServer::start(DemoServerConfig {
+        listen,
+        tls: identity.clone(),
+    })
+    .map_err(|e| {
+        let hint = if e.kind() == ErrorKind::AddrInUse {
+            "; choose another with --listen"
+        } else {
+            ""
+        };
+        format!("cannot start the demo server on {listen}: {e}{hint}")
+    })?;
+    println!("demo server: {}", server.url("1", "demo"));
+    if identity.is_some() {
+        println!("certificate: {}", cert_path.display());
+    }
+    println!("press Ctrl-C to stop");
+
+    let (stop, stopped) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))?;
+    let _ = stopped.recv();
+    server.stop();
+    Ok(())
+}
+
+fn manifest(module: Option<PathBuf>) -> Result<(), String> {
+    let path = match module {
+        Some(path) => path,
+        None => controller::default_module_path()?,
+    };
+    let module = Module::load(&path).map_err(|e| e.to_string())?;
+    print!("{}", module.manifest_text());
+    if !module.manifest_text().ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_built_in_demo_project_parses() {
+        let project = Project::parse("demo.toml", DEMO_PROJECT).unwrap();
+        assert!(project.check_structure().is_empty());
+        assert!(
+            project.instance("visitor").is_some(),
+            "the curl line printed by `wsio run` names it"
+        );
+    }
+}

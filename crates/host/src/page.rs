@@ -1,0 +1,626 @@
+//! The status page at `GET /`: every instance with its status variables and
+//! a form per action, generated from each module's manifest and status, so
+//! a module that declares a new action, property or status variable shows
+//! up without a change here. The page's behaviour (live updates from
+//! `/events`, running actions with `fetch`) is in `assets/page.js`; its look
+//! in `assets/page.css`. Both are embedded at build time and served by
+//! [`asset`]: the page needs no internet, no CDN and no build step.
+//!
+//! The only status variable whose *meaning* the page knows is Connection
+//! Status ([`CONNECTION_STATUS`]): [`ConnectionState::of`] turns its value
+//! into a state shown at a glance (text and colour), here for the first
+//! render and in the live feed's status events for later changes.
+//!
+//! Secrets: a property the manifest marks `secret` (or edits with
+//! "password") gets a password field that is never pre-filled; the page
+//! clears it once it has sent the action.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::manifest::{ModuleManifest, PropertySpec};
+use super::state::{HostState, shorten_to};
+
+/// The key of the status variable the page shows at a glance.
+pub const CONNECTION_STATUS: &str = "ConnectionStatus";
+
+/// Status values longer than this are cut on the page (Last Received may be
+/// a megabyte); `/io_modules` has them whole.
+const MAX_SHOWN_VALUE: usize = 500;
+
+/// A static file of the page: content type and body.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    match name {
+        "page.css" => Some(("text/css; charset=utf-8", include_str!("assets/page.css"))),
+        "page.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("assets/page.js"),
+        )),
+        "icon.svg" => Some(("image/svg+xml", include_str!("assets/icon.svg"))),
+        _ => None,
+    }
+}
+
+/// The connection, as the page shows it: a state for the colour and a word
+/// for the text (colour is never the only signal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Established,
+    Connecting,
+    Reconnecting,
+    Closing,
+    Disconnected,
+    Failed,
+    /// Auto-Reconnect stopped trying (the Gave Up trigger fired).
+    GaveUp,
+    WaitingForNetwork,
+    /// A value this page does not know (another module, a newer version).
+    Unknown,
+}
+
+impl ConnectionState {
+    /// Classifies a Connection Status value by its prefix (the values are
+    /// listed in the README's status variable table; `Gave up: …` follows
+    /// the Gave Up trigger).
+    pub fn of(value: &str) -> ConnectionState {
+        const PREFIXES: [(&str, ConnectionState); 9] = [
+            ("Established", ConnectionState::Established),
+            ("Connecting", ConnectionState::Connecting),
+            (
+                "Connected, WebSocket handshake",
+                ConnectionState::Connecting,
+            ),
+            ("Reconnecting in", ConnectionState::Reconnecting),
+            ("Closing", ConnectionState::Closing),
+            ("Disconnected", ConnectionState::Disconnected),
+            ("Connect failed", ConnectionState::Failed),
+            ("Gave up", ConnectionState::GaveUp),
+            (
+                "Waiting for the network",
+                ConnectionState::WaitingForNetwork,
+            ),
+        ];
+        PREFIXES
+            .iter()
+            .find(|(prefix, _)| value.starts_with(prefix))
+            .map_or(ConnectionState::Unknown, |&(_, state)| state)
+    }
+
+    /// The CSS class suffix (`state-…`) and `data-state` value.
+    pub fn class(self) -> &'static str {
+        match self {
+            ConnectionState::Established => "established",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Closing => "closing",
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Failed => "failed",
+            ConnectionState::GaveUp => "gave-up",
+            ConnectionState::WaitingForNetwork => "waiting",
+            ConnectionState::Unknown => "unknown",
+        }
+    }
+
+    /// The word on the badge.
+    pub fn text(self) -> &'static str {
+        match self {
+            ConnectionState::Established => "Established",
+            ConnectionState::Connecting => "Connecting",
+            ConnectionState::Reconnecting => "Reconnecting",
+            ConnectionState::Closing => "Closing",
+            ConnectionState::Disconnected => "Disconnected",
+            ConnectionState::Failed => "Connect failed",
+            ConnectionState::GaveUp => "Gave up",
+            ConnectionState::WaitingForNetwork => "Waiting for the network",
+            ConnectionState::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The seconds in `Reconnecting in 2.3 s (attempt 3); …`, for a countdown.
+pub fn retry_in_seconds(value: &str) -> Option<f64> {
+    let rest = value.strip_prefix("Reconnecting in ")?;
+    let (number, _) = rest.split_once(" s")?;
+    number.trim().parse().ok().filter(|s: &f64| s.is_finite())
+}
+
+/// One status variable as the page and the live feed carry it:
+/// `{"key","label","value","timestamp"}`, plus `"connection":{"state",
+/// "text","retry_in"}` for Connection Status.
+pub fn status_view(manifest: &ModuleManifest, key: &str, value: &str, timestamp: &str) -> Value {
+    let mut view = json!({
+        "key": key,
+        "label": manifest.status_label(key),
+        "value": shorten_to(value.as_bytes(), MAX_SHOWN_VALUE),
+        "timestamp": timestamp,
+    });
+    if key == CONNECTION_STATUS {
+        let state = ConnectionState::of(value);
+        view["connection"] = json!({
+            "state": state.class(),
+            "text": state.text(),
+            "retry_in": retry_in_seconds(value),
+        });
+    }
+    view
+}
+
+/// The status of every instance in page form, in project order:
+/// `[{"instance": name, "status": [status_view…]}]`.
+pub fn all_status(state: &HostState) -> Vec<Value> {
+    (0..state.instances.len())
+        .map(|index| {
+            json!({
+                "instance": state.instances[index].name,
+                "status": instance_status(state, index),
+            })
+        })
+        .collect()
+}
+
+fn instance_status(state: &HostState, index: usize) -> Vec<Value> {
+    let manifest = state.manifest_of(index);
+    state
+        .status_of(index)
+        .iter()
+        .filter_map(|s| {
+            let text = |field: &str| s.get(field).and_then(Value::as_str).unwrap_or("");
+            let key = s.get("key")?.as_str()?;
+            let mut view = status_view(manifest, key, text("value"), text("timestamp"));
+            // The module's own label wins over the manifest's.
+            if !text("label").is_empty() {
+                view["label"] = text("label").into();
+            }
+            Some(view)
+        })
+        .collect()
+}
+
+/// What the page shows of one instance.
+pub struct InstanceView<'a> {
+    pub name: &'a str,
+    pub manifest: &'a ModuleManifest,
+    /// [`status_view`]s.
+    pub status: Vec<Value>,
+}
+
+/// The page for the running host.
+pub fn render(state: &HostState) -> String {
+    let views: Vec<InstanceView> = (0..state.instances.len())
+        .map(|index| InstanceView {
+            name: &state.instances[index].name,
+            manifest: state.manifest_of(index),
+            status: instance_status(state, index),
+        })
+        .collect();
+    render_instances(&views)
+}
+
+/// The page for these instances (the log is filled from `/events`).
+pub fn render_instances(instances: &[InstanceView]) -> String {
+    let mut html = String::with_capacity(16 * 1024);
+    let count = match instances.len() {
+        1 => "1 instance".to_string(),
+        n => format!("{n} instances"),
+    };
+    let _ = write!(
+        html,
+        r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>IO Modules · wsio</title>
+<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/assets/page.css">
+<script src="/assets/page.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#log">Skip to the log</a>
+<header class="top">
+<div>
+<h1>IO Modules</h1>
+<p class="subtitle">wsio reference controller · {count} · <a href="/io_modules">/io_modules</a> (JSON)</p>
+</div>
+<p id="feed" class="feed" data-feed="connecting" role="status">Connecting to live updates…</p>
+</header>
+<main>
+<section class="instances" aria-label="Instances">
+"##
+    );
+    if instances.is_empty() {
+        html.push_str("<p>The project has no instances.</p>\n");
+    }
+    for (n, instance) in instances.iter().enumerate() {
+        render_instance(&mut html, n + 1, instance);
+    }
+    html.push_str(
+        r##"</section>
+<section class="log" aria-labelledby="log-title">
+<div class="log-head">
+<h2 id="log-title">Log</h2>
+<p class="hint">Fired triggers and run actions, newest first (the last 500).</p>
+</div>
+<ol id="log" class="entries" role="log" aria-live="polite" aria-relevant="additions" tabindex="0" aria-labelledby="log-title"></ol>
+<noscript><p>The log, live status and action forms need JavaScript; <a href="/io_modules">/io_modules</a> has the status as JSON.</p></noscript>
+</section>
+</main>
+</body>
+</html>
+"##,
+    );
+    html
+}
+
+fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
+    let name = escape(instance.name);
+    let module = &instance.manifest.module;
+    let connection = instance
+        .status
+        .iter()
+        .find(|s| s["key"] == CONNECTION_STATUS);
+    let _ = write!(
+        html,
+        r#"<article class="instance" id="i{n}" data-instance="{name}" aria-labelledby="i{n}-name">
+<header class="instance-head">
+<h2 id="i{n}-name">{name}</h2>
+<p class="module">{} <span class="version">{}</span></p>
+"#,
+        escape(&module.name),
+        escape(&module.version),
+    );
+    if let Some(connection) = connection {
+        let state = connection["connection"]["state"]
+            .as_str()
+            .unwrap_or("unknown");
+        let text = connection["connection"]["text"].as_str().unwrap_or("");
+        let value = connection["value"].as_str().unwrap_or("");
+        let _ = writeln!(
+            html,
+            r#"<p class="connection" data-state="{}" role="status" aria-live="polite"><span class="badge">{}</span> <span class="connection-detail">{}</span></p>"#,
+            escape(state),
+            escape(text),
+            // The badge says it already; the detail adds the reason.
+            if value == text {
+                String::new()
+            } else {
+                escape(value)
+            },
+        );
+    }
+    let _ = write!(
+        html,
+        r#"</header>
+<table class="status">
+<caption>Status variables of {name}</caption>
+<thead><tr><th scope="col">Variable</th><th scope="col">Value</th><th scope="col">Changed</th></tr></thead>
+<tbody>
+"#
+    );
+    for status in &instance.status {
+        let text = |field: &str| escape(status[field].as_str().unwrap_or(""));
+        let _ = writeln!(
+            html,
+            r#"<tr data-key="{}"><th scope="row">{}</th><td class="value">{}</td><td class="changed"><time datetime="{ts}" title="{ts}">{}</time></td></tr>"#,
+            text("key"),
+            text("label"),
+            text("value"),
+            escape(time_of_day(status["timestamp"].as_str().unwrap_or(""))),
+            ts = text("timestamp"),
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
+    if !instance.manifest.actions.is_empty() {
+        let _ = writeln!(
+            html,
+            r#"<h3 class="actions-title" id="i{n}-actions">Actions</h3>
+<div class="actions" role="group" aria-labelledby="i{n}-actions">"#
+        );
+        for (a, action) in instance.manifest.actions.iter().enumerate() {
+            let id = format!("i{n}-a{}", a + 1);
+            let _ = writeln!(
+                html,
+                r#"<form class="action" data-action="{}" aria-labelledby="{id}-run">"#,
+                escape(&action.name)
+            );
+            if !action.description.is_empty() {
+                let _ = writeln!(
+                    html,
+                    r#"<p class="description" id="{id}-d">{}</p>"#,
+                    escape(&action.description)
+                );
+            }
+            for (p, property) in action.properties.iter().enumerate() {
+                render_field(html, &format!("{id}-p{}", p + 1), property);
+            }
+            let _ = writeln!(
+                html,
+                r#"<div class="run"><button type="submit" id="{id}-run"{}>{}</button><output class="result" for="{id}-run" aria-live="polite"></output></div>
+</form>"#,
+                if action.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(r#" aria-describedby="{id}-d""#)
+                },
+                escape(&action.name)
+            );
+        }
+        html.push_str("</div>\n");
+    }
+    html.push_str("</article>\n");
+}
+
+/// One input for an action property, chosen by its editor, then its type.
+fn render_field(html: &mut String, id: &str, property: &PropertySpec) {
+    let name = escape(&property.name);
+    let editor = property.editor.as_deref().unwrap_or("");
+    let secret = property.secret || editor == "password";
+    let kind = match (editor, property.kind.as_str()) {
+        _ if secret => "string",
+        ("toggle", _) | (_, "bool") => "bool",
+        ("spinbox", _) | (_, "int") => "int",
+        _ => "string",
+    };
+    let hint = if property.description.is_empty() {
+        String::new()
+    } else {
+        format!(r#" aria-describedby="{id}-d""#)
+    };
+    let required = if property.required { " required" } else { "" };
+    let common = format!(
+        r#"id="{id}" name="{name}" data-property="{name}" data-type="{kind}"{hint}{required}"#
+    );
+    let default = property.default.as_ref();
+    let default_text = match default {
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let label = format!(r#"<label for="{id}">{name}</label>"#);
+    let control = if secret {
+        // Never pre-filled, never remembered by the browser.
+        format!(
+            r#"<input type="password" {common} autocomplete="off" spellcheck="false" data-secret>"#
+        )
+    } else if kind == "bool" {
+        let checked = matches!(default, Some(toml::Value::Boolean(true)));
+        format!(
+            r#"<input type="checkbox" {common}{}>"#,
+            if checked { " checked" } else { "" }
+        )
+    } else if !property.options.is_empty() {
+        let mut select = format!("<select {common}>");
+        for option in &property.options {
+            let _ = write!(
+                select,
+                "<option{}>{}</option>",
+                if *option == default_text {
+                    " selected"
+                } else {
+                    ""
+                },
+                escape(option)
+            );
+        }
+        select.push_str("</select>");
+        select
+    } else if kind == "int" {
+        let bound =
+            |attr: &str, v: Option<i64>| v.map_or(String::new(), |v| format!(r#" {attr}="{v}""#));
+        format!(
+            r#"<input type="number" step="1" inputmode="numeric" {common}{}{} value="{}">"#,
+            bound("min", property.min),
+            bound("max", property.max),
+            escape(&default_text)
+        )
+    } else if editor == "text" {
+        format!(
+            r#"<textarea rows="2" {common}>{}</textarea>"#,
+            escape(&default_text)
+        )
+    } else {
+        format!(
+            r#"<input type="text" {common} value="{}">"#,
+            escape(&default_text)
+        )
+    };
+    let field_class = if kind == "bool" {
+        "field toggle"
+    } else {
+        "field"
+    };
+    let _ = write!(html, r#"<div class="{field_class}">"#);
+    if kind == "bool" {
+        let _ = write!(html, "{control}{label}");
+    } else {
+        let _ = write!(html, "{label}{control}");
+    }
+    if !property.description.is_empty() {
+        let _ = write!(
+            html,
+            r#"<p class="hint" id="{id}-d">{}</p>"#,
+            escape(&property.description)
+        );
+    }
+    html.push_str("</div>\n");
+}
+
+/// `06:34:21.123` of `2026-11-21T06:34:21.123+00:00` (the host's local
+/// time, as the module stamped it); the whole text if it is not RFC 3339.
+fn time_of_day(timestamp: &str) -> &str {
+    timestamp
+        .split_once('T')
+        .map_or(timestamp, |(_, time)| time.get(..12).unwrap_or(time))
+}
+
+/// Text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> ModuleManifest {
+        ModuleManifest::parse(include_str!("../../wsio/module.toml")).unwrap()
+    }
+
+    fn page(status: Vec<Value>) -> String {
+        let manifest = manifest();
+        render_instances(&[InstanceView {
+            name: "pie<socket>",
+            manifest: &manifest,
+            status,
+        }])
+    }
+
+    #[test]
+    fn connection_status_values_are_classified_by_prefix() {
+        let cases = [
+            ("Established", ConnectionState::Established),
+            ("Connecting", ConnectionState::Connecting),
+            ("Connecting (attempt 3)", ConnectionState::Connecting),
+            (
+                "Connected, WebSocket handshake in progress",
+                ConnectionState::Connecting,
+            ),
+            (
+                "Reconnecting in 2.3 s (attempt 3); closed by server: 1001",
+                ConnectionState::Reconnecting,
+            ),
+            ("Closing", ConnectionState::Closing),
+            ("Disconnected", ConnectionState::Disconnected),
+            (
+                "Disconnected: closed by server: 1000 bye",
+                ConnectionState::Disconnected,
+            ),
+            (
+                "Connect failed: TCP connect to 127.0.0.1:1 failed",
+                ConnectionState::Failed,
+            ),
+            (
+                "Waiting for the network",
+                ConnectionState::WaitingForNetwork,
+            ),
+            (
+                "Gave up: HTTP upgrade refused: 401 Unauthorized (retrying cannot help)",
+                ConnectionState::GaveUp,
+            ),
+            ("Paused by the operator", ConnectionState::Unknown),
+            ("", ConnectionState::Unknown),
+        ];
+        for (value, state) in cases {
+            assert_eq!(ConnectionState::of(value), state, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_reconnect_delay_is_read_for_a_countdown() {
+        assert_eq!(
+            retry_in_seconds("Reconnecting in 2.3 s (attempt 3); refused"),
+            Some(2.3)
+        );
+        assert_eq!(retry_in_seconds("Reconnecting in 60 s"), Some(60.0));
+        assert_eq!(retry_in_seconds("Reconnecting in a while"), None);
+        assert_eq!(retry_in_seconds("Established"), None);
+    }
+
+    #[test]
+    fn only_connection_status_carries_a_connection_state() {
+        let manifest = manifest();
+        let view = status_view(&manifest, "ConnectionStatus", "Established", "t");
+        assert_eq!(view["label"], "Connection Status");
+        assert_eq!(view["connection"]["state"], "established");
+        let view = status_view(&manifest, "LastSent", "Established", "t");
+        assert_eq!(view["label"], "Last Sent");
+        assert!(view.get("connection").is_none());
+        // A key the manifest does not know is shown by its key.
+        assert_eq!(status_view(&manifest, "Rtt", "", "")["label"], "Rtt");
+    }
+
+    #[test]
+    fn every_action_and_property_of_the_manifest_gets_a_labelled_field() {
+        let html = page(Vec::new());
+        for action in &manifest().actions {
+            assert!(
+                html.contains(&format!(r#"data-action="{}""#, escape(&action.name))),
+                "{}",
+                action.name
+            );
+            for property in &action.properties {
+                assert!(
+                    html.contains(&format!(r#"data-property="{}""#, escape(&property.name))),
+                    "{}",
+                    property.name
+                );
+            }
+        }
+        assert!(
+            html.contains(r#"<input type="password" id="i1-a1-p1" name="Bearer Token""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<textarea rows="2" id="i1-a3-p1" name="Message""#));
+        assert!(html.contains(r#"<label for="i1-a3-p1">Message</label>"#));
+    }
+
+    #[test]
+    fn names_and_values_are_escaped() {
+        let manifest = manifest();
+        let html = page(vec![status_view(
+            &manifest,
+            "LastReceived",
+            "<script>alert(1)</script>",
+            "2026-11-21T06:34:21.123+00:00",
+        )]);
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains(r#"data-instance="pie&lt;socket&gt;""#));
+        assert!(html.contains(">06:34:21.123</time>"));
+    }
+
+    #[test]
+    fn the_connection_badge_has_text_as_well_as_a_state() {
+        let manifest = manifest();
+        let html = page(vec![status_view(
+            &manifest,
+            "ConnectionStatus",
+            "Disconnected: closed by server: 1000 bye",
+            "",
+        )]);
+        assert!(
+            html.contains(
+                r#"data-state="disconnected" role="status" aria-live="polite"><span class="badge">Disconnected</span> <span class="connection-detail">Disconnected: closed by server: 1000 bye</span>"#
+            ),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_for_the_page() {
+        let long = "x".repeat(10_000);
+        let view = status_view(&manifest(), "LastReceived", &long, "");
+        let shown = view["value"].as_str().unwrap();
+        assert!(shown.ends_with("… (10000 bytes)"), "{shown}");
+    }
+
+    #[test]
+    fn the_assets_are_embedded() {
+        assert!(asset("page.css").unwrap().0.starts_with("text/css"));
+        assert!(asset("page.js").unwrap().1.contains("EventSource"));
+        assert!(asset("../Cargo.toml").is_none());
+    }
+}
