@@ -388,9 +388,21 @@ mod tests {
         }
     }
 
+    /// The reference page holds the tables of every property, trigger,
+    /// action and status variable; the README links to it.
+    const REFERENCE: &str = include_str!("../../../docs/reference.md");
+    const README: &str = include_str!("../../../README.md");
+
     #[test]
-    fn the_readme_documents_every_name_in_the_manifest() {
-        let readme = include_str!("../../../README.md");
+    fn the_readme_links_the_reference() {
+        assert!(
+            README.contains("](docs/reference.md)"),
+            "README must link docs/reference.md, where the tables are"
+        );
+    }
+
+    #[test]
+    fn the_reference_documents_every_name_in_the_manifest() {
         let m = Manifest::get();
         let names = m
             .properties
@@ -411,12 +423,16 @@ mod tests {
             .chain(m.status.iter().map(|s| &s.key));
         for name in names {
             assert!(
-                readme.contains(&format!("`{name}`")),
-                "README lacks `{name}`"
+                REFERENCE.contains(&format!("`{name}`")),
+                "docs/reference.md lacks `{name}`"
             );
         }
         for s in &m.status {
-            assert!(readme.contains(&s.label), "README lacks {}", s.label);
+            assert!(
+                REFERENCE.contains(&s.label),
+                "docs/reference.md lacks {}",
+                s.label
+            );
         }
     }
 }
