@@ -9,8 +9,9 @@
 //! Every error names the property, the value (never a secret's) and what is
 //! accepted.
 
-use crate::machine::Messaging;
 use crate::manifest::{Manifest, PropertySpec, PropertyType, names};
+use crate::tls::{ClientIdentity, TlsSettings};
+use crate::vocabulary::{Messaging, ReconnectPolicy, Secret};
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use futures_rustls::pki_types::pem::PemObject;
 use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,27 +45,6 @@ impl PropertyError {
             property: property.to_owned(),
             message,
         }
-    }
-}
-
-/// A value that must never be printed: bearer tokens, passwords, keys.
-/// `Debug` shows only that it is set; there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    /// The secret itself, for the one place that sends it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -226,11 +206,6 @@ impl<'m> PropertyValues<'m> {
             .unwrap_or_else(|| panic!("property {name} is declared in module.toml (tested)"))
     }
 
-    /// Whether the property was given (rather than defaulted).
-    pub fn is_given(&self, name: &str) -> bool {
-        self.given.contains_key(name)
-    }
-
     /// A string or enum property (given or default).
     pub fn string(&self, name: &str) -> String {
         match self.given.get(name) {
@@ -290,16 +265,6 @@ impl Protocol {
     }
 }
 
-/// Auto-Reconnect's backoff policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconnectPolicy {
-    /// Ceiling of the first delay; doubles per failed attempt.
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-    /// Failed attempts in a row before giving up (0 = never).
-    pub max_attempts: u32,
-}
-
 /// An extra handshake header; the value is never logged.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -330,36 +295,6 @@ pub enum ProxySetting {
     Explicit(ProxyConfig),
     /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read at each connect.
     System,
-}
-
-/// A client certificate chain and its private key, for mutual TLS.
-#[derive(Clone)]
-pub struct ClientIdentity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: Arc<PrivateKeyDer<'static>>,
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ClientIdentity({} certificate(s), key <redacted>)",
-            self.chain.len()
-        )
-    }
-}
-
-/// How the server's certificate is checked, and what the client presents.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// Trusted in addition to the public roots (or instead, see below).
-    pub ca_certificates: Vec<CertificateDer<'static>>,
-    pub trust_only_given_ca: bool,
-    pub client_identity: Option<ClientIdentity>,
-    /// Accept only a certificate with this SHA-256 fingerprint.
-    pub pin_sha256: Option<[u8; 32]>,
-    /// Accept any certificate (warned about on every connection).
-    pub skip_verification: bool,
 }
 
 /// The typed instance configuration.
@@ -515,17 +450,6 @@ impl Properties {
             self.hostname.clone()
         };
         format!("{}://{host}:{}", self.protocol.scheme(), self.port)
-    }
-}
-
-impl TlsSettings {
-    /// Whether any TLS property differs from its default.
-    pub fn is_configured(&self) -> bool {
-        !self.ca_certificates.is_empty()
-            || self.trust_only_given_ca
-            || self.client_identity.is_some()
-            || self.pin_sha256.is_some()
-            || self.skip_verification
     }
 }
 
