@@ -9,14 +9,16 @@ use crate::vocabulary::{LogLevel, Trigger};
 /// What the controller receives from an instance. Called from the module's
 /// driver thread; implementations must return quickly (no other instance is
 /// served meanwhile). They may run actions on any instance
-/// ([`Instance::action`](crate::instance::Instance::action) and friends only queue the work), so a wire can run
-/// right inside `fire_trigger`; dropping an instance there only starts its
-/// close (see [`Instance::shutdown`](crate::instance::Instance::shutdown)). Queue anything slow.
+/// ([`Instance::action`](crate::Instance::action) and friends only queue the
+/// work), so a wire can run right inside `fire_trigger`; dropping an
+/// instance there only starts its close (see
+/// [`Instance::shutdown`](crate::Instance::shutdown)). Queue anything slow.
 pub trait Host: Send + Sync + 'static {
     /// A trigger fired with its data (the message for Messages Received, the
     /// reason for Disconnected and Gave Up, empty otherwise). `binary`: the
     /// message was a binary frame (data is its hex, or its text with Binary
-    /// As Text); pass it on to [`PreparedTrigger::variables`](crate::matching::PreparedTrigger::variables).
+    /// As Text); pass it on to
+    /// [`PreparedTrigger::variables`](crate::PreparedTrigger::variables).
     fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool);
     /// A status variable changed.
     fn status_changed(&self, variable: &StatusVariable);

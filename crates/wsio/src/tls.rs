@@ -3,7 +3,7 @@
 //!
 //! Server certificates are verified against the webpki (Mozilla) roots plus
 //! the `CA Certificate` property (or only that, with `Trust Only Given CA`),
-//! extra roots from [`crate::instance::Options`], and a PEM file named by
+//! extra roots from [`Options`](crate::Options), and a PEM file named by
 //! `WSIO_EXTRA_CA_FILE`. `Pin SHA-256` replaces CA and host-name checks
 //! with an exact certificate fingerprint (the safe answer for self-signed
 //! devices); `Skip Certificate Verification (insecure)` accepts anything and
@@ -11,8 +11,8 @@
 //! signatures, so the server must hold the certificate's private key.
 //! `Client Certificate` + `Client Key` enable mutual TLS.
 //!
-//! A configuration with the webpki roots costs about 35 KiB (the root store,
-//! and rustls' session cache), more than the rest of an idle instance, so
+//! A configuration with the webpki roots is large (the root store, and
+//! rustls' session cache), larger than the rest of an idle instance, so
 //! [`shared_client_config`] hands instances with identical settings one
 //! `Arc` (see there for what "identical" means).
 

@@ -46,8 +46,9 @@ pub(super) fn ws_config(props: &Properties) -> WebSocketConfig {
 /// up), TLS, WebSocket handshake. Each failure names its stage.
 ///
 /// Each stage's future is boxed, so the attempt holds only the stage it is
-/// in: inline, the stages' states took 11 KiB per attempt, and a storm of
-/// connects left that much free-but-resident heap behind every instance.
+/// in: inline, every attempt would hold room for all the stages' states at
+/// once, and a storm of connects would leave that much free-but-resident
+/// heap behind every instance.
 pub(super) async fn open_connection(
     conn: ConnId,
     props: Arc<Properties>,

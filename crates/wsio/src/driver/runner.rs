@@ -43,9 +43,9 @@ const CLOCK_EVERY: usize = 16;
 const BIG_FRAME: usize = 4096;
 /// While messages flow, their status (Last Sent, Last Received, the message
 /// and byte counters) is pushed to the host at most once per this long:
-/// formatting and pushing a 64 KiB Last Received every few frames cost a
-/// tenth of a bulk receive, and one every round trip sat between an echo's
-/// request and its reply. A message after a quiet spell is pushed at once;
+/// formatting and pushing a large Last Received every few frames is a
+/// visible share of a bulk receive, and one every round trip would sit
+/// between an echo's request and its reply. A message after a quiet spell is pushed at once;
 /// every other status change is pushed at once, with what traffic waits.
 pub const STATUS_EVERY: Duration = Duration::from_millis(20);
 
