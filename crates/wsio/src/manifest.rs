@@ -1,10 +1,12 @@
 //! The module manifest: `module.toml`, embedded at build time and parsed once.
 //!
-//! It is the first step of the data flow and the single source of truth for
+//! It is the second step of the data flow and the single source of truth for
 //! the module's interface. Property types, defaults, ranges and options are
 //! read from here by [`crate::properties`]; the names the code uses are the
 //! constants in [`names`], and a test fails if any of them is missing from the
 //! manifest or if the manifest declares something the code does not handle.
+//! It also says what each [`Trigger`] and [`StatusKey`] of the vocabulary is
+//! called there.
 
 use crate::vocabulary::{StatusKey, Trigger};
 use serde::Deserialize;

@@ -235,3 +235,15 @@ impl Default for Messaging {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -1,7 +1,7 @@
 //! Properties: JSON from the controller, checked against the manifest and
 //! parsed once into typed values.
 //!
-//! Second step of the data flow. [`PropertyValues`] checks any property set
+//! Third step of the data flow. [`PropertyValues`] checks any property set
 //! (instance, trigger or action) against its manifest declaration: unknown
 //! names, JSON types, ranges and options, with manifest defaults for what is
 //! missing. [`Properties`] is the typed instance configuration built from it,
