@@ -10,8 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use wsio::instance::Action;
-use wsio::matching::fill_placeholders;
+use wsio::Action;
+use wsio::testing::fill_placeholders;
 use wsio_fuzz::{MARKER, assert_no_marker, parts};
 
 fn reference_fill(template: &str, variables: &[String]) -> String {

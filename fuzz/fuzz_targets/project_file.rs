@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsio::instance::Action;
-use wsio::manifest::MANIFEST_TOML;
-use wsio::matching::PreparedTrigger;
-use wsio::properties::Properties;
+use wsio::Action;
+use wsio::MANIFEST_TOML;
+use wsio::PreparedTrigger;
+use wsio::Properties;
 use wsio_fuzz::neutralize_paths;
 
 use wsio_host::manifest::ModuleManifest;

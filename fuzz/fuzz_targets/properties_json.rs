@@ -7,7 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use wsio::properties::{Properties, parse_proxy};
+use wsio::Properties;
+use wsio::testing::parse_proxy;
 use wsio_fuzz::{MARKER, assert_no_marker, neutralize_paths, parts, value_has_marker};
 
 fn check(properties: &Value) {

@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use wsio::matching::PreparedTrigger;
+use wsio::PreparedTrigger;
 
 const TRIGGERS: [&str; 6] = [
     "Connected",

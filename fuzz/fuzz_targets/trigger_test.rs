@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use wsio::matching::PreparedTrigger;
+use wsio::PreparedTrigger;
 
 fn prepared() -> &'static [(PreparedTrigger, usize)] {
     static PREPARED: OnceLock<Vec<(PreparedTrigger, usize)>> = OnceLock::new();

@@ -10,9 +10,9 @@ use support::{
     BlackHoleServer, CloseServer, EchoServer, Recorder, RefuseServer, SilentServer, TIMEOUT,
     tls_identity,
 };
-use wsio::instance::{ActionError, Instance, Options};
-use wsio::machine::Timing;
-use wsio::matching::Trigger;
+use wsio::Timing;
+use wsio::Trigger;
+use wsio::{ActionError, Instance, Options};
 
 fn instance_with(
     recorder: &Arc<Recorder>,
@@ -44,9 +44,9 @@ fn last_sent_and_the_counters_end_at_the_last_message_of_a_burst() {
         instance.send_message(format!("burst {i}")).unwrap();
     }
     instance
-        .send(wsio::machine::Outbound::Binary(bytes::Bytes::from_static(
-            &[0xab, 0x01],
-        )))
+        .send(wsio::Outbound::Binary(bytes::Bytes::from_static(&[
+            0xab, 0x01,
+        ])))
         .unwrap();
     assert!(server.wait_for(|o| o.messages.len() >= 5001, TIMEOUT));
     rec.expect("Last Sent = the binary message, in hex", |r| {
@@ -207,7 +207,7 @@ fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
     for pair in pushed.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            gap >= wsio::driver::STATUS_EVERY - Duration::from_millis(1),
+            gap >= wsio::testing::STATUS_EVERY - Duration::from_millis(1),
             "Last Received pushed {gap:?} after the previous push ({} pushes)",
             pushed.len()
         );

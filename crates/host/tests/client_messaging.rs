@@ -9,8 +9,8 @@ use async_tungstenite::tungstenite::Message;
 use serde_json::json;
 use std::sync::Arc;
 use support::{EchoServer, Recorder, TIMEOUT, tls_identity};
-use wsio::instance::{ActionError, Instance, Options};
-use wsio::matching::{PreparedTrigger, Trigger};
+use wsio::{ActionError, Instance, Options};
+use wsio::{PreparedTrigger, Trigger};
 
 fn start(rec: &Arc<Recorder>, mut props: serde_json::Value, port: u16) -> Instance {
     props["Hostname"] = json!("127.0.0.1");
@@ -238,8 +238,8 @@ fn traffic_counters_count_messages_and_bytes() {
 /// Last Sent and the counters show the last one.
 #[test]
 fn sent_messages_of_every_size_and_kind_arrive_intact_and_in_order() {
-    use wsio::instance::COPIED_TEXT;
-    use wsio::machine::Outbound;
+    use wsio::Outbound;
+    use wsio::testing::COPIED_TEXT;
     let (server, rec, instance) = connected_to_echo(json!({}));
     let sizes = [
         0,

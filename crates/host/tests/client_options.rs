@@ -21,8 +21,8 @@ use support::{
     Recorded, Recorder, RefuseServer, SilentServer, TIMEOUT, sha256_fingerprint,
     sha256_fingerprint_colons, test_pki, tls_identity,
 };
-use wsio::instance::{Instance, InstanceError, Options};
-use wsio::matching::Trigger;
+use wsio::Trigger;
+use wsio::{Instance, InstanceError, Options};
 
 /// How long a test listens to prove that something does *not* happen (no
 /// retry after Gave Up): longer than the 1 s first-retry ceiling the tests

@@ -13,7 +13,7 @@ use support::{
     EchoServer, Entries, Journal, ScriptServer, TIMEOUT, assert_invariants, burst_message,
     connect_instance, fault_properties, open_fds, rss_kib, with,
 };
-use wsio::matching::Trigger;
+use wsio::Trigger;
 
 /// The tests measure the whole process: one at a time.
 static ALONE: Mutex<()> = Mutex::new(());

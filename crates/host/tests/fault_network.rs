@@ -18,7 +18,7 @@ use support::{
     Entries, Journal, NetNs, ServerProcess, assert_invariants, attempts_between, connect_instance,
     demo_path, fault_properties, with,
 };
-use wsio::matching::Trigger;
+use wsio::Trigger;
 
 const SLACK: Duration = Duration::from_secs(2);
 /// The demo server's port inside a namespace (each test has its own).

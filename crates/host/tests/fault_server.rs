@@ -23,8 +23,8 @@ use support::{
     CloseServer, Entries, Journal, Peer, ScriptServer, ServerProcess, TIMEOUT, assert_invariants,
     connect_instance, demo_path, fault_properties, free_port, raw_frame, with,
 };
-use wsio::machine::CLOSE_TIMEOUT;
-use wsio::matching::Trigger;
+use wsio::Trigger;
+use wsio::testing::CLOSE_TIMEOUT;
 
 /// Slack on top of a bound the module promises, for a loaded 2-core CI
 /// machine running debug builds.

@@ -21,7 +21,7 @@ use support::{
     EchoOptions, EchoServer, Entries, Journal, ScriptServer, ServerCert, assert_invariants,
     connect_instance, fault_pki, fault_properties, with,
 };
-use wsio::matching::Trigger;
+use wsio::Trigger;
 
 const SLACK: Duration = Duration::from_secs(2);
 /// Listening to prove that no retry comes after Gave Up: longer than the

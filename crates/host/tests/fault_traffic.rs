@@ -20,8 +20,8 @@ use support::{
     EchoServer, Entries, Journal, ScriptServer, TIMEOUT, assert_invariants, connect_instance,
     fault_properties, raw_frame, with,
 };
-use wsio::instance::{ActionError, Instance, SEND_BACKLOG, SEND_BACKLOG_BYTES};
-use wsio::matching::Trigger;
+use wsio::Trigger;
+use wsio::{ActionError, Instance, SEND_BACKLOG, SEND_BACKLOG_BYTES};
 
 const MIB: usize = 1024 * 1024;
 

@@ -3,7 +3,8 @@
 //! so it stays fixed under a plain `cargo test`.
 
 use serde_json::json;
-use wsio::properties::{Properties, parse_proxy};
+use wsio::Properties;
+use wsio::testing::parse_proxy;
 
 /// fuzz target `properties_json`: a proxy password containing `@` made the
 /// error message show the part after the first `@` (the URL's userinfo ends

@@ -193,7 +193,7 @@ fn io_modules_shows_modules_and_instances_and_bad_requests_say_what_exists() {
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     // Every status variable the manifest declares, in its order.
-    let declared: Vec<&str> = wsio::manifest::Manifest::get()
+    let declared: Vec<&str> = wsio::testing::Manifest::get()
         .status
         .iter()
         .map(|s| s.key.as_str())

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Recorded, Recorder, test_pki};
-use wsio::instance::{Instance, Options};
-use wsio::matching::Trigger;
+use wsio::Trigger;
+use wsio::{Instance, Options};
 
 /// The bound on every wait: generous for a loaded 2-core machine running a
 /// debug build.

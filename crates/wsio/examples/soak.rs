@@ -40,10 +40,10 @@ use serde_json::json;
 use smol::channel::Sender;
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Task, future};
-use wsio::instance::{Host, Instance, Options};
-use wsio::machine::LogLevel;
-use wsio::matching::Trigger;
-use wsio::status::StatusVariable;
+use wsio::LogLevel;
+use wsio::StatusVariable;
+use wsio::Trigger;
+use wsio::{Host, Instance, Options};
 
 /// The bearer token every instance connects with; it must appear in no log
 /// line, status value or trigger.

@@ -10,14 +10,15 @@
 //! Trigger variables (`iom_variables *`) are boxed, carry a tag that is
 //! checked on every use, and are the host's to free exactly once.
 
-use crate::driver;
-use crate::instance::{ActionError, Host, Instance, InstanceError, Options, PreparedAction};
-use crate::machine::LogLevel;
+use crate::host::Host;
+use crate::instance::driver;
+use crate::instance::{ActionError, Instance, InstanceError, Options, PreparedAction};
 use crate::manifest::MANIFEST_TOML;
 use crate::manifest::names;
-use crate::matching::{PreparedTrigger, Trigger, fill_placeholders};
+use crate::matching::{PreparedTrigger, fill_placeholders};
 use crate::properties::Properties;
 use crate::status::{self, StatusVariable};
+use crate::vocabulary::{LogLevel, Trigger};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;

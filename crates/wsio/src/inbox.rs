@@ -5,7 +5,7 @@
 //! memory the queue keeps, and a wake only when the queue was empty (the
 //! runner takes what is there before it sleeps, so a queue that is not empty
 //! has a wake on its way). The runner takes up to a batch under one lock.
-//! Against an unbounded channel this saves an allocation per 31 messages
+//! Against an unbounded channel this saves the channel's block allocations
 //! (freed on the other thread), a notification per push and a second lock:
 //! [`Inbox::push_with`] runs a check and the push under the same lock.
 //!

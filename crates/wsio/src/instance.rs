@@ -2,17 +2,14 @@
 //!
 //! An [`Instance`] is what a controller creates per configured module
 //! instance: properties in, actions and status out, triggers and log lines
-//! delivered to a [`Host`]. Actions return at once; the work happens on the
+//! delivered to a [`Host`](crate::Host). Actions return at once; the work happens on the
 //! driver thread. Dropping the instance closes cleanly (close frame 1000,
 //! Disconnected fires if it was connected) and returns only when no further
 //! callback can arrive. The C ABI ([`crate::abi`]) is a thin layer over this.
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use wsio::instance::{Host, Instance, Options};
-//! use wsio::machine::LogLevel;
-//! use wsio::matching::Trigger;
-//! use wsio::status::StatusVariable;
+//! use wsio::{Host, Instance, LogLevel, Options, StatusVariable, Trigger};
 //!
 //! struct Print;
 //! impl Host for Print {
@@ -31,16 +28,18 @@
 //! instance.action("Connect", &serde_json::json!({}), &[] as &[&str]).unwrap();
 //! ```
 
-use crate::driver::{self, Input, Runner};
+use crate::driver::{Input, Runner, Shared, on_driver_thread, spawn};
+use crate::host::Host;
 use crate::inbox::Inbox;
-use crate::machine::{LogLevel, Machine, Outbound, Settings, Timing};
+use crate::machine::{Machine, Outbound, Settings};
 use crate::manifest::{Manifest, names};
-use crate::matching::{Trigger, fill_placeholders, has_placeholders};
+use crate::matching::{fill_placeholders, has_placeholders};
 use crate::properties::{
-    Properties, PropertyError, PropertyValues, Protocol, Secret, validate_bearer_token,
+    Properties, PropertyError, PropertyValues, Protocol, validate_bearer_token,
 };
 use crate::status::{StatusVariable, StatusVariables};
 use crate::tls;
+use crate::vocabulary::{LogLevel, Secret, Timing};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_rustls::pki_types::CertificateDer;
 use serde_json::Value;
@@ -49,6 +48,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What the C ABI needs of the driver: it goes through this layer, never
+/// around it.
+pub(crate) mod driver {
+    /// Whether the caller is on the driver thread, i.e. inside a host
+    /// callback, where waiting for an instance would deadlock.
+    pub(crate) use crate::driver::on_driver_thread;
+}
 
 /// At most this many Send Message actions may wait for the socket; more are
 /// refused with [`ActionError::Backlog`] instead of growing memory without
@@ -60,25 +67,6 @@ pub const SEND_BACKLOG: usize = 10_000;
 /// messages would otherwise hold gigabytes. One message larger than this
 /// is still accepted when nothing else waits.
 pub const SEND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
-
-/// What the controller receives from an instance. Called from the module's
-/// driver thread; implementations must return quickly (no other instance is
-/// served meanwhile). They may run actions on any instance
-/// ([`Instance::action`] and friends only queue the work), so a wire can run
-/// right inside `fire_trigger`; dropping an instance there only starts its
-/// close (see [`Instance::shutdown`]). Queue anything slow.
-pub trait Host: Send + Sync + 'static {
-    /// A trigger fired with its data (the message for Messages Received, the
-    /// reason for Disconnected and Gave Up, empty otherwise). `binary`: the
-    /// message was a binary frame (data is its hex, or its text with Binary
-    /// As Text); pass it on to [`PreparedTrigger::variables`](crate::matching::PreparedTrigger::variables).
-    fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool);
-    /// A status variable changed.
-    fn status_changed(&self, variable: &StatusVariable);
-    /// A log line. Extended-level lines come only with Extended Logging or
-    /// Log Comms on; nothing logged ever contains a secret.
-    fn log(&self, level: LogLevel, message: &str);
-}
 
 /// Options that are not instance properties: for hosts embedding the Rust
 /// API and for tests.
@@ -310,23 +298,6 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
 /// shared reference count it saves.
 pub const COPIED_TEXT: usize = 1024;
 
-/// State shared between the instance handle and its runner.
-pub(crate) struct Shared {
-    /// The status variables as of the last change.
-    pub status: Mutex<StatusVariables>,
-    pub established: AtomicBool,
-    pub state_name: Mutex<&'static str>,
-    pub pending_sends: AtomicUsize,
-    /// The payload bytes of `pending_sends`.
-    pub pending_send_bytes: AtomicUsize,
-    /// Messages in the connection's outbox, not yet taken by the WebSocket.
-    pub unwritten: AtomicUsize,
-    /// The payload bytes of `unwritten`.
-    pub unwritten_bytes: AtomicUsize,
-    /// Disconnect actions queued and not yet run by the driver.
-    pub disconnects_pending: AtomicUsize,
-}
-
 /// One configured WebSocket Client. See the module documentation.
 pub struct Instance {
     /// Send Message's check-and-queue and Disconnect's count-and-queue
@@ -422,7 +393,7 @@ impl Instance {
             shared.clone(),
             inputs.clone(),
         );
-        let task = driver::spawn(Box::new(runner).run());
+        let task = spawn(Box::new(runner).run());
         Ok(Instance {
             inputs,
             queue_while_disconnected: messaging.queue_while_disconnected,
@@ -616,7 +587,7 @@ impl Instance {
             return true;
         };
         let _ = self.inputs.push(Input::Shutdown);
-        if driver::on_driver_thread() {
+        if on_driver_thread() {
             task.detach();
             false
         } else {

@@ -1,21 +1,60 @@
 //! wsio: a WebSocket Client IO module for building-automation controllers.
 //!
-//! The data flow, one module per step:
-//! [`manifest`] (module.toml, embedded) → [`properties`] (validated, typed) →
-//! [`machine`] (sans-IO state machine) → [`driver`] (smol + async-tungstenite)
-//! → [`instance`] (the Rust API) → [`abi`] (the C plugin ABI, `include/iom.h`).
-//! [`matching`] compiles trigger properties; [`status`] holds the status
-//! variables.
+//! A controller loads it as `libwsio.so` through the C ABI (`include/iom.h`);
+//! a Rust host can embed it through the API re-exported here: create an
+//! [`Instance`] from its [`Properties`] with a [`Host`] that receives its
+//! triggers, status changes and log lines, run [`Action`]s on it, and test
+//! its triggers with [`PreparedTrigger`].
+//!
+//! The data flow, one layer per module, each using only the ones before it:
+//! `vocabulary` (the shared words: [`Trigger`], [`LogLevel`], timing) →
+//! `manifest` (module.toml, embedded) → `properties` (validated, typed;
+//! `tls` owns its settings) → `matching` (trigger properties compiled) →
+//! `machine` (the sans-IO state machine) → `status` (the status variables)
+//! → `host` (the trait the driver calls) → `driver` (one smol thread for
+//! every instance) → `instance` (the Rust API) → `abi` (the C exports).
 
-pub mod abi;
-pub mod driver;
+mod abi;
+mod driver;
+mod host;
 mod inbox;
-pub mod instance;
-pub mod machine;
-pub mod manifest;
-pub mod matching;
-pub mod properties;
-pub mod proxy;
-pub mod read_ahead;
-pub mod status;
-pub mod tls;
+mod instance;
+mod machine;
+mod manifest;
+mod matching;
+mod properties;
+mod read_ahead;
+mod status;
+mod tls;
+mod vocabulary;
+
+pub use host::Host;
+pub use instance::{
+    Action, ActionError, Instance, InstanceError, Options, PreparedAction, SEND_BACKLOG,
+    SEND_BACKLOG_BYTES,
+};
+pub use machine::Outbound;
+pub use manifest::MANIFEST_TOML;
+pub use matching::PreparedTrigger;
+pub use properties::{Properties, PropertyError};
+pub use status::StatusVariable;
+pub use vocabulary::{LogLevel, Secret, Timing, Trigger};
+
+/// Internals that the integration tests, the fuzz targets and the soak
+/// example check or drive directly. Not part of the API: they may change
+/// with any release.
+#[doc(hidden)]
+pub mod testing {
+    /// How often traffic status reaches the host at most while messages flow.
+    pub use crate::driver::STATUS_EVERY;
+    /// Send Message texts up to this size are copied into the inbox.
+    pub use crate::instance::COPIED_TEXT;
+    /// The parsed manifest, to compare against what the module reports.
+    pub use crate::manifest::Manifest;
+    /// `<n>` placeholders filled from trigger variables.
+    pub use crate::matching::fill_placeholders;
+    /// The Proxy property's parser.
+    pub use crate::properties::parse_proxy;
+    /// The close timeout a default [`Timing`](crate::Timing) has.
+    pub use crate::vocabulary::CLOSE_TIMEOUT;
+}

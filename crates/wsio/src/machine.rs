@@ -21,48 +21,19 @@
 //! no longer current are ignored, so a late event from an aborted socket can
 //! never fire a trigger twice.
 
-use crate::matching::Trigger;
-use crate::properties::{ReconnectPolicy, Secret};
-use crate::status::StatusKey;
+use crate::vocabulary::{
+    LogLevel, Messaging, RECONNECT_FLOOR, ReconnectPolicy, STABLE_AFTER, Secret, StatusKey, Timing,
+    Trigger,
+};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Send a ping after this long without any frame from the server.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// A ping not answered (by a pong or any frame) within this is a dead link.
-pub const PONG_TIMEOUT: Duration = Duration::from_secs(10);
-/// TCP + TLS + WebSocket handshake must finish within this.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After sending a close frame, wait this long for the server's close; after
-/// answering the server's, this long for it to end TCP.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reconnect backoff: the first delay is at most this…
-pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
-/// …doubling per failed attempt up to this cap.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(60);
-/// No two attempts closer than this, whatever the jitter draws.
-pub const RECONNECT_FLOOR: Duration = Duration::from_millis(100);
-/// A connection established at least this long resets the backoff.
-pub const STABLE_AFTER: Duration = Duration::from_secs(10);
-
 /// Identifies one connection attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
-
-/// Controller log levels, most to least important (values match `iom.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u32)]
-pub enum LogLevel {
-    Critical = 0,
-    Terse = 1,
-    Normal = 2,
-    Extended = 3,
-    Verbose = 4,
-    Debug = 5,
-}
 
 /// A message that fires Messages Received, returned by
 /// [`Machine::receive_message`] for the caller to fire at once.
@@ -150,36 +121,6 @@ impl Outbound {
     }
 }
 
-/// Messaging options (all off by default: the classic behaviour).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Messaging {
-    pub binary_as_text: bool,
-    pub queue_while_disconnected: bool,
-    pub queue_size: usize,
-    /// None: queued messages never expire.
-    pub queue_ttl: Option<Duration>,
-    /// When full: drop the oldest queued message (true) or the new one.
-    pub drop_oldest: bool,
-    /// Messages per second at most (0 = unlimited).
-    pub max_send_rate: u32,
-    /// Messages Received triggers per second at most (0 = unlimited).
-    pub trigger_rate_limit: u32,
-}
-
-impl Default for Messaging {
-    fn default() -> Self {
-        Messaging {
-            binary_as_text: false,
-            queue_while_disconnected: false,
-            queue_size: 100,
-            queue_ttl: Some(Duration::from_secs(60)),
-            drop_oldest: true,
-            max_send_rate: 0,
-            trigger_rate_limit: 0,
-        }
-    }
-}
-
 /// Traffic counters, shown as status variables (pushed in batches).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -245,40 +186,6 @@ impl Bucket {
         let missing = (1.0 - self.tokens).max(0.0);
         let at = self.at.unwrap_or(now);
         at + Duration::from_secs_f64(missing / self.rate)
-    }
-}
-
-/// The machine's timeouts. Defaults are the constants above; the Rust API
-/// can shorten them (tests of half-open detection in real time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub keepalive_interval: Duration,
-    pub pong_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub close_timeout: Duration,
-    /// No frame at all from the server for this long is a dead link.
-    pub idle_timeout: Option<Duration>,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            keepalive_interval: KEEPALIVE_INTERVAL,
-            pong_timeout: PONG_TIMEOUT,
-            connect_timeout: CONNECT_TIMEOUT,
-            close_timeout: CLOSE_TIMEOUT,
-            idle_timeout: None,
-        }
-    }
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        ReconnectPolicy {
-            min_delay: RECONNECT_MIN,
-            max_delay: RECONNECT_MAX,
-            max_attempts: 0,
-        }
     }
 }
 
@@ -531,6 +438,7 @@ impl Machine {
     }
 
     /// Reconnect attempts since the last stable connection.
+    #[cfg(test)]
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -840,6 +748,7 @@ impl Machine {
     /// order, unless Trigger Rate Limit suppresses it) and sets Last
     /// Received. Binary payloads are shown as lowercase hex (or as text with
     /// Binary As Text, when valid UTF-8).
+    #[cfg(test)]
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes, binary: bool) {
         if let Some(Received { data, binary }) = self.receive_message(now, conn, payload, binary) {
             self.effects.push_back(Effect::Fire {

@@ -1,11 +1,14 @@
 //! The module manifest: `module.toml`, embedded at build time and parsed once.
 //!
-//! It is the first step of the data flow and the single source of truth for
+//! It is the second step of the data flow and the single source of truth for
 //! the module's interface. Property types, defaults, ranges and options are
 //! read from here by [`crate::properties`]; the names the code uses are the
 //! constants in [`names`], and a test fails if any of them is missing from the
 //! manifest or if the manifest declares something the code does not handle.
+//! It also says what each [`Trigger`] and [`StatusKey`] of the vocabulary is
+//! called there.
 
+use crate::vocabulary::{StatusKey, Trigger};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -213,6 +216,52 @@ impl Manifest {
     pub fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         let names: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
         names.join(", ")
+    }
+}
+
+/// What each trigger is called in the manifest.
+impl Trigger {
+    /// The manifest name, as used by the controller and the ABI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Connected => names::TRIGGER_CONNECTED,
+            Trigger::Established => names::TRIGGER_ESTABLISHED,
+            Trigger::Disconnected => names::TRIGGER_DISCONNECTED,
+            Trigger::MessagesReceived => names::TRIGGER_MESSAGES_RECEIVED,
+            Trigger::GaveUp => names::TRIGGER_GAVE_UP,
+        }
+    }
+}
+
+/// What each status variable is called in the manifest.
+impl StatusKey {
+    /// The manifest key.
+    pub fn key(self) -> &'static str {
+        match self {
+            StatusKey::ConnectionStatus => names::STATUS_CONNECTION,
+            StatusKey::LastSent => names::STATUS_LAST_SENT,
+            StatusKey::LastReceived => names::STATUS_LAST_RECEIVED,
+            StatusKey::LastError => names::STATUS_LAST_ERROR,
+            StatusKey::LastClose => names::STATUS_LAST_CLOSE,
+            StatusKey::Reconnects => names::STATUS_RECONNECTS,
+            StatusKey::NextRetry => names::STATUS_NEXT_RETRY,
+            StatusKey::Subprotocol => names::STATUS_SUBPROTOCOL,
+            StatusKey::PingRtt => names::STATUS_PING_RTT,
+            StatusKey::QueueDepth => names::STATUS_QUEUE_DEPTH,
+            StatusKey::Dropped => names::STATUS_DROPPED,
+            StatusKey::Suppressed => names::STATUS_SUPPRESSED,
+            StatusKey::MessagesIn => names::STATUS_MESSAGES_IN,
+            StatusKey::MessagesOut => names::STATUS_MESSAGES_OUT,
+            StatusKey::BytesIn => names::STATUS_BYTES_IN,
+            StatusKey::BytesOut => names::STATUS_BYTES_OUT,
+        }
+    }
+
+    /// The manifest label.
+    pub fn label(self) -> &'static str {
+        Manifest::get()
+            .status_label(self.key())
+            .expect("every StatusKey is in the manifest (tested)")
     }
 }
 

@@ -13,40 +13,12 @@
 
 use crate::manifest::{Manifest, names};
 use crate::properties::{PropertyError, PropertyValues};
+use crate::vocabulary::Trigger;
 use memchr::memmem::Finder;
 use regex::bytes::{Regex, RegexBuilder};
 use serde_json::Value;
 
-/// The kinds of trigger this module fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trigger {
-    Connected,
-    Established,
-    Disconnected,
-    MessagesReceived,
-    GaveUp,
-}
-
 impl Trigger {
-    pub const ALL: [Trigger; 5] = [
-        Trigger::Connected,
-        Trigger::Established,
-        Trigger::Disconnected,
-        Trigger::MessagesReceived,
-        Trigger::GaveUp,
-    ];
-
-    /// The manifest name, as used by the controller and the ABI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Connected => names::TRIGGER_CONNECTED,
-            Trigger::Established => names::TRIGGER_ESTABLISHED,
-            Trigger::Disconnected => names::TRIGGER_DISCONNECTED,
-            Trigger::MessagesReceived => names::TRIGGER_MESSAGES_RECEIVED,
-            Trigger::GaveUp => names::TRIGGER_GAVE_UP,
-        }
-    }
-
     /// The trigger with this manifest name, or an error listing the names.
     pub fn from_name(name: &str) -> Result<Trigger, PropertyError> {
         Trigger::ALL

@@ -47,11 +47,13 @@ impl<S> ReadAhead<S> {
         }
     }
 
+    #[cfg(test)]
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The bytes held for reading ahead right now: 0 while idle.
+    #[cfg(test)]
     pub fn buffered_capacity(&self) -> usize {
         self.buffer.as_ref().map_or(0, |b| b.len())
     }

@@ -16,118 +16,11 @@
 //! initial values as static text: an idle instance's status costs well
 //! under 1 KiB. The [`StatusVariable`]s the host sees are made on demand.
 
-use crate::manifest::{Manifest, names};
+use crate::vocabulary::StatusKey;
 use bytes::Bytes;
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 use std::borrow::Cow;
-
-/// The status variables of this module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusKey {
-    ConnectionStatus,
-    LastSent,
-    LastReceived,
-    LastError,
-    LastClose,
-    Reconnects,
-    NextRetry,
-    Subprotocol,
-    PingRtt,
-    QueueDepth,
-    Dropped,
-    Suppressed,
-    MessagesIn,
-    MessagesOut,
-    BytesIn,
-    BytesOut,
-}
-
-impl StatusKey {
-    pub const ALL: [StatusKey; 16] = [
-        StatusKey::ConnectionStatus,
-        StatusKey::LastSent,
-        StatusKey::LastReceived,
-        StatusKey::LastError,
-        StatusKey::LastClose,
-        StatusKey::Reconnects,
-        StatusKey::NextRetry,
-        StatusKey::Subprotocol,
-        StatusKey::PingRtt,
-        StatusKey::QueueDepth,
-        StatusKey::Dropped,
-        StatusKey::Suppressed,
-        StatusKey::MessagesIn,
-        StatusKey::MessagesOut,
-        StatusKey::BytesIn,
-        StatusKey::BytesOut,
-    ];
-
-    /// The manifest key.
-    pub fn key(self) -> &'static str {
-        match self {
-            StatusKey::ConnectionStatus => names::STATUS_CONNECTION,
-            StatusKey::LastSent => names::STATUS_LAST_SENT,
-            StatusKey::LastReceived => names::STATUS_LAST_RECEIVED,
-            StatusKey::LastError => names::STATUS_LAST_ERROR,
-            StatusKey::LastClose => names::STATUS_LAST_CLOSE,
-            StatusKey::Reconnects => names::STATUS_RECONNECTS,
-            StatusKey::NextRetry => names::STATUS_NEXT_RETRY,
-            StatusKey::Subprotocol => names::STATUS_SUBPROTOCOL,
-            StatusKey::PingRtt => names::STATUS_PING_RTT,
-            StatusKey::QueueDepth => names::STATUS_QUEUE_DEPTH,
-            StatusKey::Dropped => names::STATUS_DROPPED,
-            StatusKey::Suppressed => names::STATUS_SUPPRESSED,
-            StatusKey::MessagesIn => names::STATUS_MESSAGES_IN,
-            StatusKey::MessagesOut => names::STATUS_MESSAGES_OUT,
-            StatusKey::BytesIn => names::STATUS_BYTES_IN,
-            StatusKey::BytesOut => names::STATUS_BYTES_OUT,
-        }
-    }
-
-    /// The manifest label.
-    pub fn label(self) -> &'static str {
-        Manifest::get()
-            .status_label(self.key())
-            .expect("every StatusKey is in the manifest (tested)")
-    }
-
-    /// The value before anything happened: Connection Status
-    /// "Disconnected", the counters "0", the others empty.
-    pub fn initial_value(self) -> &'static str {
-        match self {
-            StatusKey::ConnectionStatus => "Disconnected",
-            StatusKey::Reconnects
-            | StatusKey::QueueDepth
-            | StatusKey::Dropped
-            | StatusKey::Suppressed
-            | StatusKey::MessagesIn
-            | StatusKey::MessagesOut
-            | StatusKey::BytesIn
-            | StatusKey::BytesOut => "0",
-            _ => "",
-        }
-    }
-
-    /// Set by every message: Last Sent, Last Received and the message and
-    /// byte counters. While messages flow these are pushed at most once
-    /// per `STATUS_EVERY` (driver); any other change is pushed at once.
-    pub fn is_traffic(self) -> bool {
-        matches!(
-            self,
-            StatusKey::LastSent
-                | StatusKey::LastReceived
-                | StatusKey::MessagesIn
-                | StatusKey::MessagesOut
-                | StatusKey::BytesIn
-                | StatusKey::BytesOut
-        )
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 const COUNT: usize = StatusKey::ALL.len();
 
@@ -195,6 +88,7 @@ impl StatusVariables {
     }
 
     /// The current value of one variable.
+    #[cfg(test)]
     pub fn value(&self, key: StatusKey) -> &str {
         &self.slots[key.index()].value
     }

@@ -3,7 +3,7 @@
 //!
 //! Server certificates are verified against the webpki (Mozilla) roots plus
 //! the `CA Certificate` property (or only that, with `Trust Only Given CA`),
-//! extra roots from [`crate::instance::Options`], and a PEM file named by
+//! extra roots from [`Options`](crate::Options), and a PEM file named by
 //! `WSIO_EXTRA_CA_FILE`. `Pin SHA-256` replaces CA and host-name checks
 //! with an exact certificate fingerprint (the safe answer for self-signed
 //! devices); `Skip Certificate Verification (insecure)` accepts anything and
@@ -11,14 +11,13 @@
 //! signatures, so the server must hold the certificate's private key.
 //! `Client Certificate` + `Client Key` enable mutual TLS.
 //!
-//! A configuration with the webpki roots costs about 35 KiB (the root store,
-//! and rustls' session cache), more than the rest of an idle instance, so
+//! A configuration with the webpki roots is large (the root store, and
+//! rustls' session cache), larger than the rest of an idle instance, so
 //! [`shared_client_config`] hands instances with identical settings one
 //! `Arc` (see there for what "identical" means).
 
-use crate::properties::TlsSettings;
 use futures_rustls::pki_types::pem::PemObject;
-use futures_rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use futures_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -32,6 +31,47 @@ use futures_rustls::rustls::{
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+/// A client certificate chain and its private key, for mutual TLS.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({} certificate(s), key <redacted>)",
+            self.chain.len()
+        )
+    }
+}
+
+/// How the server's certificate is checked, and what the client presents.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Trusted in addition to the public roots (or instead, see below).
+    pub ca_certificates: Vec<CertificateDer<'static>>,
+    pub trust_only_given_ca: bool,
+    pub client_identity: Option<ClientIdentity>,
+    /// Accept only a certificate with this SHA-256 fingerprint.
+    pub pin_sha256: Option<[u8; 32]>,
+    /// Accept any certificate (warned about on every connection).
+    pub skip_verification: bool,
+}
+
+impl TlsSettings {
+    /// Whether any TLS property differs from its default.
+    pub fn is_configured(&self) -> bool {
+        !self.ca_certificates.is_empty()
+            || self.trust_only_given_ca
+            || self.client_identity.is_some()
+            || self.pin_sha256.is_some()
+            || self.skip_verification
+    }
+}
 
 /// The environment variable naming a PEM file of extra trusted roots.
 pub const EXTRA_CA_ENV: &str = "WSIO_EXTRA_CA_FILE";
@@ -362,10 +402,10 @@ mod tests {
         certificates_from_pem(key.cert.pem().as_bytes(), "test").unwrap()
     }
 
-    fn client_identity() -> crate::properties::ClientIdentity {
+    fn client_identity() -> ClientIdentity {
         let client = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::try_from(client.signing_key.serialize_der());
-        crate::properties::ClientIdentity {
+        ClientIdentity {
             chain: certificates_from_pem(client.cert.pem().as_bytes(), "test").unwrap(),
             key: Arc::new(key.unwrap()),
         }

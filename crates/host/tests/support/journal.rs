@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, mpsc};
 use std::time::{Duration, Instant};
 
-use wsio::instance::{Host, Instance};
-use wsio::machine::LogLevel;
-use wsio::matching::Trigger;
-use wsio::status::StatusVariable;
+use wsio::LogLevel;
+use wsio::StatusVariable;
+use wsio::Trigger;
+use wsio::{Host, Instance};
 
 use super::TIMEOUT;
 
@@ -526,7 +526,7 @@ pub fn connect_instance(journal: &Arc<Journal>, properties: serde_json::Value) -
     let instance = Instance::from_json(
         &properties.to_string(),
         journal.host(),
-        wsio::instance::Options::default(),
+        wsio::Options::default(),
     )
     .unwrap_or_else(|e| panic!("properties refused: {e}"));
     instance

@@ -6,10 +6,10 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wsio::instance::Host;
-use wsio::machine::LogLevel;
-use wsio::matching::Trigger;
-use wsio::status::StatusVariable;
+use wsio::Host;
+use wsio::LogLevel;
+use wsio::StatusVariable;
+use wsio::Trigger;
 
 /// Everything an instance reported so far, in order.
 #[derive(Clone, Debug, Default)]

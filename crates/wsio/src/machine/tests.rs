@@ -2,6 +2,9 @@
 //! with no sockets and no waiting.
 
 use super::*;
+use crate::vocabulary::{
+    CLOSE_TIMEOUT, CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, PONG_TIMEOUT, RECONNECT_MAX, RECONNECT_MIN,
+};
 
 fn settings(keep_alive: bool, auto_reconnect: bool) -> Settings {
     Settings {

@@ -1,0 +1,150 @@
+//! How a connection ended, as the driver saw it: tungstenite's and rustls's
+//! errors and the close frames turned into an [`Ending`] (stage, reason,
+//! close, fatal) for the machine. Nothing here echoes a request header, so
+//! no secret reaches the text.
+
+use crate::machine::{Ending, Stage};
+use crate::tls::is_certificate_failure;
+use async_tungstenite::tungstenite;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use futures_rustls::rustls;
+
+/// The rustls error inside an I/O error, if any.
+pub(super) fn rustls_error(error: &std::io::Error) -> Option<&rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+}
+
+pub(super) fn tls_failure(host: &str, error: &std::io::Error) -> Ending {
+    let fatal = rustls_error(error).is_some_and(is_certificate_failure);
+    Ending {
+        fatal,
+        ..Ending::error(
+            Stage::Tls,
+            format!("TLS handshake with {host} failed: {error}"),
+        )
+    }
+}
+
+/// Handshake errors, without echoing request headers (the token).
+pub(super) fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            let reason = format!(
+                "HTTP upgrade refused: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            Ending {
+                fatal: matches!(status.as_u16(), 401 | 403 | 404),
+                ..Ending::error(Stage::HttpUpgrade, reason.trim_end().to_owned())
+            }
+        }
+        // TLS 1.3 reports a refused client certificate after the client's
+        // side of the handshake, i.e. while reading the HTTP answer.
+        tungstenite::Error::Io(e) if rustls_error(e).is_some() => tls_failure(host, e),
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(e)) => {
+            Ending::error(
+                Stage::HttpUpgrade,
+                format!("subprotocol negotiation failed: {e}"),
+            )
+        }
+        tungstenite::Error::Io(e) => Ending::error(
+            Stage::HttpUpgrade,
+            format!("WebSocket handshake failed: {e}"),
+        ),
+        other => Ending::error(
+            Stage::WebSocket,
+            format!("WebSocket handshake failed: {other}"),
+        ),
+    }
+}
+
+/// Our close handshake (Disconnect, removal) completed.
+pub(super) fn closed_by_client() -> Ending {
+    Ending {
+        close: Some("1000 (closed by client)".to_owned()),
+        ..Ending::from("closed")
+    }
+}
+
+/// The server closed with `frame`: "closed by server: 1000 bye".
+pub(super) fn server_closed(frame: Option<&CloseFrame>) -> Ending {
+    let (reason, close) = match frame {
+        Some(f) if f.reason.is_empty() => {
+            let code = u16::from(f.code);
+            (
+                format!("closed by server: {code}"),
+                format!("{code} (closed by server)"),
+            )
+        }
+        Some(f) => {
+            let code = u16::from(f.code);
+            (
+                format!("closed by server: {code} {}", f.reason),
+                format!("{code} {} (closed by server)", f.reason),
+            )
+        }
+        None => (
+            "closed by server (no close code)".to_owned(),
+            "1005 (closed by server without a code)".to_owned(),
+        ),
+    };
+    Ending {
+        close: Some(close),
+        ..Ending::from(reason)
+    }
+}
+
+/// The connection broke: an error (Last Error) and no close handshake.
+pub(super) fn lost(error: &tungstenite::Error) -> Ending {
+    use tungstenite::Error as E;
+    let (stage, reason) = match error {
+        E::ConnectionClosed | E::AlreadyClosed => {
+            (Stage::WebSocket, "connection closed".to_owned())
+        }
+        E::Io(e) if rustls_error(e).is_some() => (Stage::Tls, format!("TLS error: {e}")),
+        E::Io(e) => (Stage::Tcp, format!("connection lost: {e}")),
+        E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => (
+            Stage::Tcp,
+            "connection closed by the server without a close frame".to_owned(),
+        ),
+        E::Protocol(e) => (
+            Stage::WebSocket,
+            format!("WebSocket protocol error from the server: {e}"),
+        ),
+        E::Capacity(e) => (Stage::WebSocket, format!("message too large: {e}")),
+        E::Utf8(_) => (
+            Stage::WebSocket,
+            "the server sent a text message that is not valid UTF-8".to_owned(),
+        ),
+        other => (Stage::WebSocket, format!("WebSocket error: {other}")),
+    };
+    Ending {
+        close: Some("1006 (connection lost without a close frame)".to_owned()),
+        ..Ending::error(stage, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_and_handshake_descriptions_are_readable() {
+        let frame = CloseFrame {
+            code: 4000.into(),
+            reason: "bye".into(),
+        };
+        let ending = server_closed(Some(&frame));
+        assert_eq!(ending.reason, "closed by server: 4000 bye");
+        assert_eq!(ending.close.as_deref(), Some("4000 bye (closed by server)"));
+        assert_eq!(
+            server_closed(None).reason,
+            "closed by server (no close code)"
+        );
+    }
+}
