@@ -88,11 +88,7 @@ fn free_port() -> u16 {
 /// Everything an instance showed: log lines and every status value pushed.
 fn everything_shown(r: &Recorded) -> String {
     let status: Vec<String> = r.status.iter().map(|v| v.value.clone()).collect();
-    let triggers: Vec<String> = r
-        .triggers
-        .iter()
-        .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
-        .collect();
+    let triggers = r.all_data();
     format!(
         "{}\n{}\n{}",
         r.log_text(),

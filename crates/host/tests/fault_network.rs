@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{
-    Entries, Journal, NetNs, ServerProcess, assert_invariants, attempts_between, connect_instance,
-    demo_path, fault_properties, with,
+    NetNs, Recorded, Recorder, ServerProcess, assert_invariants, attempts_between,
+    connect_instance, demo_path, fault_properties, with,
 };
 use wsio::matching::Trigger;
 
@@ -24,7 +24,7 @@ const SLACK: Duration = Duration::from_secs(2);
 /// The demo server's port inside a namespace (each test has its own).
 const PORT: u16 = 8765;
 
-fn status(e: &Entries, key: &str) -> String {
+fn status(e: &Recorded, key: &str) -> String {
     e.status_value(key).unwrap_or_default()
 }
 
@@ -35,7 +35,7 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
         return;
     };
     let _server = ServerProcess::start_in(&netns, SocketAddr::from((netns.ns_addr, PORT)));
-    let journal = Journal::new();
+    let rec = Recorder::new();
     let properties = with(
         fault_properties(PORT),
         json!({
@@ -46,14 +46,14 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
             "Connect Timeout": 2,
         }),
     );
-    let instance = connect_instance(&journal, properties);
-    journal.expect("WebSocket Established", |e| {
+    let instance = connect_instance(&rec, properties);
+    rec.expect("WebSocket Established", |e| {
         e.count(Trigger::Established) == 1
     });
     instance.send_message("before").unwrap();
-    journal.expect("the echo", |e| e.message_count == 1);
+    rec.expect("the echo", |e| e.message_count == 1);
     // Keep-alive works while the path does: a ping's round trip is shown.
-    journal.expect("a keep-alive round trip", |e| {
+    rec.expect("a keep-alive round trip", |e| {
         e.status_value("PingRtt").is_some()
     });
 
@@ -61,13 +61,13 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
     let how = netns.drop_all_packets();
     let cut = Instant::now();
     println!("packets dropped with {how}");
-    journal.expect_within(
+    rec.expect_within(
         "the dead link detected",
         Duration::from_secs(1 + 1) + SLACK,
         |e| e.count(Trigger::Disconnected) == 1,
     );
     println!("half-open link detected {:?} after the cut", cut.elapsed());
-    let e = journal.snapshot();
+    let e = rec.snapshot();
     assert_eq!(
         e.triggers,
         [
@@ -91,22 +91,22 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
         "1006 (connection dropped by client)"
     );
     // While the path is down, attempts time out and are retried.
-    journal.expect_within(
+    rec.expect_within(
         "an attempt timing out on the dead path",
         Duration::from_secs(1 + 2) + SLACK,
         |e| e.status_has("LastError", "TCP connect timed out after 2 s"),
     );
 
     netns.heal();
-    journal.expect_within(
+    rec.expect_within(
         "re-established once the path heals",
         Duration::from_secs(2 + 1) + SLACK,
         |e| e.count(Trigger::Established) == 2,
     );
     instance.send_message("after").unwrap();
-    journal.expect("the echo after", |e| e.message_count == 2);
-    assert_eq!(journal.read(|e| e.texts()), ["before", "after"]);
-    assert_invariants(&journal, instance, Some(2));
+    rec.expect("the echo after", |e| e.message_count == 2);
+    assert_eq!(rec.read(|e| e.texts()), ["before", "after"]);
+    assert_invariants(&rec, instance, Some(2));
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn a_connect_to_a_black_holed_address_fails_after_the_connect_timeout_without_ha
         return;
     };
     println!("packets dropped with {}", netns.drop_all_packets());
-    let journal = Journal::new();
+    let rec = Recorder::new();
     let properties = with(
         fault_properties(PORT),
         json!({
@@ -126,8 +126,8 @@ fn a_connect_to_a_black_holed_address_fails_after_the_connect_timeout_without_ha
         }),
     );
     let started = Instant::now();
-    let instance = connect_instance(&journal, properties);
-    journal.expect_within(
+    let instance = connect_instance(&rec, properties);
+    rec.expect_within(
         "the first attempt to fail",
         Duration::from_secs(2) + SLACK,
         |e| e.status_has("LastError", "(stage: Connect timeout)"),
@@ -137,7 +137,7 @@ fn a_connect_to_a_black_holed_address_fails_after_the_connect_timeout_without_ha
         failed_after >= Duration::from_millis(1900),
         "failed after {failed_after:?}, before the 2 s Connect Timeout"
     );
-    let e = journal.snapshot();
+    let e = rec.snapshot();
     assert!(e.triggers.is_empty(), "no Connected: {:?}", e.triggers);
     assert_eq!(
         status(&e, "LastError"),
@@ -155,40 +155,40 @@ fn a_connect_to_a_black_holed_address_fails_after_the_connect_timeout_without_ha
     // takes the whole Connect Timeout (at most 1 + 4.5 / 2.1 = 3 of them).
     let window = Duration::from_millis(4500);
     let from = Instant::now();
-    let too_many = journal.wait_for(|e| attempts_between(e, from, Instant::now()) > 3, window);
-    let attempts = journal.read(|e| attempts_between(e, from, Instant::now()));
+    let too_many = rec.wait_for(|e| attempts_between(e, from, Instant::now()) > 3, window);
+    let attempts = rec.read(|e| attempts_between(e, from, Instant::now()));
     assert!(!too_many, "{attempts} attempts in {window:?}: a busy loop");
     assert!(attempts >= 1, "no attempt in {window:?}: the module hangs");
 
     // The path heals and a server starts: the next attempt gets through.
     netns.heal();
     let _server = ServerProcess::start_in(&netns, SocketAddr::from((netns.ns_addr, PORT)));
-    journal.expect_within(
+    rec.expect_within(
         "established once the path works",
         Duration::from_secs(2 + 1) + SLACK,
         |e| e.count(Trigger::Established) == 1,
     );
-    assert_invariants(&journal, instance, Some(0));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 #[test]
 fn a_host_name_that_does_not_resolve_fails_fast_at_the_dns_stage() {
     // RFC 2606: .invalid never resolves, online or off.
-    let journal = Journal::new();
+    let rec = Recorder::new();
     let properties = with(
         fault_properties(80),
         json!({"Hostname": "wsio-fault-suite.invalid"}),
     );
     let started = Instant::now();
-    let instance = connect_instance(&journal, properties);
-    journal.expect("the DNS failure", |e| {
+    let instance = connect_instance(&rec, properties);
+    rec.expect("the DNS failure", |e| {
         e.status_has("LastError", "(stage: DNS)")
     });
     let took = started.elapsed();
     println!("the DNS failure took {took:?}");
     // It fails on the answer, not on the 10 s Connect Timeout.
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let e = journal.snapshot();
+    let e = rec.snapshot();
     assert!(e.triggers.is_empty(), "no Connected: {:?}", e.triggers);
     assert!(
         status(&e, "LastError").starts_with("DNS lookup of wsio-fault-suite.invalid failed"),
@@ -202,6 +202,6 @@ fn a_host_name_that_does_not_resolve_fails_fast_at_the_dns_stage() {
         e.describe()
     );
     // It keeps retrying at the backoff's pace (checked by the invariants).
-    journal.expect("a second attempt", |e| e.attempts.len() >= 2);
-    assert_invariants(&journal, instance, Some(0));
+    rec.expect("a second attempt", |e| e.attempts.len() >= 2);
+    assert_invariants(&rec, instance, Some(0));
 }

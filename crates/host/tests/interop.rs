@@ -501,11 +501,12 @@ impl Client {
             let r = self.rec.snapshot();
             let shorten = |s: &str| s.chars().take(200).collect::<String>();
             panic!(
-                "{}: timed out waiting for {what}\ntriggers: {:?}\nstatus: {:?}\nlog:\n{}",
+                "{}: timed out waiting for {what}\ntriggers: {:?}\nreasons: {:?}\nstatus: {:?}\nlog:\n{}",
                 self.what,
-                r.triggers
+                r.trigger_names(),
+                r.reasons
                     .iter()
-                    .map(|(t, d)| (t.name(), shorten(&String::from_utf8_lossy(d))))
+                    .map(|(t, d)| (t.name(), shorten(d)))
                     .collect::<Vec<_>>(),
                 r.status
                     .iter()
@@ -566,13 +567,7 @@ fn echo_text_and_binary(target: &Target) {
         "{}",
         c.what
     );
-    let binary: Vec<bool> = r
-        .triggers
-        .iter()
-        .zip(&r.binary)
-        .filter(|((t, _), _)| *t == Trigger::MessagesReceived)
-        .map(|(_, b)| *b)
-        .collect();
+    let binary = r.message_binary_flags();
     assert_eq!(binary, [false, true], "{}: binary flags", c.what);
 
     c.instance.disconnect().unwrap();
@@ -695,12 +690,7 @@ fn ten_mib_messages_both_ways(target: &Target) {
         r.count(Trigger::MessagesReceived) == 2
     });
     let r = c.rec.snapshot();
-    let received: Vec<&Vec<u8>> = r
-        .triggers
-        .iter()
-        .filter(|(t, _)| *t == Trigger::MessagesReceived)
-        .map(|(_, d)| d)
-        .collect();
+    let received: Vec<&Vec<u8>> = r.messages.iter().collect();
     assert_eq!(
         received[0].len(),
         LARGE,

@@ -31,12 +31,11 @@
 #![allow(dead_code, unused_imports)]
 
 mod client;
-mod fault_pki;
+mod faults;
 mod fixture;
 pub mod host_http;
 mod host_process;
 pub mod iom;
-mod journal;
 mod netns;
 mod observations;
 mod pki;
@@ -61,12 +60,11 @@ pub use pki::{
 pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
 pub use recorder::{Recorded, Recorder};
 // The fault suite (tests/fault_*.rs).
-pub use fault_pki::{FaultPki, ServerCert, fault_pki};
-pub use host_process::{HOST_TIMEOUT, HostProcess};
-pub use journal::{
-    Entries, Journal, PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between,
-    connect_instance, driver_panics, fault_properties, open_fds, rss_kib, with,
+pub use faults::{
+    PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between, connect_instance, driver_panics,
+    fault_properties, open_fds, rss_kib, with,
 };
+pub use host_process::{HOST_TIMEOUT, HostProcess};
 pub use netns::NetNs;
 pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
 pub use server_process::{ServerProcess, demo_path, free_port};
