@@ -21,6 +21,8 @@
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
 //!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
+//! - [`iom`] and [`abi_host`]: the C ABI loaded with dlopen and called as a
+//!   controller calls it.
 //! - [`HostProcess`]: the `wsio` binary with its output read line by line;
 //!   [`host_http`]: its HTTP API and `/events` stream.
 //!
@@ -30,6 +32,7 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod abi_host;
 mod client;
 mod faults;
 mod fixture;
