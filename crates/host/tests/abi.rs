@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{EchoServer, TIMEOUT};
 
 /// How long a test listens for callbacks that must not come: long enough
@@ -888,6 +888,28 @@ fn a_bearer_token_reaches_the_server_and_nothing_else() {
     assert!(!shown.contains("topsecret"), "the token leaked:\n{shown}");
 }
 
+/// What a host waits for, named for the failure message.
+type Awaited<'a> = (&'a str, &'a dyn Fn(&Events) -> bool);
+
+/// Creates instance `id` reporting to `recorder` through `callbacks`,
+/// connects it, waits for `connected`, sends `message`, waits for
+/// `echoed`, and destroys it.
+fn connect_send_destroy(
+    (recorder, callbacks, id): (&Recorder, &IomHostCallbacks, u64),
+    properties: &CString,
+    message: &str,
+    connected: Awaited<'_>,
+    echoed: Awaited<'_>,
+) {
+    let raw = create_raw(callbacks, id, properties.as_ptr()).expect("create");
+    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
+    recorder.expect(connected.0, connected.1);
+    let send = json!({ "Message": message }).to_string();
+    assert_eq!(action_on(raw, "Send Message", &send, &[]).0, IOM_OK);
+    recorder.expect(echoed.0, echoed.1);
+    assert_eq!(destroy_raw(raw), IOM_OK);
+}
+
 #[test]
 fn any_callback_may_be_null() {
     let server = EchoServer::start();
@@ -900,17 +922,15 @@ fn any_callback_may_be_null() {
         log: None,
         ..triggers_only.callbacks()
     };
-    let raw = create_raw(&callbacks, 11, props.as_ptr()).expect("create");
-    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
-    triggers_only.expect("WebSocket Established", |e| {
-        e.fired("WebSocket Established") == 1
-    });
-    assert_eq!(
-        action_on(raw, "Send Message", r#"{"Message": "a"}"#, &[]).0,
-        IOM_OK
+    connect_send_destroy(
+        (&triggers_only, &callbacks, 11),
+        &props,
+        "a",
+        ("WebSocket Established", &|e| {
+            e.fired("WebSocket Established") == 1
+        }),
+        ("the echo", &|e| e.fired("Messages Received") == 1),
     );
-    triggers_only.expect("the echo", |e| e.fired("Messages Received") == 1);
-    assert_eq!(destroy_raw(raw), IOM_OK);
 
     // Status only: the host learns of the connection from Connection Status.
     let status_only = Recorder::new(12);
@@ -919,23 +939,19 @@ fn any_callback_may_be_null() {
         log: None,
         ..status_only.callbacks()
     };
-    let raw = create_raw(&callbacks, 12, props.as_ptr()).expect("create");
-    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
-    status_only.expect("Connection Status Established", |e| {
-        e.statuses
-            .iter()
-            .any(|(k, v, _)| k == "ConnectionStatus" && v == "Established")
-    });
-    assert_eq!(
-        action_on(raw, "Send Message", r#"{"Message": "b"}"#, &[]).0,
-        IOM_OK
+    let shows = |key: &'static str, value: &'static str| {
+        move |e: &Events| e.statuses.iter().any(|(k, v, _)| k == key && v == value)
+    };
+    connect_send_destroy(
+        (&status_only, &callbacks, 12),
+        &props,
+        "b",
+        (
+            "Connection Status Established",
+            &shows("ConnectionStatus", "Established"),
+        ),
+        ("Last Received b", &shows("LastReceived", "b")),
     );
-    status_only.expect("Last Received b", |e| {
-        e.statuses
-            .iter()
-            .any(|(k, v, _)| k == "LastReceived" && v == "b")
-    });
-    assert_eq!(destroy_raw(raw), IOM_OK);
 
     let (with_triggers, with_status) = (triggers_only.lock(), status_only.lock());
     assert_eq!(with_triggers.statuses.len() + with_triggers.logs.len(), 0);
@@ -1123,13 +1139,7 @@ fn prepare_action(
     let prepared = unsafe {
         (api().action_prepare)(instance, action.as_ptr(), properties.as_ptr(), &mut error)
     };
-    let error = take_string(error);
-    if prepared.is_null() {
-        Err(error.expect("a failed iom_action_prepare sets *error"))
-    } else {
-        assert!(error.is_none(), "a successful prepare left *error set");
-        Ok(prepared)
-    }
+    handle_or_error(prepared, error, "iom_action_prepare")
 }
 
 /// iom_action_run: the code and the error message.

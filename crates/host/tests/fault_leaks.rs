@@ -10,33 +10,20 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    EchoServer, Recorded, Recorder, ScriptServer, TIMEOUT, assert_invariants, burst_message,
-    connect_instance, fault_properties, open_fds, rss_kib, with,
+    EchoServer, Peer, Recorder, ScriptServer, TIMEOUT, assert_invariants, burst_message,
+    connect_instance, disconnected, fault_instance, fault_properties, open_fds, rss_kib,
 };
 use wsio::matching::Trigger;
 
 /// The tests measure the whole process: one at a time.
 static ALONE: Mutex<()> = Mutex::new(());
 
-fn disconnected(n: usize) -> impl FnMut(&Recorded) -> bool {
-    move |e| e.count(Trigger::Disconnected) >= n
-}
-
 #[test]
 fn five_hundred_resets_in_a_row_leak_neither_memory_nor_descriptors() {
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let server = ScriptServer::start(|mut peer| {
-        if peer.upgrade() {
-            peer.reset();
-        }
-    });
-    let rec = Recorder::new();
+    let server = ScriptServer::after_upgrade(Peer::reset);
     // Connect drives each cycle: no backoff to wait out.
-    let properties = with(
-        fault_properties(server.port()),
-        json!({"Auto-Reconnect": false}),
-    );
-    let instance = connect_instance(&rec, properties);
+    let (rec, instance) = fault_instance(server.port(), json!({"Auto-Reconnect": false}));
     let mut baseline = None;
     for cycle in 1..=500 {
         rec.expect("Disconnected", disconnected(cycle));

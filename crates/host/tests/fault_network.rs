@@ -13,19 +13,21 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{
-    NetNs, Recorded, Recorder, ServerProcess, assert_invariants, attempts_between,
-    connect_instance, demo_path, fault_properties, with,
+    NetNs, Recorder, SLACK, ServerProcess, assert_invariants, assert_last_error, attempts_between,
+    connect_instance, demo_path, ending, fault_properties, one_connection, status, with,
 };
 use wsio::matching::Trigger;
 
-const SLACK: Duration = Duration::from_secs(2);
 /// The demo server's port inside a namespace (each test has its own).
 const PORT: u16 = 8765;
 
-fn status(e: &Recorded, key: &str) -> String {
-    e.status_value(key).unwrap_or_default()
+/// The fault properties for the demo server on [`PORT`] inside `netns`,
+/// with `more`.
+fn in_netns(netns: &NetNs, more: Value) -> Value {
+    let server = json!({"Hostname": netns.ns_addr.to_string(), "Path": demo_path("demo")});
+    with(with(fault_properties(PORT), server), more)
 }
 
 #[test]
@@ -36,15 +38,9 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
     };
     let _server = ServerProcess::start_in(&netns, SocketAddr::from((netns.ns_addr, PORT)));
     let rec = Recorder::new();
-    let properties = with(
-        fault_properties(PORT),
-        json!({
-            "Hostname": netns.ns_addr.to_string(),
-            "Path": demo_path("demo"),
-            "Keep Alive Interval": 1,
-            "Pong Timeout": 1,
-            "Connect Timeout": 2,
-        }),
+    let properties = in_netns(
+        &netns,
+        json!({"Keep Alive Interval": 1, "Pong Timeout": 1, "Connect Timeout": 2}),
     );
     let instance = connect_instance(&rec, properties);
     rec.expect("WebSocket Established", |e| {
@@ -68,24 +64,12 @@ fn a_half_open_link_is_found_by_keep_alive_within_interval_plus_timeout_and_heal
     );
     println!("half-open link detected {:?} after the cut", cut.elapsed());
     let e = rec.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ]
-    );
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    let reason = ending(&e, &one_connection(1));
     assert_eq!(
         reason,
         "no answer to keep-alive ping within 1 s: connection is dead"
     );
-    assert_eq!(
-        status(&e, "LastError"),
-        format!("{reason} (stage: Ping timeout)")
-    );
+    assert_last_error(&e, &reason, "Ping timeout");
     assert_eq!(
         status(&e, "LastClose"),
         "1006 (connection dropped by client)"
@@ -117,14 +101,7 @@ fn a_connect_to_a_black_holed_address_fails_after_the_connect_timeout_without_ha
     };
     println!("packets dropped with {}", netns.drop_all_packets());
     let rec = Recorder::new();
-    let properties = with(
-        fault_properties(PORT),
-        json!({
-            "Hostname": netns.ns_addr.to_string(),
-            "Path": demo_path("demo"),
-            "Connect Timeout": 2,
-        }),
-    );
+    let properties = in_netns(&netns, json!({"Connect Timeout": 2}));
     let started = Instant::now();
     let instance = connect_instance(&rec, properties);
     rec.expect_within(

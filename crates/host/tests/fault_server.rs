@@ -20,41 +20,19 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 use serde_json::json;
 use support::{
-    CloseServer, Peer, Recorded, Recorder, ScriptServer, ServerProcess, TIMEOUT, assert_invariants,
-    connect_instance, demo_path, fault_properties, free_port, raw_frame, with,
+    CloseServer, Peer, QUIET, Recorder, SLACK, ScriptServer, ServerProcess, TIMEOUT,
+    assert_invariants, assert_last_error, connect_instance, demo_path, disconnected, ending,
+    established, expect_handshake_timeout, fault_instance, fault_properties, free_port,
+    one_connection, raw_frame, status, with,
 };
 use wsio::machine::CLOSE_TIMEOUT;
 use wsio::matching::Trigger;
-
-/// Slack on top of a bound the module promises, for a loaded 2-core CI
-/// machine running debug builds.
-const SLACK: Duration = Duration::from_secs(2);
-/// How long a test listens to prove that something does *not* happen (no
-/// retry after Gave Up): longer than the 1 s retry ceiling configured.
-const QUIET: Duration = Duration::from_millis(1500);
-
-fn established(n: usize) -> impl FnMut(&Recorded) -> bool {
-    move |e| e.count(Trigger::Established) >= n
-}
-
-fn disconnected(n: usize) -> impl FnMut(&Recorded) -> bool {
-    move |e| e.count(Trigger::Disconnected) >= n
-}
-
-fn status(e: &Recorded, key: &str) -> String {
-    e.status_value(key).unwrap_or_default()
-}
 
 #[test]
 fn a_server_process_killed_mid_stream_is_a_lost_link_and_its_restart_is_found_within_the_backoff() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let mut server = ServerProcess::start(addr);
-    let rec = Recorder::new();
-    let properties = with(
-        fault_properties(addr.port()),
-        json!({"Path": demo_path("demo")}),
-    );
-    let instance = connect_instance(&rec, properties);
+    let (rec, instance) = fault_instance(addr.port(), json!({"Path": demo_path("demo")}));
     rec.expect("WebSocket Established", established(1));
 
     // Mid-stream: thousands of messages on their way both ways.
@@ -146,17 +124,7 @@ fn a_tcp_reset_fires_disconnected_once_with_1006_and_auto_reconnect_recovers() {
     instance.send_message("got them").unwrap();
     rec.expect("Disconnected", disconnected(1));
     let e = rec.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ]
-    );
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    let reason = ending(&e, &one_connection(2));
     println!("TCP reset: {reason}");
     assert!(
         reason.starts_with("connection lost: ") && reason.contains("reset"),
@@ -166,7 +134,7 @@ fn a_tcp_reset_fires_disconnected_once_with_1006_and_auto_reconnect_recovers() {
         status(&e, "LastClose"),
         "1006 (connection lost without a close frame)"
     );
-    assert_eq!(status(&e, "LastError"), format!("{reason} (stage: TCP)"));
+    assert_last_error(&e, &reason, "TCP");
 
     rec.expect("re-established", established(2));
     rec.expect("the healthy server's greeting", |e| e.message_count == 3);
@@ -186,20 +154,8 @@ fn a_fin_without_a_close_frame_delivers_what_came_before_and_is_a_lost_link() {
     rec.expect("Disconnected", disconnected(1));
     let e = rec.snapshot();
     // The FIN comes after the data: both messages arrive first.
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{}",
-        e.describe()
-    );
+    let reason = ending(&e, &one_connection(2));
     assert_eq!(e.texts(), ["one", "two"]);
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
     println!("FIN without a close frame: {reason}");
     assert!(reason.contains("without"), "{reason}");
     assert_eq!(
@@ -232,13 +188,7 @@ fn every_server_close_code_is_shown_with_its_reason_and_auto_reconnect_follows()
         let e = rec.snapshot();
         assert_eq!(
             e.triggers[..5],
-            [
-                Trigger::Connected,
-                Trigger::Established,
-                Trigger::MessagesReceived,
-                Trigger::MessagesReceived,
-                Trigger::Disconnected
-            ],
+            one_connection(2),
             "{code}: {}",
             e.describe()
         );
@@ -482,23 +432,7 @@ fn a_handshake_answer_trickled_a_byte_a_second_hits_the_connect_timeout() {
             json!({"Connect Timeout": 2}),
         ),
     );
-    rec.expect("Disconnected", disconnected(1));
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "gave up after {waited:?}, before the 2 s Connect Timeout"
-    );
-    let e = rec.snapshot();
-    assert_eq!(e.triggers, [Trigger::Connected, Trigger::Disconnected]);
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
-    assert_eq!(
-        reason,
-        "TLS/WebSocket handshake timed out after 2 s (Connect Timeout)"
-    );
-    assert_eq!(
-        status(&e, "LastError"),
-        format!("{reason} (stage: Connect timeout)")
-    );
+    expect_handshake_timeout(&rec, started);
     // It keeps trying, at the backoff's pace.
     assert!(server.wait_for(|o| o.connections() >= 2, Duration::from_secs(1) + SLACK));
 
@@ -537,17 +471,7 @@ fn a_server_that_sends_close_but_keeps_tcp_open_is_dropped_after_the_close_timeo
         disconnected(1),
     );
     let e = rec.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{}",
-        e.describe()
-    );
+    ending(&e, &one_connection(1));
     // The close handshake completed: an orderly close by the server, not
     // an error; the log says why the client ended TCP itself.
     assert_eq!(

@@ -17,25 +17,14 @@ use async_tungstenite::tungstenite::protocol::frame::Frame;
 use async_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use serde_json::json;
 use support::{
-    EchoServer, Recorded, Recorder, ScriptServer, TIMEOUT, assert_invariants, connect_instance,
-    fault_properties, raw_frame, with,
+    EchoServer, Recorder, ScriptServer, TIMEOUT, assert_invariants, assert_last_error,
+    connect_instance, disconnected, ending, established, fault_instance, fault_properties,
+    one_connection, raw_frame, status,
 };
 use wsio::instance::{ActionError, Instance, SEND_BACKLOG, SEND_BACKLOG_BYTES};
 use wsio::matching::Trigger;
 
 const MIB: usize = 1024 * 1024;
-
-fn established(n: usize) -> impl FnMut(&Recorded) -> bool {
-    move |e| e.count(Trigger::Established) >= n
-}
-
-fn disconnected(n: usize) -> impl FnMut(&Recorded) -> bool {
-    move |e| e.count(Trigger::Disconnected) >= n
-}
-
-fn status(e: &Recorded, key: &str) -> String {
-    e.status_value(key).unwrap_or_default()
-}
 
 /// 50 MiB of text with a pattern, so a message cut or spliced shows.
 fn big_text() -> String {
@@ -47,12 +36,7 @@ fn big_text() -> String {
 #[test]
 fn a_50_mib_message_arrives_whole_when_max_message_size_is_64_mib() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let properties = with(
-        fault_properties(server.port()),
-        json!({"Max Message Size": 64 * MIB}),
-    );
-    let instance = connect_instance(&rec, properties);
+    let (rec, instance) = fault_instance(server.port(), json!({"Max Message Size": 64 * MIB}));
     rec.expect("WebSocket Established", established(1));
     let text = big_text();
     assert_eq!(server.send_to_all(text.clone()), 1);
@@ -92,15 +76,7 @@ fn a_50_mib_message_over_the_default_16_mib_closes_with_1009_and_reconnects() {
     assert_eq!(server.send_to_all(big_text()), 1);
     rec.expect("Disconnected", disconnected(1));
     let e = rec.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::Disconnected
-        ]
-    );
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    let reason = ending(&e, &one_connection(0));
     assert!(
         reason.ends_with("larger than Max Message Size (16777216 bytes); closed with 1009"),
         "{reason}"
@@ -109,10 +85,7 @@ fn a_50_mib_message_over_the_default_16_mib_closes_with_1009_and_reconnects() {
         status(&e, "LastClose"),
         "1009 message too big (closed by client)"
     );
-    assert_eq!(
-        status(&e, "LastError"),
-        format!("{reason} (stage: WebSocket)")
-    );
+    assert_last_error(&e, &reason, "WebSocket");
     // The server is told why.
     assert!(
         server.wait_for(|o| o.closes.iter().any(|c| c.code == 1009), TIMEOUT),
@@ -381,17 +354,11 @@ fn a_half_open_link_with_a_backlog_says_how_many_messages_were_not_sent() {
     // The server neither reads nor answers: the client's keep-alive ping
     // waits behind its own backlog and the pong timeout ends the link
     // without a close handshake.
-    let server = ScriptServer::start(|mut peer| {
-        if peer.upgrade() {
-            peer.hold_without_reading();
-        }
-    });
-    let rec = Recorder::new();
-    let properties = with(
-        fault_properties(server.port()),
+    let server = ScriptServer::after_upgrade(|peer| peer.hold_without_reading());
+    let (rec, instance) = fault_instance(
+        server.port(),
         json!({"Auto-Reconnect": false, "Keep Alive Interval": 1, "Pong Timeout": 1}),
     );
-    let instance = connect_instance(&rec, properties);
     rec.expect("WebSocket Established", established(1));
     let accepted = fill_the_backlog(&instance, 'h');
     rec.expect_within("the pong timeout", 3 * TIMEOUT, disconnected(1));
@@ -515,16 +482,7 @@ fn violation_story(name: &str, frames: Vec<Frame>, reason: &str) {
     let instance = connect_instance(&rec, fault_properties(server.port()));
     rec.expect(&format!("{name}: Disconnected"), disconnected(1));
     let e = rec.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{name}"
-    );
+    assert_eq!(e.triggers, one_connection(1), "{name}");
     assert_eq!(e.texts(), ["before"], "{name}");
     let shown = e.reasons_of(Trigger::Disconnected).remove(0);
     assert_eq!(shown, reason, "{name}");

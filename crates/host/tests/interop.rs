@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Recorded, Recorder, test_pki};
+use support::{Recorded, Recorder, send_hex, test_pki};
 use wsio::instance::{Instance, Options};
 use wsio::matching::Trigger;
 
@@ -550,13 +550,7 @@ fn echo_text_and_binary(target: &Target) {
     let text = "héllo from wsio ✓ (interop)";
     c.instance.send_message(text).unwrap();
     c.expect("the text echo", |r| r.count(Trigger::MessagesReceived) == 1);
-    c.instance
-        .action(
-            "Send Message",
-            &json!({"Message": "00 ff 7e 80", "Message Type": "Binary"}),
-            &[] as &[&str],
-        )
-        .unwrap();
+    send_hex(&c.instance, "00 ff 7e 80").unwrap();
     c.expect("the binary echo", |r| {
         r.count(Trigger::MessagesReceived) == 2
     });

@@ -93,11 +93,22 @@ pub fn create_raw(
     // SAFETY: every pointer is NULL or valid for the call; misuse is what
     // some callers test, and the header promises an error, not a crash.
     let handle = unsafe { (api().instance_create)(host, instance_id, properties, &mut error) };
+    handle_or_error(handle, error, "iom_instance_create")
+}
+
+/// What a call that returns a handle gave back: the handle, or the error
+/// message when it is NULL, checking the header's contract that `*error`
+/// is set exactly then (and freeing it).
+pub fn handle_or_error<T>(
+    handle: *mut T,
+    error: *mut c_char,
+    call: &str,
+) -> Result<*mut T, String> {
     let error = take_string(error);
     if handle.is_null() {
-        Err(error.expect("a failed iom_instance_create sets *error"))
+        Err(error.unwrap_or_else(|| panic!("a failed {call} sets *error")))
     } else {
-        assert!(error.is_none(), "a successful create left *error set");
+        assert!(error.is_none(), "a successful {call} left *error set");
         Ok(handle)
     }
 }
@@ -201,13 +212,7 @@ pub fn prepare_raw(
     let mut error: *mut c_char = ptr::null_mut();
     // SAFETY: as in create_raw.
     let prepared = unsafe { (api().trigger_prepare)(instance, trigger, properties, &mut error) };
-    let error = take_string(error);
-    if prepared.is_null() {
-        Err(error.expect("a failed iom_trigger_prepare sets *error"))
-    } else {
-        assert!(error.is_none(), "a successful prepare left *error set");
-        Ok(Prepared(prepared))
-    }
+    handle_or_error(prepared, error, "iom_trigger_prepare").map(Prepared)
 }
 
 pub fn prepare(

@@ -200,6 +200,70 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+// ------------------------------------------------------------ the stories
+
+/// Slack on top of a bound the module promises, for a loaded 2-core CI
+/// machine running debug builds.
+pub const SLACK: Duration = Duration::from_secs(2);
+/// How long a test listens to prove that something does *not* happen (no
+/// retry after Gave Up): longer than the 1 s retry ceiling configured.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// WebSocket Established fired `n` times (at least).
+pub fn established(n: usize) -> impl FnMut(&Recorded) -> bool {
+    move |e| e.count(Trigger::Established) >= n
+}
+
+/// Disconnected fired `n` times (at least).
+pub fn disconnected(n: usize) -> impl FnMut(&Recorded) -> bool {
+    move |e| e.count(Trigger::Disconnected) >= n
+}
+
+/// The latest value of a status variable, empty if it was never pushed.
+pub fn status(e: &Recorded, key: &str) -> String {
+    e.status_value(key).unwrap_or_default()
+}
+
+/// The triggers of one connection that delivered `messages` messages and
+/// then ended.
+pub fn one_connection(messages: usize) -> Vec<Trigger> {
+    let mut triggers = vec![Trigger::Connected, Trigger::Established];
+    triggers.extend(std::iter::repeat_n(Trigger::MessagesReceived, messages));
+    triggers.push(Trigger::Disconnected);
+    triggers
+}
+
+/// Asserts that the triggers so far were exactly `triggers` and returns
+/// the reason of the first Disconnected.
+pub fn ending(e: &Recorded, triggers: &[Trigger]) -> String {
+    assert_eq!(e.triggers, triggers, "{}", e.describe());
+    e.reasons_of(Trigger::Disconnected).remove(0)
+}
+
+/// Asserts Last Error is `reason` at `stage`, as the module shows it.
+pub fn assert_last_error(e: &Recorded, reason: &str, stage: &str) {
+    assert_eq!(status(e, "LastError"), format!("{reason} (stage: {stage})"));
+}
+
+/// A WebSocket or TLS handshake that never completed: `rec` saw the
+/// Connect Timeout of 2 s end it, no sooner than 2 s after `started`, with
+/// Connected then Disconnected and the reason the module gives.
+pub fn expect_handshake_timeout(rec: &Arc<Recorder>, started: Instant) {
+    rec.expect("Disconnected", disconnected(1));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "ended after {waited:?}, before the 2 s Connect Timeout"
+    );
+    let e = rec.snapshot();
+    let reason = ending(&e, &[Trigger::Connected, Trigger::Disconnected]);
+    assert_eq!(
+        reason,
+        "TLS/WebSocket handshake timed out after 2 s (Connect Timeout)"
+    );
+    assert_last_error(&e, &reason, "Connect timeout");
+}
+
 // ------------------------------------------------------------ the setup
 
 /// The properties every fault test starts from: the server on 127.0.0.1:
@@ -228,6 +292,14 @@ pub fn with(mut base: serde_json::Value, more: serde_json::Value) -> serde_json:
         base[key] = value.clone();
     }
     base
+}
+
+/// A new [`Recorder`] and an instance reporting to it, connected (see
+/// [`connect_instance`]) with the fault properties for `port` and `more`.
+pub fn fault_instance(port: u16, more: serde_json::Value) -> (Arc<Recorder>, Instance) {
+    let recorder = Recorder::new();
+    let instance = connect_instance(&recorder, with(fault_properties(port), more));
+    (recorder, instance)
 }
 
 /// Creates an instance reporting to `recorder` and connects it with the

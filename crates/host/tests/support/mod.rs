@@ -38,6 +38,7 @@ mod faults;
 mod fixture;
 pub mod host_http;
 mod host_process;
+mod instance;
 pub mod iom;
 mod netns;
 mod observations;
@@ -49,8 +50,8 @@ mod server_process;
 mod servers;
 
 pub use client::{
-    ClientWs, TIMEOUT, client_config_trusting, connect, connect_with, deadline, recv, recv_close,
-    recv_text, tls_client_config,
+    ClientWs, TIMEOUT, assert_ping_answered, client_config_trusting, connect, connect_with,
+    deadline, recv, recv_close, recv_text, request_with, tls_client_config,
 };
 pub use fixture::{
     Answer, Connection, Fixture, Io, accept_websocket, accept_websocket_with, tls_identity, within,
@@ -64,10 +65,12 @@ pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
 pub use recorder::{Recorded, Recorder};
 // The fault suite (tests/fault_*.rs).
 pub use faults::{
-    PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between, connect_instance, driver_panics,
-    fault_properties, open_fds, rss_kib, with,
+    PASSWORD, QUIET, SECRETS, SLACK, TOKEN, assert_invariants, assert_last_error, attempts_between,
+    connect_instance, disconnected, driver_panics, ending, established, expect_handshake_timeout,
+    fault_instance, fault_properties, one_connection, open_fds, rss_kib, status, with,
 };
 pub use host_process::{HOST_TIMEOUT, HostProcess};
+pub use instance::send_hex;
 pub use netns::NetNs;
 pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
 pub use server_process::{ServerProcess, demo_path, free_port};
