@@ -1,49 +1,22 @@
-//! The fault suite's setup and invariants: the properties and secrets
-//! every fault test connects with, and [`assert_invariants`], how every
-//! fault test ends: the checks that must hold whatever the fault was (see
-//! its doc). What the instance reported is recorded by [`Recorder`], which
-//! scans everything it sees for the [`SECRETS`].
+//! The fault suite's setup, story steps and invariants: the properties
+//! every fault test connects with (holding the [`SECRETS`]), the waits and
+//! checks its stories share, and [`assert_invariants`], how every fault
+//! test ends: the checks that must hold whatever the fault was (see its
+//! doc). What the instance reported is recorded by [`Recorder`], which
+//! scans everything it sees for the secrets.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use wsio::instance::Instance;
 use wsio::matching::Trigger;
 
 use super::TIMEOUT;
-use super::recorder::{Recorded, Recorder, leaked, shorten};
-
-/// The bearer token every fault test connects with.
-pub const TOKEN: &str = "TOKEN-s3cr3t-123";
-/// The Basic-auth password every fault test configures.
-pub const PASSWORD: &str = "PASSWD-s3cr3t-456";
-/// What must never be shown: in no log line, status value or trigger data.
-pub const SECRETS: [&str; 2] = [TOKEN, PASSWORD];
+use super::recorder::{
+    PASSWORD, Recorded, Recorder, SECRETS, TOKEN, driver_panics, leaked, shorten,
+};
 
 // ------------------------------------------------------------ invariants
-
-static DRIVER_PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts panics on the module's driver thread (where every instance runs
-/// and every host callback is made), then lets the previous hook report.
-pub(super) fn watch_driver_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some("wsio-driver") {
-                DRIVER_PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-    });
-}
-
-/// Panics seen on the driver thread so far, in this test binary.
-pub fn driver_panics() -> usize {
-    DRIVER_PANICS.load(Ordering::SeqCst)
-}
 
 /// How fast connection attempts may come: never faster than the module's
 /// 100 ms floor between automatic attempts, whatever happens.

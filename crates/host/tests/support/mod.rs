@@ -21,6 +21,9 @@
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
 //!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
+//! - [`Recorder`]: the Host an instance reports to in every Rust-API test,
+//!   waited on like the servers' observations; the fault suite's setup and
+//!   closing invariants ([`assert_invariants`]) build on it.
 //! - [`iom`] and [`abi_host`]: the C ABI loaded with dlopen and called as a
 //!   controller calls it.
 //! - [`HostProcess`]: the `wsio` binary with its output read line by line;
@@ -62,12 +65,12 @@ pub use pki::{
     sha256_fingerprint, sha256_fingerprint_colons, test_pki,
 };
 pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
-pub use recorder::{Recorded, Recorder};
+pub use recorder::{PASSWORD, Recorded, Recorder, SECRETS, TOKEN, driver_panics};
 // The fault suite (tests/fault_*.rs).
 pub use faults::{
-    PASSWORD, QUIET, SECRETS, SLACK, TOKEN, assert_invariants, assert_last_error, attempts_between,
-    connect_instance, disconnected, driver_panics, ending, established, expect_handshake_timeout,
-    fault_instance, fault_properties, one_connection, open_fds, rss_kib, status, with,
+    QUIET, SLACK, assert_invariants, assert_last_error, attempts_between, connect_instance,
+    disconnected, ending, established, expect_handshake_timeout, fault_instance, fault_properties,
+    one_connection, open_fds, rss_kib, status, with,
 };
 pub use host_process::{HOST_TIMEOUT, HostProcess};
 pub use instance::send_hex;

@@ -7,10 +7,12 @@
 //! messages: trigger counts are kept as they arrive (a wait predicate costs
 //! O(1)), messages can be checked on arrival instead of kept
 //! ([`Recorder::checking`]), log lines are capped, and every log line,
-//! status value and trigger payload is scanned for the fault suite's
-//! [`SECRETS`] as it arrives.
+//! status value and trigger payload is scanned for the [`SECRETS`] as it
+//! arrives. Panics on the module's driver thread, where every callback is
+//! made, are counted ([`driver_panics`]).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use wsio::instance::Host;
@@ -19,7 +21,13 @@ use wsio::matching::Trigger;
 use wsio::status::StatusVariable;
 
 use super::TIMEOUT;
-use super::faults::{SECRETS, watch_driver_panics};
+
+/// The bearer token every fault test connects with.
+pub const TOKEN: &str = "TOKEN-s3cr3t-123";
+/// The Basic-auth password every fault test configures.
+pub const PASSWORD: &str = "PASSWD-s3cr3t-456";
+/// What must never be shown: in no log line, status value or trigger data.
+pub const SECRETS: [&str; 2] = [TOKEN, PASSWORD];
 
 /// Log lines kept for assertions and failure messages; later ones are
 /// counted and scanned, not kept (Log Comms under a flood).
@@ -349,4 +357,26 @@ impl Host for Recorder {
             }
         });
     }
+}
+
+static DRIVER_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts panics on the module's driver thread (where every instance runs
+/// and every host callback is made), then lets the previous hook report.
+fn watch_driver_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("wsio-driver") {
+                DRIVER_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Panics seen on the driver thread so far, in this test binary.
+pub fn driver_panics() -> usize {
+    DRIVER_PANICS.load(Ordering::SeqCst)
 }
