@@ -588,21 +588,11 @@ impl Drop for HostProcess {
 fn use_system_proxy_follows_http_proxy_and_honours_no_proxy() {
     let proxy = ConnectProxy::start();
     let echo = EchoServer::start();
-    let project = format!(
-        r#"
-[[instance]]
-name = "viaenv"
-[instance.properties]
-Hostname = "127.0.0.1"
-Port = {}
-Path = "/echo"
-"Use System Proxy" = true
-
-[[startup]]
-instance = "viaenv"
-action = "Connect"
-"#,
-        echo.port()
+    let project = support::project_instance(
+        "viaenv",
+        echo.port(),
+        "/echo",
+        "\"Use System Proxy\" = true\n",
     );
     let proxy_url = proxy.url();
     let mut host = HostProcess::run("system-proxy", &project, &[("HTTP_PROXY", &proxy_url)]);

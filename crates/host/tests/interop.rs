@@ -832,22 +832,17 @@ fn the_host_binary_runs_a_project_against_node_behind_nginx() {
     let peer = Peer::start(Kind::Node, false);
     let nginx = Nginx::start(peer.port);
     let dir = scratch_dir("host");
+    let instance = support::project_instance(
+        "peer",
+        nginx.port,
+        "/echo",
+        &format!(
+            "Protocol = \"WSS\"\n\"CA Certificate\" = \"{}\"\n\"Trust Only Given CA\" = true\n",
+            tls_files().ca.display()
+        ),
+    );
     let project = format!(
-        r#"
-[[instance]]
-name = "peer"
-[instance.properties]
-Hostname = "127.0.0.1"
-Port = {port}
-Path = "/echo"
-Protocol = "WSS"
-"CA Certificate" = "{ca}"
-"Trust Only Given CA" = true
-
-[[startup]]
-instance = "peer"
-action = "Connect"
-
+        r#"{instance}
 [[wire]]
 when = {{ instance = "peer", trigger = "WebSocket Established" }}
 then = {{ instance = "peer", action = "Send Message", properties = {{ Message = "ping from the host" }} }}
@@ -855,9 +850,7 @@ then = {{ instance = "peer", action = "Send Message", properties = {{ Message = 
 [[wire]]
 when = {{ instance = "peer", trigger = "Messages Received", properties = {{ "Match String" = "ping", "Match Mode" = "Starts With" }} }}
 then = {{ instance = "peer", action = "Send Message", properties = {{ Message = "pong: <1>" }} }}
-"#,
-        port = nginx.port,
-        ca = tls_files().ca.display(),
+"#
     );
     let path = dir.join("project.toml");
     std::fs::write(&path, project).unwrap();

@@ -72,7 +72,7 @@ pub use faults::{
     disconnected, ending, established, expect_handshake_timeout, fault_instance, fault_properties,
     one_connection, open_fds, rss_kib, status, with,
 };
-pub use host_process::{HOST_TIMEOUT, HostProcess};
+pub use host_process::{HOST_TIMEOUT, HostProcess, project_instance};
 pub use instance::send_hex;
 pub use netns::NetNs;
 pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
