@@ -18,8 +18,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use support::{
     BlackHoleServer, ClientAuth, ConnectProxy, Credential, EchoServer, RSA_CLIENT_KEY_FILE,
-    Recorded, Recorder, RefuseServer, SilentServer, TIMEOUT, sha256_fingerprint,
-    sha256_fingerprint_colons, test_pki, tls_identity,
+    Recorded, Recorder, RefuseServer, SilentServer, TIMEOUT, free_port, sha256_fingerprint,
+    sha256_fingerprint_colons, test_pki, tls_identity, with,
 };
 use wsio::instance::{Instance, InstanceError, Options};
 use wsio::matching::Trigger;
@@ -55,14 +55,6 @@ fn wss(host: &str, port: u16) -> Value {
     json!({"Hostname": host, "Port": port, "Path": "/echo", "Protocol": "WSS"})
 }
 
-/// `base` with `more`'s keys set.
-fn with(mut base: Value, more: Value) -> Value {
-    for (key, value) in more.as_object().unwrap() {
-        base[key] = value.clone();
-    }
-    base
-}
-
 /// Auto-Reconnect with the first retry within 1 s.
 fn reconnecting() -> Value {
     json!({"Auto-Reconnect": true, "Reconnect Min Delay": 1, "Reconnect Max Delay": 1})
@@ -74,15 +66,6 @@ fn established(r: &Recorded) -> bool {
 
 fn gave_up(r: &Recorded) -> bool {
     r.count(Trigger::GaveUp) > 0
-}
-
-/// A port with nothing listening: bind, note the port, close.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Everything an instance showed: log lines and every status value pushed.
