@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{EchoServer, TIMEOUT};
 
 /// How long a test listens for callbacks that must not come: long enough
@@ -33,204 +33,8 @@ const QUIET: Duration = Duration::from_millis(300);
 use support::iom::*;
 
 // ------------------------------------------------------------- calling helpers
-
-fn c(text: &str) -> CString {
-    CString::new(text).expect("test strings have no NUL")
-}
-
-/// Copies a string the module allocated (NULL: None) and frees it with
-/// iom_string_free, as the header asks.
-fn take_string(s: *mut c_char) -> Option<String> {
-    if s.is_null() {
-        return None;
-    }
-    // SAFETY: a non-NULL string returned by the module is NUL-terminated and
-    // ours until freed; it is freed exactly once, right after the copy.
-    let text = unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned();
-    // SAFETY: as above.
-    unsafe { (api().string_free)(s) };
-    Some(text)
-}
-
-/// iom_instance_create with raw arguments: the handle or the error message.
-fn create_raw(
-    host: *const IomHostCallbacks,
-    instance_id: u64,
-    properties: *const c_char,
-) -> Result<*mut IomInstance, String> {
-    let mut error: *mut c_char = ptr::null_mut();
-    // SAFETY: every pointer is NULL or valid for the call; misuse is what
-    // some callers test, and the header promises an error, not a crash.
-    let handle = unsafe { (api().instance_create)(host, instance_id, properties, &mut error) };
-    let error = take_string(error);
-    if handle.is_null() {
-        Err(error.expect("a failed iom_instance_create sets *error"))
-    } else {
-        assert!(error.is_none(), "a successful create left *error set");
-        Ok(handle)
-    }
-}
-
-/// iom_instance_action with raw arguments: the code and the error message.
-fn action_raw(
-    instance: *mut IomInstance,
-    action: *const c_char,
-    properties: *const c_char,
-    variables: *const IomStr,
-    n_variables: usize,
-) -> (c_int, Option<String>) {
-    let mut error: *mut c_char = ptr::null_mut();
-    // SAFETY: as in create_raw.
-    let code = unsafe {
-        (api().instance_action)(
-            instance,
-            action,
-            properties,
-            variables,
-            n_variables,
-            &mut error,
-        )
-    };
-    let error = take_string(error);
-    assert_eq!(
-        code == IOM_OK,
-        error.is_none(),
-        "*error must be set exactly when the code is not IOM_OK (code {code}, error {error:?})"
-    );
-    (code, error)
-}
-
-fn action_on(
-    instance: *mut IomInstance,
-    name: &str,
-    properties: &str,
-    variables: &[&str],
-) -> (c_int, Option<String>) {
-    let (name, properties) = (c(name), c(properties));
-    let variables: Vec<IomStr> = variables.iter().map(|v| IomStr::of(v.as_bytes())).collect();
-    action_raw(
-        instance,
-        name.as_ptr(),
-        properties.as_ptr(),
-        variables.as_ptr(),
-        variables.len(),
-    )
-}
-
-fn status_of(instance: *mut IomInstance) -> Option<String> {
-    // SAFETY: iom_instance_status validates the handle itself.
-    take_string(unsafe { (api().instance_status)(instance) })
-}
-
-fn network_of(instance: *mut IomInstance, up: bool) -> c_int {
-    // SAFETY: iom_instance_network validates the handle itself.
-    unsafe { (api().instance_network)(instance, c_int::from(up)) }
-}
-
-fn destroy_raw(instance: *mut IomInstance) -> c_int {
-    // SAFETY: iom_instance_destroy validates the handle itself.
-    unsafe { (api().instance_destroy)(instance) }
-}
-
-/// A prepared trigger, freed on drop.
-struct Prepared(*mut IomPreparedTrigger);
-
-impl Prepared {
-    fn raw(&self) -> *const IomPreparedTrigger {
-        self.0
-    }
-}
-
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        // SAFETY: a live prepared trigger, freed once.
-        unsafe { (api().trigger_free)(self.0) };
-    }
-}
-
-fn prepare_raw(
-    instance: *mut IomInstance,
-    trigger: *const c_char,
-    properties: *const c_char,
-) -> Result<Prepared, String> {
-    let mut error: *mut c_char = ptr::null_mut();
-    // SAFETY: as in create_raw.
-    let prepared = unsafe { (api().trigger_prepare)(instance, trigger, properties, &mut error) };
-    let error = take_string(error);
-    if prepared.is_null() {
-        Err(error.expect("a failed iom_trigger_prepare sets *error"))
-    } else {
-        assert!(error.is_none(), "a successful prepare left *error set");
-        Ok(Prepared(prepared))
-    }
-}
-
-fn prepare(
-    instance: *mut IomInstance,
-    trigger: &str,
-    properties: &str,
-) -> Result<Prepared, String> {
-    let (trigger, properties) = (c(trigger), c(properties));
-    prepare_raw(instance, trigger.as_ptr(), properties.as_ptr())
-}
-
-/// iom_trigger_test: the result and the trigger variables (freed here).
-fn test_raw(
-    prepared: *const IomPreparedTrigger,
-    data: *const u8,
-    len: usize,
-) -> (c_int, Vec<Vec<u8>>) {
-    test_flagged(prepared, data, len, None)
-}
-
-/// iom_trigger_test, or iom_trigger_test_ex when `flags` are given.
-fn test_flagged(
-    prepared: *const IomPreparedTrigger,
-    data: *const u8,
-    len: usize,
-    flags: Option<u32>,
-) -> (c_int, Vec<Vec<u8>>) {
-    let api = api();
-    // Not NULL, so that the module visibly clears it when it stores nothing.
-    let mut variables = ptr::dangling_mut::<IomVariables>();
-    // SAFETY: `data` is NULL or `len` readable bytes; the module validates
-    // `prepared` itself.
-    let result = unsafe {
-        match flags {
-            None => (api.trigger_test)(prepared, data, len, &mut variables),
-            Some(flags) => (api.trigger_test_ex)(prepared, data, len, flags, &mut variables),
-        }
-    };
-    if result != 1 {
-        assert!(
-            variables.is_null(),
-            "iom_trigger_test returned {result} but stored variables"
-        );
-        return (result, Vec::new());
-    }
-    assert!(!variables.is_null(), "a match must store its variables");
-    // SAFETY: live variables from the match above; each iom_str is borrowed
-    // from them and copied before they are freed, once.
-    let values = unsafe {
-        let count = (api.variables_count)(variables);
-        let values = (0..count)
-            .map(|i| {
-                let v = (api.variables_get)(variables, i);
-                assert!(!v.ptr.is_null(), "variable {} has a NULL pointer", i + 1);
-                std::slice::from_raw_parts(v.ptr.cast::<u8>(), v.len).to_vec()
-            })
-            .collect();
-        let past_end = (api.variables_get)(variables, count);
-        assert!(past_end.ptr.is_null() && past_end.len == 0);
-        (api.variables_free)(variables);
-        values
-    };
-    (result, values)
-}
-
-fn test_data(prepared: &Prepared, data: &[u8]) -> (c_int, Vec<Vec<u8>>) {
-    test_raw(prepared.raw(), data.as_ptr(), data.len())
-}
+// The controller's calls and a callback's strings: tests/support/abi_host.rs.
+use support::abi_host::*;
 
 // ------------------------------------------------------------- the recording host
 
@@ -314,15 +118,7 @@ impl Recorder {
     /// The callbacks struct for this recorder; the caller keeps the Arc
     /// alive for as long as the instance lives.
     fn callbacks(self: &Arc<Self>) -> IomHostCallbacks {
-        IomHostCallbacks {
-            struct_size: size_of::<IomHostCallbacks>() as u32,
-            abi_version: IOM_ABI_VERSION,
-            user_data: Arc::as_ptr(self).cast_mut().cast(),
-            fire_trigger: Some(on_fire_trigger),
-            status_changed: Some(on_status_changed),
-            log: Some(on_log),
-            fire_trigger_ex: None,
-        }
+        callbacks_for(self, on_fire_trigger, on_status_changed, on_log)
     }
 
     fn lock(&self) -> MutexGuard<'_, Events> {
@@ -371,11 +167,11 @@ impl Recorder {
 /// # Safety
 /// `s` is NULL or NUL-terminated and valid for the call.
 unsafe fn callback_text(s: *const c_char) -> String {
-    if s.is_null() {
-        return "<NULL>".to_owned();
-    }
     // SAFETY: forwarded to the caller.
-    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+    match unsafe { callback_string(s) } {
+        None => "<NULL>".to_owned(),
+        Some(Ok(text) | Err(text)) => text,
+    }
 }
 
 unsafe extern "C" fn on_fire_trigger(
@@ -389,12 +185,11 @@ unsafe extern "C" fn on_fire_trigger(
     // the test for longer than the instance; the pointers are valid for the
     // duration of the call (iom.h).
     let (recorder, trigger, data) = unsafe {
-        let data = if len == 0 || data.is_null() {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(data, len).to_vec()
-        };
-        (&*user_data.cast::<Recorder>(), callback_text(trigger), data)
+        (
+            &*user_data.cast::<Recorder>(),
+            callback_text(trigger),
+            callback_bytes(data, len),
+        )
     };
     // The one iom_* call a callback may make, to check that it is refused.
     let handle = recorder.destroy_on_fire.swap(0, Ordering::SeqCst);
@@ -961,7 +756,7 @@ fn trigger_prepare_and_test_refuse_bad_input() {
 
     assert_eq!(test_raw(ptr::null(), b"x".as_ptr(), 1).0, -1);
     let freed = prepare(ptr::null_mut(), "Messages Received", "{}").expect("prepare");
-    let raw = freed.0;
+    let raw = freed.raw().cast_mut();
     drop(freed);
     assert_eq!(test_raw(raw, b"x".as_ptr(), 1).0, -1);
     // A handle this thread has just used (and so remembers) is refused
@@ -974,7 +769,7 @@ fn trigger_prepare_and_test_refuse_bad_input() {
     )
     .unwrap();
     assert_eq!(test_data(&used, b"a").0, 1);
-    let used_raw = used.0;
+    let used_raw = used.raw();
     drop(used);
     assert_eq!(test_raw(used_raw, b"a".as_ptr(), 1).0, -1);
     let many: Vec<(String, Prepared)> = (0..7)
@@ -1093,6 +888,28 @@ fn a_bearer_token_reaches_the_server_and_nothing_else() {
     assert!(!shown.contains("topsecret"), "the token leaked:\n{shown}");
 }
 
+/// What a host waits for, named for the failure message.
+type Awaited<'a> = (&'a str, &'a dyn Fn(&Events) -> bool);
+
+/// Creates instance `id` reporting to `recorder` through `callbacks`,
+/// connects it, waits for `connected`, sends `message`, waits for
+/// `echoed`, and destroys it.
+fn connect_send_destroy(
+    (recorder, callbacks, id): (&Recorder, &IomHostCallbacks, u64),
+    properties: &CString,
+    message: &str,
+    connected: Awaited<'_>,
+    echoed: Awaited<'_>,
+) {
+    let raw = create_raw(callbacks, id, properties.as_ptr()).expect("create");
+    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
+    recorder.expect(connected.0, connected.1);
+    let send = json!({ "Message": message }).to_string();
+    assert_eq!(action_on(raw, "Send Message", &send, &[]).0, IOM_OK);
+    recorder.expect(echoed.0, echoed.1);
+    assert_eq!(destroy_raw(raw), IOM_OK);
+}
+
 #[test]
 fn any_callback_may_be_null() {
     let server = EchoServer::start();
@@ -1105,17 +922,15 @@ fn any_callback_may_be_null() {
         log: None,
         ..triggers_only.callbacks()
     };
-    let raw = create_raw(&callbacks, 11, props.as_ptr()).expect("create");
-    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
-    triggers_only.expect("WebSocket Established", |e| {
-        e.fired("WebSocket Established") == 1
-    });
-    assert_eq!(
-        action_on(raw, "Send Message", r#"{"Message": "a"}"#, &[]).0,
-        IOM_OK
+    connect_send_destroy(
+        (&triggers_only, &callbacks, 11),
+        &props,
+        "a",
+        ("WebSocket Established", &|e| {
+            e.fired("WebSocket Established") == 1
+        }),
+        ("the echo", &|e| e.fired("Messages Received") == 1),
     );
-    triggers_only.expect("the echo", |e| e.fired("Messages Received") == 1);
-    assert_eq!(destroy_raw(raw), IOM_OK);
 
     // Status only: the host learns of the connection from Connection Status.
     let status_only = Recorder::new(12);
@@ -1124,23 +939,19 @@ fn any_callback_may_be_null() {
         log: None,
         ..status_only.callbacks()
     };
-    let raw = create_raw(&callbacks, 12, props.as_ptr()).expect("create");
-    assert_eq!(action_on(raw, "Connect", "{}", &[]).0, IOM_OK);
-    status_only.expect("Connection Status Established", |e| {
-        e.statuses
-            .iter()
-            .any(|(k, v, _)| k == "ConnectionStatus" && v == "Established")
-    });
-    assert_eq!(
-        action_on(raw, "Send Message", r#"{"Message": "b"}"#, &[]).0,
-        IOM_OK
+    let shows = |key: &'static str, value: &'static str| {
+        move |e: &Events| e.statuses.iter().any(|(k, v, _)| k == key && v == value)
+    };
+    connect_send_destroy(
+        (&status_only, &callbacks, 12),
+        &props,
+        "b",
+        (
+            "Connection Status Established",
+            &shows("ConnectionStatus", "Established"),
+        ),
+        ("Last Received b", &shows("LastReceived", "b")),
     );
-    status_only.expect("Last Received b", |e| {
-        e.statuses
-            .iter()
-            .any(|(k, v, _)| k == "LastReceived" && v == "b")
-    });
-    assert_eq!(destroy_raw(raw), IOM_OK);
 
     let (with_triggers, with_status) = (triggers_only.lock(), status_only.lock());
     assert_eq!(with_triggers.statuses.len() + with_triggers.logs.len(), 0);
@@ -1328,13 +1139,7 @@ fn prepare_action(
     let prepared = unsafe {
         (api().action_prepare)(instance, action.as_ptr(), properties.as_ptr(), &mut error)
     };
-    let error = take_string(error);
-    if prepared.is_null() {
-        Err(error.expect("a failed iom_action_prepare sets *error"))
-    } else {
-        assert!(error.is_none(), "a successful prepare left *error set");
-        Ok(prepared)
-    }
+    handle_or_error(prepared, error, "iom_action_prepare")
 }
 
 /// iom_action_run: the code and the error message.

@@ -5,12 +5,15 @@
 //! misuse it tried came back as an error. Skipped, with a message, only when
 //! no C compiler is installed.
 
+mod support;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use support::iom::module_path;
 use wsio_host::demo_server::{DemoServer, DemoServerConfig};
 
 /// The C program has its own 10 s deadline; this one only catches a hang
@@ -24,30 +27,6 @@ fn profile_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("the test executable lives in target/<profile>/deps/")
         .to_path_buf()
-}
-
-/// The cdylib cargo built for this test run, beside this test executable
-/// in `target/<profile>/deps/` (the lib's crate-type includes "cdylib").
-/// Not the copy in `target/<profile>/`: cargo refreshes that one only for
-/// the targets a command asks for, so `cargo test --test abi_c` can leave it
-/// stale.
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let path = exe
-        .parent()
-        .expect("the test executable lives in target/<profile>/deps/")
-        .join(format!(
-            "{}wsio{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        ));
-    assert!(
-        path.exists(),
-        "{} is missing: it is built by `cargo test` because Cargo.toml's [lib] crate-type \
-         includes \"cdylib\"; run this test through cargo",
-        path.display()
-    );
-    path
 }
 
 /// A compiled program, removed on drop.

@@ -24,14 +24,15 @@
 
 mod support;
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::EchoServer;
+use support::{EchoServer, ServerProcess, open_fds, rss_kib};
 
 /// Generous bound for anything that should take milliseconds.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,141 +61,20 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 // ------------------------------------------------------------- calls
-
-fn c(text: &str) -> CString {
-    CString::new(text).expect("no NUL in test strings")
-}
-
-/// Copies and frees a string the module returned.
-fn take_string(s: *mut c_char) -> Option<String> {
-    if s.is_null() {
-        return None;
-    }
-    // SAFETY: a module string, NUL-terminated, ours until freed (once, here).
-    let text = unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned();
-    // SAFETY: as above.
-    unsafe { (api().string_free)(s) };
-    Some(text)
-}
-
-fn create_with(
-    callbacks: *const IomHostCallbacks,
-    id: u64,
-    properties: *const c_char,
-) -> Result<*mut IomInstance, String> {
-    let mut error = ptr::null_mut();
-    // SAFETY: pointers are NULL or valid for the call (misuse is what some
-    // callers test; the header promises an error, not a crash).
-    let handle = unsafe { (api().instance_create)(callbacks, id, properties, &mut error) };
-    let error = take_string(error);
-    if handle.is_null() {
-        Err(error.expect("a failed create sets *error"))
-    } else {
-        assert!(error.is_none());
-        Ok(handle)
-    }
-}
+// The controller's calls: tests/support/abi_host.rs.
+use support::abi_host::*;
 
 fn action(handle: *mut IomInstance, name: &str, properties: &str) -> (c_int, Option<String>) {
-    action_with(handle, name, properties, &[])
+    action_on(handle, name, properties, &[])
 }
 
-fn action_with(
-    handle: *mut IomInstance,
-    name: &str,
-    properties: &str,
-    variables: &[&str],
-) -> (c_int, Option<String>) {
-    let (name, properties) = (c(name), c(properties));
-    let variables: Vec<IomStr> = variables
-        .iter()
-        .map(|v| IomStr {
-            ptr: v.as_ptr().cast(),
-            len: v.len(),
-        })
-        .collect();
-    let mut error = ptr::null_mut();
-    // SAFETY: valid strings and variables; the module validates the handle.
-    let code = unsafe {
-        (api().instance_action)(
-            handle,
-            name.as_ptr(),
-            properties.as_ptr(),
-            variables.as_ptr(),
-            variables.len(),
-            &mut error,
-        )
-    };
-    let error = take_string(error);
-    assert_eq!(
-        code == IOM_OK,
-        error.is_none(),
-        "code {code}, error {error:?}"
-    );
-    (code, error)
-}
-
-fn status(handle: *mut IomInstance) -> Option<String> {
-    // SAFETY: the module validates the handle.
-    take_string(unsafe { (api().instance_status)(handle) })
-}
-
-fn network(handle: *mut IomInstance, up: bool) -> c_int {
-    // SAFETY: the module validates the handle.
-    unsafe { (api().instance_network)(handle, c_int::from(up)) }
-}
-
-fn destroy(handle: *mut IomInstance) -> c_int {
-    // SAFETY: the module validates the handle.
-    unsafe { (api().instance_destroy)(handle) }
-}
-
-fn prepare(
+/// iom_trigger_prepare, the handle left to the caller to free.
+fn prepare_handle(
     handle: *mut IomInstance,
     trigger: &str,
     properties: &str,
 ) -> Result<*mut IomPreparedTrigger, String> {
-    let (trigger, properties) = (c(trigger), c(properties));
-    let mut error = ptr::null_mut();
-    // SAFETY: valid strings; the module validates the handle.
-    let prepared = unsafe {
-        (api().trigger_prepare)(handle, trigger.as_ptr(), properties.as_ptr(), &mut error)
-    };
-    let error = take_string(error);
-    if prepared.is_null() {
-        Err(error.expect("a failed prepare sets *error"))
-    } else {
-        Ok(prepared)
-    }
-}
-
-/// iom_trigger_test: the result and the variables (copied, then freed).
-fn test_trigger(prepared: *const IomPreparedTrigger, data: &[u8]) -> (c_int, Vec<Vec<u8>>) {
-    let api = api();
-    let mut variables = ptr::null_mut();
-    // SAFETY: data is valid for len bytes; the module validates `prepared`.
-    let result = unsafe { (api.trigger_test)(prepared, data.as_ptr(), data.len(), &mut variables) };
-    if result != 1 {
-        assert!(variables.is_null());
-        return (result, Vec::new());
-    }
-    // SAFETY: live variables from this match, freed once after copying.
-    let values = unsafe {
-        let values = (0..(api.variables_count)(variables))
-            .map(|i| {
-                let v = (api.variables_get)(variables, i);
-                std::slice::from_raw_parts(v.ptr.cast::<u8>(), v.len).to_vec()
-            })
-            .collect();
-        (api.variables_free)(variables);
-        values
-    };
-    (result, values)
-}
-
-fn free_trigger(prepared: *mut IomPreparedTrigger) {
-    // SAFETY: the module validates the handle.
-    unsafe { (api().trigger_free)(prepared) };
+    prepare(handle, trigger, properties).map(Prepared::into_raw)
 }
 
 // ------------------------------------------------------------- the host
@@ -223,15 +103,7 @@ struct Host {
 
 impl Host {
     fn callbacks(self: &Arc<Self>) -> IomHostCallbacks {
-        IomHostCallbacks {
-            struct_size: size_of::<IomHostCallbacks>() as u32,
-            abi_version: IOM_ABI_VERSION,
-            user_data: Arc::as_ptr(self).cast_mut().cast(),
-            fire_trigger: Some(on_fire_trigger),
-            status_changed: Some(on_status_changed),
-            log: Some(on_log),
-            fire_trigger_ex: None,
-        }
+        callbacks_for(self, on_fire_trigger, on_status_changed, on_log)
     }
 
     fn seen(&self, text: &str) {
@@ -302,14 +174,10 @@ fn new_host() -> (Arc<Host>, KeepOnPanic) {
 /// # Safety
 /// `s` is NULL or NUL-terminated and valid for the call.
 unsafe fn text(host: &Host, s: *const c_char) -> String {
-    if s.is_null() {
-        host.malformed.fetch_add(1, Ordering::Relaxed);
-        return String::new();
-    }
     // SAFETY: forwarded to the caller.
-    match unsafe { CStr::from_ptr(s) }.to_str() {
-        Ok(t) => t.to_owned(),
-        Err(_) => {
+    match unsafe { callback_string(s) } {
+        Some(Ok(t)) => t,
+        None | Some(Err(_)) => {
             host.malformed.fetch_add(1, Ordering::Relaxed);
             String::new()
         }
@@ -329,12 +197,8 @@ unsafe extern "C" fn on_fire_trigger(
     host.count();
     // SAFETY: as above.
     let trigger = unsafe { text(host, trigger) };
-    let data = if len == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(data, len) }.to_vec()
-    };
+    // SAFETY: as above.
+    let data = unsafe { callback_bytes(data, len) };
     host.seen(&String::from_utf8_lossy(&data));
     match trigger.as_str() {
         "Messages Received" => host.messages.fetch_add(1, Ordering::Relaxed),
@@ -383,7 +247,7 @@ fn echo_properties(server: &EchoServer, extra: &str) -> CString {
 /// An instance connected to `server` and established.
 fn connected(host: &Arc<Host>, id: u64, server: &EchoServer) -> *mut IomInstance {
     let before = host.established.load(Ordering::SeqCst);
-    let handle = create_with(&host.callbacks(), id, echo_properties(server, "").as_ptr())
+    let handle = create_raw(&host.callbacks(), id, echo_properties(server, "").as_ptr())
         .unwrap_or_else(|e| panic!("create: {e}"));
     let (code, error) = action(handle, "Connect", "{}");
     assert_eq!(code, IOM_OK, "{error:?}");
@@ -424,23 +288,19 @@ fn assert_every_entry_point_refuses(handle: *mut IomInstance, what: &str) {
         error.contains("not a live instance") || error.contains("NULL"),
         "{what}: {error}"
     );
-    assert_eq!(status(handle), None, "{what}: status");
+    assert_eq!(status_of(handle), None, "{what}: status");
     assert_eq!(
-        network(handle, false),
+        network_of(handle, false),
         IOM_ERR_INVALID_ARGUMENT,
         "{what}: network"
     );
     // NULL is allowed here (a prepared trigger needs no instance).
     if !handle.is_null() {
-        let e = prepare(handle, "Messages Received", "{}").expect_err(what);
+        let e = prepare_handle(handle, "Messages Received", "{}").expect_err(what);
         assert!(e.contains("instance"), "{what}: prepare: {e}");
     }
     let prepared = handle as *mut IomPreparedTrigger;
-    assert_eq!(
-        test_trigger(prepared, b"data").0,
-        -1,
-        "{what}: as a trigger"
-    );
+    assert_eq!(test_bytes(prepared, b"data").0, -1, "{what}: as a trigger");
     free_trigger(prepared);
 }
 
@@ -452,7 +312,7 @@ fn made_up_freed_and_dangling_handles_are_errors_on_every_entry_point() {
         assert_every_entry_point_refuses(handle as *mut IomInstance, &what);
         if handle != 0 {
             assert_eq!(
-                destroy(handle as *mut IomInstance),
+                destroy_raw(handle as *mut IomInstance),
                 IOM_ERR_INVALID_ARGUMENT,
                 "{what}"
             );
@@ -461,27 +321,35 @@ fn made_up_freed_and_dangling_handles_are_errors_on_every_entry_point() {
 
     // Freed: every call after destroy, and destroy again.
     let (host, _keep) = new_host();
-    let handle = create_with(
+    let handle = create_raw(
         &host.callbacks(),
         1,
         c(r#"{"Hostname": "127.0.0.1", "Port": 9}"#).as_ptr(),
     )
     .unwrap();
-    let prepared = prepare(handle, "Messages Received", r#"{"Match String": "x"}"#).unwrap();
-    assert_eq!(destroy(handle), IOM_OK);
+    let prepared = prepare_handle(handle, "Messages Received", r#"{"Match String": "x"}"#).unwrap();
+    assert_eq!(destroy_raw(handle), IOM_OK);
     host.closed.store(true, Ordering::SeqCst);
     assert_every_entry_point_refuses(handle, "a destroyed instance");
-    assert_eq!(destroy(handle), IOM_ERR_INVALID_ARGUMENT, "destroyed twice");
+    assert_eq!(
+        destroy_raw(handle),
+        IOM_ERR_INVALID_ARGUMENT,
+        "destroyed twice"
+    );
     // A prepared trigger does not borrow its instance: it still works...
-    assert_eq!(test_trigger(prepared, b"xyz").0, 1);
+    assert_eq!(test_bytes(prepared, b"xyz").0, 1);
     free_trigger(prepared);
     // ...until freed; then it is refused, and freeing again is a no-op.
-    assert_eq!(test_trigger(prepared, b"xyz").0, -1);
+    assert_eq!(test_bytes(prepared, b"xyz").0, -1);
     free_trigger(prepared);
 
     // NULL everywhere the header allows it to be reported.
     assert_every_entry_point_refuses(ptr::null_mut(), "NULL");
-    assert_eq!(destroy(ptr::null_mut()), IOM_OK, "destroy(NULL) is a no-op");
+    assert_eq!(
+        destroy_raw(ptr::null_mut()),
+        IOM_OK,
+        "destroy(NULL) is a no-op"
+    );
     // SAFETY: NULL is documented for each of these.
     unsafe {
         assert_eq!((api().variables_count)(ptr::null()), 0);
@@ -511,7 +379,7 @@ fn callbacks_structs_of_every_size_and_version_are_checked_not_trusted() {
             abi_version: version,
             ..good
         };
-        let e = create_with(&bad, 1, props.as_ptr()).expect_err("wrong version");
+        let e = create_raw(&bad, 1, props.as_ptr()).expect_err("wrong version");
         assert!(e.contains(&format!("version {version}")), "{e}");
     }
     let base = std::mem::offset_of!(IomHostCallbacks, fire_trigger_ex) as u32;
@@ -520,7 +388,7 @@ fn callbacks_structs_of_every_size_and_version_are_checked_not_trusted() {
             struct_size: size,
             ..good
         };
-        let e = create_with(&bad, 1, props.as_ptr()).expect_err("too small");
+        let e = create_raw(&bad, 1, props.as_ptr()).expect_err("too small");
         assert!(e.contains(&format!("struct_size is {size}")), "{e}");
     }
     // The base size (an ABI 1 host from before fire_trigger_ex), a size
@@ -539,57 +407,57 @@ fn callbacks_structs_of_every_size_and_version_are_checked_not_trusted() {
         let mut callbacks = newer;
         callbacks.base.struct_size = size;
         let before = host.established.load(Ordering::SeqCst);
-        let handle = create_with(&callbacks.base, 1, props.as_ptr())
+        let handle = create_raw(&callbacks.base, 1, props.as_ptr())
             .unwrap_or_else(|e| panic!("struct_size {size} refused: {e}"));
         assert_eq!(action(handle, "Connect", "{}").0, IOM_OK);
         host.wait_until("WebSocket Established", |h| {
             h.established.load(Ordering::SeqCst) > before
         });
-        assert_eq!(destroy(handle), IOM_OK);
+        assert_eq!(destroy_raw(handle), IOM_OK);
     }
     // u32::MAX as struct_size: claims 4 GiB, yet only our fields are read
     // (the struct itself is a NewerHostCallbacks, so that much is valid).
     let mut huge = newer;
     huge.base.struct_size = u32::MAX;
-    let handle = create_with(&huge.base, 1, props.as_ptr()).expect("a huge struct_size");
-    assert_eq!(destroy(handle), IOM_OK);
+    let handle = create_raw(&huge.base, 1, props.as_ptr()).expect("a huge struct_size");
+    assert_eq!(destroy_raw(handle), IOM_OK);
 
     // Instance ids: 0 is reserved, u64::MAX is fine.
-    let e = create_with(&good, 0, props.as_ptr()).expect_err("id 0");
+    let e = create_raw(&good, 0, props.as_ptr()).expect_err("id 0");
     assert!(e.contains("instance_id"), "{e}");
-    let handle = create_with(&good, u64::MAX, props.as_ptr()).expect("id u64::MAX");
-    assert_eq!(destroy(handle), IOM_OK);
+    let handle = create_raw(&good, u64::MAX, props.as_ptr()).expect("id u64::MAX");
+    assert_eq!(destroy_raw(handle), IOM_OK);
 
     // Properties: NULL, empty, huge, deeply nested, not an object.
-    let e = create_with(&good, 1, ptr::null()).expect_err("NULL properties");
+    let e = create_raw(&good, 1, ptr::null()).expect_err("NULL properties");
     assert!(e.contains("Hostname"), "{e}");
-    let e = create_with(&good, 1, c("").as_ptr()).expect_err("empty properties");
+    let e = create_raw(&good, 1, c("").as_ptr()).expect_err("empty properties");
     assert!(e.contains("Hostname"), "{e}");
     let huge = format!(r#"{{"Hostname": "{}"}}"#, "h".repeat(4 << 20));
-    let _ = create_with(&good, 1, c(&huge).as_ptr()).map(destroy);
+    let _ = create_raw(&good, 1, c(&huge).as_ptr()).map(destroy_raw);
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let e = create_with(&good, 1, c(&deep).as_ptr()).expect_err("deep JSON");
+    let e = create_raw(&good, 1, c(&deep).as_ptr()).expect_err("deep JSON");
     assert!(e.contains("JSON") || e.contains("object"), "{e}");
     let deep_object = format!(
         r#"{{"Hostname": {}1{}}}"#,
         "{\"a\":".repeat(50_000),
         "}".repeat(50_000)
     );
-    assert!(create_with(&good, 1, c(&deep_object).as_ptr()).is_err());
+    assert!(create_raw(&good, 1, c(&deep_object).as_ptr()).is_err());
     for not_object in ["[]", "42", "\"Hostname\"", "true", "null"] {
         assert!(
-            create_with(&good, 1, c(not_object).as_ptr()).is_err(),
+            create_raw(&good, 1, c(not_object).as_ptr()).is_err(),
             "{not_object}"
         );
     }
     // Deep JSON in actions and trigger properties too.
-    let handle = create_with(&good, 1, props.as_ptr()).unwrap();
+    let handle = create_raw(&good, 1, props.as_ptr()).unwrap();
     assert_eq!(
         action(handle, "Send Message", &deep).0,
         IOM_ERR_INVALID_ARGUMENT
     );
-    assert!(prepare(handle, "Messages Received", &deep).is_err());
-    assert_eq!(destroy(handle), IOM_OK);
+    assert!(prepare_handle(handle, "Messages Received", &deep).is_err());
+    assert_eq!(destroy_raw(handle), IOM_OK);
     host.closed.store(true, Ordering::SeqCst);
     host.assert_clean();
 }
@@ -632,15 +500,15 @@ fn destroy_under_burst(rounds: u64) {
                         r#"{"Message": "x"}"#,
                     );
                     codes[code as usize] += 1;
-                    let _ = status(raw as *mut IomInstance);
+                    let _ = status_of(raw as *mut IomInstance);
                 }
                 codes
             })
         };
         let started = Instant::now();
         // Two threads destroy at once: exactly one destroys.
-        let other = std::thread::spawn(move || destroy(raw as *mut IomInstance));
-        let mine = destroy(handle);
+        let other = std::thread::spawn(move || destroy_raw(raw as *mut IomInstance));
+        let mine = destroy_raw(handle);
         let theirs = other.join().unwrap();
         host.closed.store(true, Ordering::SeqCst);
         let took = started.elapsed();
@@ -702,7 +570,7 @@ fn hammer(threads: usize, instances: usize, rounds: usize, limit: Duration) {
                 while calls.rounds < rounds && Instant::now() < deadline {
                     let handle = handles[calls.rounds % handles.len()] as *mut IomInstance;
                     let n = calls.rounds.to_string();
-                    let (code, _) = action_with(
+                    let (code, _) = action_on(
                         handle,
                         "Send Message",
                         r#"{"Message": "t<1>-<2>"}"#,
@@ -715,7 +583,7 @@ fn hammer(threads: usize, instances: usize, rounds: usize, limit: Duration) {
                     }
                     let (code, _) = action(handle, "Send Message", r#"{"Mesage": "typo"}"#);
                     assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
-                    let text = status(handle).expect("a live instance has a status");
+                    let text = status_of(handle).expect("a live instance has a status");
                     let value: Value = serde_json::from_str(&text).expect("status is JSON");
                     assert!(
                         value
@@ -723,20 +591,20 @@ fn hammer(threads: usize, instances: usize, rounds: usize, limit: Duration) {
                             .is_some_and(|a| a.iter().any(|v| v["key"] == "ConnectionStatus"))
                     );
                     calls.statuses += 1;
-                    let prepared = prepare(
+                    let prepared = prepare_handle(
                         handle,
                         "Messages Received",
                         r#"{"Match String": "^t(\\d+)-", "Match Mode": "Regex"}"#,
                     )
                     .expect("prepare");
-                    let (result, vars) = test_trigger(prepared, format!("t{t}-{n}").as_bytes());
+                    let (result, vars) = test_bytes(prepared, format!("t{t}-{n}").as_bytes());
                     assert_eq!(result, 1);
                     assert_eq!(vars[1], t.to_string().as_bytes());
                     calls.matched += 1;
                     free_trigger(prepared);
                     if calls.rounds % 50 == 25 {
-                        assert_eq!(network(handle, false), IOM_OK);
-                        assert_eq!(network(handle, true), IOM_OK);
+                        assert_eq!(network_of(handle, false), IOM_OK);
+                        assert_eq!(network_of(handle, true), IOM_OK);
                     }
                     if t == 0 && calls.rounds % 40 == 10 {
                         let (code, _) = action(handle, "Disconnect", "{}");
@@ -757,7 +625,7 @@ fn hammer(threads: usize, instances: usize, rounds: usize, limit: Duration) {
         .collect();
     let started = Instant::now();
     for handle in &handles {
-        assert_eq!(destroy(*handle as *mut IomInstance), IOM_OK);
+        assert_eq!(destroy_raw(*handle as *mut IomInstance), IOM_OK);
     }
     host.closed.store(true, Ordering::SeqCst);
     assert!(
@@ -795,78 +663,13 @@ fn eight_host_threads_share_instances_for_ten_seconds() {
 
 // ------------------------------------------------------------- no leak
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
-/// `wsio demo-server` in a child process: the server side of the leak test
-/// lives outside this process, so /proc/self counts only the module (an
-/// in-process fixture server keeps what it observed, which would show up
-/// as growth here).
-struct DemoServerProcess {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl DemoServerProcess {
-    fn start() -> DemoServerProcess {
-        use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsio"))
-            .args(["demo-server", "--listen", "127.0.0.1:0"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start wsio demo-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        // "demo server: ws://127.0.0.1:PORT/v3/1?..."
-        let port = loop {
-            let line = lines
-                .recv_timeout(TIMEOUT)
-                .expect("wsio demo-server prints its URL");
-            if let Some(url) = line.strip_prefix("demo server: ws://127.0.0.1:") {
-                break url
-                    .split('/')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("a port in the demo server's URL");
-            }
-        };
-        DemoServerProcess { child, port }
-    }
-}
-
-impl Drop for DemoServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Creates `count` instances in batches of `batch`, connects each batch
 /// (with a bearer token) and waits until all are established, sends one
 /// message each, then destroys the batch.
-fn churn(server: &DemoServerProcess, host: &Arc<Host>, count: usize, batch: usize, first_id: u64) {
+fn churn(server: &ServerProcess, host: &Arc<Host>, count: usize, batch: usize, first_id: u64) {
     let props = c(&format!(
         r#"{{"Hostname": "127.0.0.1", "Port": {}, "Path": "/v3/1?api_key=stress&notify_self=1", "Auto-Reconnect": true, "Extended Logging": true}}"#,
-        server.port
+        server.addr.port()
     ));
     let token = format!(r#"{{"Bearer Token": "{}"}}"#, SECRETS[0]);
     let mut id = first_id;
@@ -875,7 +678,7 @@ fn churn(server: &DemoServerProcess, host: &Arc<Host>, count: usize, batch: usiz
         let handles: Vec<*mut IomInstance> = (0..batch)
             .map(|_| {
                 id += 1;
-                create_with(&host.callbacks(), id, props.as_ptr()).unwrap()
+                create_raw(&host.callbacks(), id, props.as_ptr()).unwrap()
             })
             .collect();
         for handle in &handles {
@@ -891,7 +694,7 @@ fn churn(server: &DemoServerProcess, host: &Arc<Host>, count: usize, batch: usiz
             );
         }
         for handle in handles {
-            assert_eq!(destroy(handle), IOM_OK);
+            assert_eq!(destroy_raw(handle), IOM_OK);
         }
     }
 }
@@ -909,7 +712,11 @@ fn fds_settle(limit: usize) -> usize {
 }
 
 fn no_leak(count: usize) {
-    let server = DemoServerProcess::start();
+    // `wsio demo-server` in a child process: the server side of the leak
+    // test lives outside this process, so /proc/self counts only the module
+    // (an in-process fixture server keeps what it observed, which would
+    // show up as growth here).
+    let server = ServerProcess::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let (host, _keep) = new_host();
     // Warm-up: the driver thread, its executor and the allocator's pools
     // reach their steady state.

@@ -27,6 +27,29 @@ fn ws(port: u16) -> serde_json::Value {
     json!({"Hostname": "127.0.0.1", "Port": port, "Path": "/echo"})
 }
 
+/// A new recorder and an instance reporting to it, for 127.0.0.1:`port`
+/// (`/echo`) with `more` properties.
+fn recorded(port: u16, more: serde_json::Value, options: Options) -> (Arc<Recorder>, Instance) {
+    let rec = Recorder::new();
+    let instance = instance_with(&rec, support::with(ws(port), more), options);
+    (rec, instance)
+}
+
+/// The same, connected: once WebSocket Established has fired.
+fn connected(port: u16, more: serde_json::Value, options: Options) -> (Arc<Recorder>, Instance) {
+    let (rec, instance) = recorded(port, more, options);
+    instance.connect(None).unwrap();
+    rec.expect("WebSocket Established", established);
+    (rec, instance)
+}
+
+/// Connects `instance` and returns why its first connection ended.
+fn first_ending(rec: &Recorder, instance: &Instance) -> String {
+    instance.connect(None).unwrap();
+    rec.expect("Disconnected", |r| r.count(Trigger::Disconnected) == 1);
+    rec.snapshot().data_of(Trigger::Disconnected).remove(0)
+}
+
 fn established(r: &support::Recorded) -> bool {
     r.count(Trigger::Established) > 0
 }
@@ -36,10 +59,7 @@ fn last_sent_and_the_counters_end_at_the_last_message_of_a_burst() {
     // Last Sent is set once per burst (from its last message), not per
     // message: what the controller sees at the end must still be exact.
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("WebSocket Established", established);
+    let (rec, instance) = connected(server.port(), json!({}), Options::default());
     for i in 1..=5000 {
         instance.send_message(format!("burst {i}")).unwrap();
     }
@@ -63,8 +83,7 @@ fn last_sent_and_the_counters_end_at_the_last_message_of_a_burst() {
 #[test]
 fn a_session_fires_every_trigger_in_order_and_updates_every_status_variable() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    let (rec, instance) = recorded(server.port(), json!({}), Options::default());
     assert_eq!(instance.status()[0].value, "Disconnected");
 
     instance.connect(None).unwrap();
@@ -113,11 +132,11 @@ fn a_session_fires_every_trigger_in_order_and_updates_every_status_variable() {
 #[test]
 fn the_bearer_token_reaches_the_server_and_never_the_log() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let mut props = ws(server.port());
-    props["Extended Logging"] = json!(true);
-    props["Log Comms"] = json!(true);
-    let instance = instance_with(&rec, props, Options::default());
+    let (rec, instance) = recorded(
+        server.port(),
+        json!({"Extended Logging": true, "Log Comms": true}),
+        Options::default(),
+    );
     instance
         .action(
             "Connect",
@@ -148,8 +167,7 @@ fn the_bearer_token_reaches_the_server_and_never_the_log() {
 #[test]
 fn send_message_while_not_established_is_an_error_and_sends_nothing() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    let (rec, instance) = recorded(server.port(), json!({}), Options::default());
     let error = instance.send_message("too early").unwrap_err();
     assert_eq!(
         error,
@@ -175,8 +193,7 @@ fn send_message_while_not_established_is_an_error_and_sends_nothing() {
 #[test]
 fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
     let server = EchoServer::start_burst(10_000);
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    let (rec, instance) = recorded(server.port(), json!({}), Options::default());
     instance.connect(None).unwrap();
     rec.expect("10,000 messages", |r| {
         r.count(Trigger::MessagesReceived) == 10_000
@@ -217,8 +234,7 @@ fn a_burst_of_ten_thousand_messages_fires_ten_thousand_triggers_in_order() {
 #[test]
 fn a_close_from_the_server_shows_code_and_reason() {
     let server = CloseServer::new(4000, "maintenance");
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    let (rec, instance) = recorded(server.port(), json!({}), Options::default());
     instance.connect(None).unwrap();
     rec.expect("Disconnected", |r| r.count(Trigger::Disconnected) == 1);
     let r = rec.snapshot();
@@ -246,8 +262,7 @@ fn a_refused_handshake_is_connected_then_disconnected_with_the_status_code() {
         (500, "500 Internal Server Error"),
     ] {
         let server = RefuseServer::new(status);
-        let rec = Recorder::new();
-        let instance = instance_with(&rec, ws(server.port()), Options::default());
+        let (rec, instance) = recorded(server.port(), json!({}), Options::default());
         instance.connect(None).unwrap();
         rec.expect("Disconnected", |r| r.count(Trigger::Disconnected) == 1);
         let r = rec.snapshot();
@@ -265,14 +280,9 @@ fn a_refused_handshake_is_connected_then_disconnected_with_the_status_code() {
 
 #[test]
 fn a_refused_tcp_connect_fires_nothing_and_is_shown_in_status_and_log() {
-    // A port with nothing listening: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(port), Options::default());
+    // A port with nothing listening.
+    let port = support::free_port();
+    let (rec, instance) = recorded(port, json!({}), Options::default());
     instance.connect(None).unwrap();
     rec.expect("Connect failed status", |r| {
         r.status_value("ConnectionStatus")
@@ -291,12 +301,7 @@ fn a_refused_tcp_connect_fires_nothing_and_is_shown_in_status_and_log() {
 fn auto_reconnect_recovers_after_the_server_restarts() {
     let server = EchoServer::start();
     let port = server.port();
-    let rec = Recorder::new();
-    let mut props = ws(port);
-    props["Auto-Reconnect"] = json!(true);
-    let instance = instance_with(&rec, props, Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (rec, instance) = connected(port, json!({"Auto-Reconnect": true}), Options::default());
     server.abort_all();
     drop(server);
     rec.expect("Disconnected", |r| r.count(Trigger::Disconnected) == 1);
@@ -330,15 +335,15 @@ fn fast_keepalive() -> Options {
     }
 }
 
+/// Connected with keep-alive every 300 ms and a 300 ms pong timeout.
+fn connected_keeping_alive(port: u16, more: serde_json::Value) -> (Arc<Recorder>, Instance) {
+    connected(port, more, fast_keepalive())
+}
+
 #[test]
 fn a_half_open_connection_is_detected_by_keep_alive_and_reconnected() {
     let server = SilentServer::start();
-    let rec = Recorder::new();
-    let mut props = ws(server.port());
-    props["Auto-Reconnect"] = json!(true);
-    let instance = instance_with(&rec, props, fast_keepalive());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (rec, instance) = connected_keeping_alive(server.port(), json!({"Auto-Reconnect": true}));
     rec.expect("dead link detected", |r| {
         r.count(Trigger::Disconnected) == 1
     });
@@ -352,20 +357,13 @@ fn a_half_open_connection_is_detected_by_keep_alive_and_reconnected() {
 #[test]
 fn keep_alive_off_sends_no_pings() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let mut props = ws(server.port());
-    props["Send keep alive?"] = json!(false);
-    let instance = instance_with(&rec, props, fast_keepalive());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (_rec, instance) =
+        connected_keeping_alive(server.port(), json!({"Send keep alive?": false}));
     // Several keep-alive intervals pass: no ping may arrive.
     assert!(!server.wait_for(|o| o.pings > 0, Duration::from_millis(1500)));
     assert!(instance.is_established());
 
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), fast_keepalive());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (_rec, instance) = connected_keeping_alive(server.port(), json!({}));
     assert!(
         server.wait_for(|o| o.pings > 0, TIMEOUT),
         "keep-alive on pings"
@@ -376,8 +374,7 @@ fn keep_alive_off_sends_no_pings() {
 #[test]
 fn disconnect_during_the_handshake_fires_disconnected_once() {
     let server = BlackHoleServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
+    let (rec, instance) = recorded(server.port(), json!({}), Options::default());
     instance.connect(None).unwrap();
     rec.expect("Connected", |r| r.count(Trigger::Connected) == 1);
     instance.disconnect().unwrap();
@@ -391,10 +388,7 @@ fn disconnect_during_the_handshake_fires_disconnected_once() {
 #[test]
 fn connect_while_connected_is_ignored_with_a_log_line() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (rec, instance) = connected(server.port(), json!({}), Options::default());
     instance.connect(None).unwrap();
     rec.expect("the log line", |r| {
         r.log_text()
@@ -406,10 +400,7 @@ fn connect_while_connected_is_ignored_with_a_log_line() {
 #[test]
 fn dropping_the_instance_closes_with_1000_and_fires_disconnected_last() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = instance_with(&rec, ws(server.port()), Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (rec, instance) = connected(server.port(), json!({}), Options::default());
     drop(instance);
     // Drop returned: Disconnected already fired, nothing more can arrive.
     let r = rec.snapshot();
@@ -441,9 +432,7 @@ fn wss_works_end_to_end_when_the_certificate_is_trusted() {
     // Without trusting it, the certificate is refused: no trust by default.
     let rec = Recorder::new();
     let instance = instance_with(&rec, props, Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("TLS failure", |r| r.count(Trigger::Disconnected) == 1);
-    let reason = rec.snapshot().data_of(Trigger::Disconnected).remove(0);
+    let reason = first_ending(&rec, &instance);
     assert!(
         reason.starts_with("TLS handshake with localhost failed"),
         "{reason}"
@@ -453,17 +442,13 @@ fn wss_works_end_to_end_when_the_certificate_is_trusted() {
 
 #[test]
 fn extended_logging_adds_decisions_and_stays_quiet_when_off() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let run = |extended: bool| {
-        let rec = Recorder::new();
-        let mut props = ws(port);
-        props["Extended Logging"] = json!(extended);
-        props["Auto-Reconnect"] = json!(true);
-        let instance = instance_with(&rec, props, Options::default());
+        let (rec, instance) = recorded(
+            port,
+            json!({"Extended Logging": extended, "Auto-Reconnect": true}),
+            Options::default(),
+        );
         instance.connect(None).unwrap();
         rec.expect("a reconnect scheduled", |r| {
             r.status_value("ConnectionStatus")
@@ -492,12 +477,11 @@ fn extended_logging_adds_decisions_and_stays_quiet_when_off() {
 #[test]
 fn pings_from_the_server_are_answered_while_nothing_is_sent() {
     let server = EchoServer::start();
-    let rec = Recorder::new();
-    let mut props = ws(server.port());
-    props["Send keep alive?"] = json!(false);
-    let instance = instance_with(&rec, props, Options::default());
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (_rec, instance) = connected(
+        server.port(),
+        json!({"Send keep alive?": false}),
+        Options::default(),
+    );
     for n in 1..=3 {
         server.send_to_all(async_tungstenite::tungstenite::Message::Ping(
             vec![n].into(),
@@ -554,9 +538,7 @@ fn two_instances_talk_through_a_piesocket_style_channel() {
     // Without api_key the server closes with 4001 and says why.
     let rec = Recorder::new();
     let c = instance_with(&rec, props("/v3/7"), Options::default());
-    c.connect(None).unwrap();
-    rec.expect("refused", |r| r.count(Trigger::Disconnected) == 1);
-    let reason = rec.snapshot().data_of(Trigger::Disconnected).remove(0);
+    let reason = first_ending(&rec, &c);
     assert!(
         reason.starts_with("closed by server: 4001 api_key is required"),
         "{reason}"

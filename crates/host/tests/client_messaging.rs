@@ -8,7 +8,7 @@ mod support;
 use async_tungstenite::tungstenite::Message;
 use serde_json::json;
 use std::sync::Arc;
-use support::{EchoServer, Recorder, TIMEOUT, tls_identity};
+use support::{EchoServer, Recorder, TIMEOUT, send_hex, tls_identity};
 use wsio::{ActionError, Instance, Options};
 use wsio::{PreparedTrigger, Trigger};
 
@@ -33,6 +33,19 @@ fn connected_to_echo(props: serde_json::Value) -> (EchoServer, Arc<Recorder>, In
     (server, rec, instance)
 }
 
+/// Each message arrived whole and unchanged, in order (`len` measures
+/// one for the failure message).
+fn assert_each_arrived<T: PartialEq>(got: &[T], want: &[T], len: fn(&T) -> usize) {
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
+        assert!(
+            got == want,
+            "message {i} ({} bytes) arrived as {} bytes, or changed",
+            len(want),
+            len(got)
+        );
+    }
+}
+
 fn status(instance: &Instance, key: &str) -> String {
     instance
         .status()
@@ -45,13 +58,7 @@ fn status(instance: &Instance, key: &str) -> String {
 #[test]
 fn binary_messages_round_trip_as_hex_with_their_message_type() {
     let (server, rec, instance) = connected_to_echo(json!({}));
-    instance
-        .action(
-            "Send Message",
-            &json!({"Message Type": "Binary", "Message": "00 ff 7e 41"}),
-            &[] as &[&str],
-        )
-        .unwrap();
+    send_hex(&instance, "00 ff 7e 41").unwrap();
     rec.expect("the binary echo", |r| {
         r.count(Trigger::MessagesReceived) == 1
     });
@@ -87,13 +94,7 @@ fn binary_messages_round_trip_as_hex_with_their_message_type() {
 #[test]
 fn binary_as_text_delivers_valid_utf8_as_text() {
     let (_server, rec, instance) = connected_to_echo(json!({"Binary As Text": true}));
-    instance
-        .action(
-            "Send Message",
-            &json!({"Message Type": "Binary", "Message": "68 c3 a9"}),
-            &[] as &[&str],
-        )
-        .unwrap();
+    send_hex(&instance, "68 c3 a9").unwrap();
     rec.expect("the echo", |r| r.count(Trigger::MessagesReceived) == 1);
     assert_eq!(
         rec.snapshot().data_of(Trigger::MessagesReceived),
@@ -106,13 +107,7 @@ fn bad_hex_is_an_error_naming_the_offset() {
     let server = EchoServer::start();
     let rec = Recorder::new();
     let instance = start(&rec, json!({}), server.port());
-    let error = instance
-        .action(
-            "Send Message",
-            &json!({"Message Type": "Binary", "Message": "00 fg"}),
-            &[] as &[&str],
-        )
-        .unwrap_err();
+    let error = send_hex(&instance, "00 fg").unwrap_err();
     let ActionError::Invalid(e) = error else {
         panic!("{error:?}")
     };
@@ -121,13 +116,7 @@ fn bad_hex_is_an_error_naming_the_offset() {
         "{}",
         e.message
     );
-    let error = instance
-        .action(
-            "Send Message",
-            &json!({"Message Type": "Binary", "Message": "abc"}),
-            &[] as &[&str],
-        )
-        .unwrap_err();
+    let error = send_hex(&instance, "abc").unwrap_err();
     assert!(error.to_string().contains("odd count"), "{error}");
 }
 
@@ -182,15 +171,8 @@ fn without_the_queue_sends_while_down_are_refused_as_in_the_classic_module() {
 
 #[test]
 fn max_send_rate_delivers_everything_in_order() {
-    let server = EchoServer::start();
-    let rec = Recorder::new();
-    let instance = start(
-        &rec,
-        json!({"Max Send Rate": 50, "Queue Size": 1000}),
-        server.port(),
-    );
-    instance.connect(None).unwrap();
-    rec.expect("established", established);
+    let (server, rec, instance) =
+        connected_to_echo(json!({"Max Send Rate": 50, "Queue Size": 1000}));
     for i in 0..40 {
         instance.send_message(format!("m{i:02}")).unwrap();
     }
@@ -271,14 +253,7 @@ fn sent_messages_of_every_size_and_kind_arrive_intact_and_in_order() {
     assert!(server.wait_for(|o| o.messages.len() >= count, TIMEOUT));
     let got = server.snapshot().messages;
     assert_eq!(got.len(), count, "nothing more, nothing less");
-    for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
-        assert!(
-            got == want,
-            "message {i} ({} bytes) arrived as {} bytes, or changed",
-            want.len(),
-            got.len()
-        );
-    }
+    assert_each_arrived(&got, &expected, Message::len);
     let bytes: usize = expected.iter().map(Message::len).sum();
     let (count, bytes) = (count.to_string(), bytes.to_string());
     rec.expect("counters and Last Sent", |r| {
@@ -352,14 +327,7 @@ fn messages_of_every_size_arrive_intact_and_in_order(tls: bool) {
     }
     let received = rec.snapshot().data_of(Trigger::MessagesReceived);
     assert_eq!(received.len(), expected.len(), "one trigger per message");
-    for (i, (got, want)) in received.iter().zip(&expected).enumerate() {
-        assert!(
-            got == want,
-            "message {i} ({} bytes) arrived as {} bytes, or changed",
-            want.len(),
-            got.len()
-        );
-    }
+    assert_each_arrived(&received, &expected, String::len);
     let count = expected.len().to_string();
     rec.expect("MessagesIn counts them all", |r| {
         r.status_value("MessagesIn").as_deref() == Some(count.as_str())

@@ -18,8 +18,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use support::{
     BlackHoleServer, ClientAuth, ConnectProxy, Credential, EchoServer, RSA_CLIENT_KEY_FILE,
-    Recorded, Recorder, RefuseServer, SilentServer, TIMEOUT, sha256_fingerprint,
-    sha256_fingerprint_colons, test_pki, tls_identity,
+    Recorded, Recorder, RefuseServer, SilentServer, TIMEOUT, free_port, sha256_fingerprint,
+    sha256_fingerprint_colons, test_pki, tls_identity, with,
 };
 use wsio::Trigger;
 use wsio::{Instance, InstanceError, Options};
@@ -55,14 +55,6 @@ fn wss(host: &str, port: u16) -> Value {
     json!({"Hostname": host, "Port": port, "Path": "/echo", "Protocol": "WSS"})
 }
 
-/// `base` with `more`'s keys set.
-fn with(mut base: Value, more: Value) -> Value {
-    for (key, value) in more.as_object().unwrap() {
-        base[key] = value.clone();
-    }
-    base
-}
-
 /// Auto-Reconnect with the first retry within 1 s.
 fn reconnecting() -> Value {
     json!({"Auto-Reconnect": true, "Reconnect Min Delay": 1, "Reconnect Max Delay": 1})
@@ -76,23 +68,10 @@ fn gave_up(r: &Recorded) -> bool {
     r.count(Trigger::GaveUp) > 0
 }
 
-/// A port with nothing listening: bind, note the port, close.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Everything an instance showed: log lines and every status value pushed.
 fn everything_shown(r: &Recorded) -> String {
     let status: Vec<String> = r.status.iter().map(|v| v.value.clone()).collect();
-    let triggers: Vec<String> = r
-        .triggers
-        .iter()
-        .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
-        .collect();
+    let triggers = r.all_data();
     format!(
         "{}\n{}\n{}",
         r.log_text(),
@@ -592,21 +571,11 @@ impl Drop for HostProcess {
 fn use_system_proxy_follows_http_proxy_and_honours_no_proxy() {
     let proxy = ConnectProxy::start();
     let echo = EchoServer::start();
-    let project = format!(
-        r#"
-[[instance]]
-name = "viaenv"
-[instance.properties]
-Hostname = "127.0.0.1"
-Port = {}
-Path = "/echo"
-"Use System Proxy" = true
-
-[[startup]]
-instance = "viaenv"
-action = "Connect"
-"#,
-        echo.port()
+    let project = support::project_instance(
+        "viaenv",
+        echo.port(),
+        "/echo",
+        "\"Use System Proxy\" = true\n",
     );
     let proxy_url = proxy.url();
     let mut host = HostProcess::run("system-proxy", &project, &[("HTTP_PROXY", &proxy_url)]);

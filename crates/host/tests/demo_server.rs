@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures_util::SinkExt;
-use support::{ClientWs, connect, connect_with, deadline, recv, recv_close, recv_text};
+use support::{
+    ClientWs, assert_ping_answered, connect, connect_with, deadline, recv, recv_close, recv_text,
+};
 use wsio_host::demo_server::{DemoServer, DemoServerConfig, TlsIdentity};
 
 fn start() -> DemoServer {
@@ -185,13 +187,7 @@ fn pings_are_answered() {
     let server = start();
     smol::block_on(async {
         let mut ws = join_echoing(&server, "1").await;
-        ws.send(Message::Ping(b"are you there".to_vec().into()))
-            .await
-            .unwrap();
-        assert_eq!(
-            recv(&mut ws).await,
-            Message::Pong(b"are you there".to_vec().into())
-        );
+        assert_ping_answered(&mut ws, b"are you there").await;
     });
 }
 

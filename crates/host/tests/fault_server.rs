@@ -20,58 +20,36 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 use serde_json::json;
 use support::{
-    CloseServer, Entries, Journal, Peer, ScriptServer, ServerProcess, TIMEOUT, assert_invariants,
-    connect_instance, demo_path, fault_properties, free_port, raw_frame, with,
+    CloseServer, Peer, QUIET, Recorder, SLACK, ScriptServer, ServerProcess, TIMEOUT,
+    assert_invariants, assert_last_error, connect_instance, demo_path, disconnected, ending,
+    established, expect_handshake_timeout, fault_instance, fault_properties, free_port,
+    one_connection, raw_frame, status, with,
 };
 use wsio::Trigger;
 use wsio::testing::CLOSE_TIMEOUT;
-
-/// Slack on top of a bound the module promises, for a loaded 2-core CI
-/// machine running debug builds.
-const SLACK: Duration = Duration::from_secs(2);
-/// How long a test listens to prove that something does *not* happen (no
-/// retry after Gave Up): longer than the 1 s retry ceiling configured.
-const QUIET: Duration = Duration::from_millis(1500);
-
-fn established(n: usize) -> impl FnMut(&Entries) -> bool {
-    move |e| e.count(Trigger::Established) >= n
-}
-
-fn disconnected(n: usize) -> impl FnMut(&Entries) -> bool {
-    move |e| e.count(Trigger::Disconnected) >= n
-}
-
-fn status(e: &Entries, key: &str) -> String {
-    e.status_value(key).unwrap_or_default()
-}
 
 #[test]
 fn a_server_process_killed_mid_stream_is_a_lost_link_and_its_restart_is_found_within_the_backoff() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let mut server = ServerProcess::start(addr);
-    let journal = Journal::new();
-    let properties = with(
-        fault_properties(addr.port()),
-        json!({"Path": demo_path("demo")}),
-    );
-    let instance = connect_instance(&journal, properties);
-    journal.expect("WebSocket Established", established(1));
+    let (rec, instance) = fault_instance(addr.port(), json!({"Path": demo_path("demo")}));
+    rec.expect("WebSocket Established", established(1));
 
     // Mid-stream: thousands of messages on their way both ways.
     for n in 0..2000 {
         instance.send_message(format!("m{n}")).unwrap();
     }
-    journal.expect("the first echoes", |e| e.message_count >= 50);
+    rec.expect("the first echoes", |e| e.message_count >= 50);
     server.kill();
-    journal.expect("Disconnected", disconnected(1));
-    journal.expect("a reconnect scheduled", |e| {
+    rec.expect("Disconnected", disconnected(1));
+    rec.expect("a reconnect scheduled", |e| {
         e.status_has("ConnectionStatus", "Reconnecting in")
     });
     // While it is down, attempts are refused and retried.
-    journal.expect("a refused attempt", |e| {
+    rec.expect("a refused attempt", |e| {
         e.status_has("LastError", "Connection refused")
     });
-    let e = journal.snapshot();
+    let e = rec.snapshot();
     println!(
         "killed: {:?}; {}",
         e.reasons_of(Trigger::Disconnected),
@@ -101,21 +79,21 @@ fn a_server_process_killed_mid_stream_is_a_lost_link_and_its_restart_is_found_wi
     // The server comes back on the same port: with Reconnect Max Delay
     // 1 s the next attempt finds it within 1 s.
     let _server = ServerProcess::start(addr);
-    journal.expect_within(
+    rec.expect_within(
         "re-established within the backoff bound",
         Duration::from_secs(1) + SLACK,
         established(2),
     );
     instance.send_message("after the restart").unwrap();
-    journal.expect("the echo after the restart", |e| {
+    rec.expect("the echo after the restart", |e| {
         e.message_count == echoed + 1
     });
     assert_eq!(
-        journal.read(|e| e.texts().last().cloned()).as_deref(),
+        rec.read(|e| e.texts().last().cloned()).as_deref(),
         Some("after the restart")
     );
-    assert!(journal.read(|e| status(e, "Reconnects").parse::<u64>().unwrap() >= 1));
-    assert_invariants(&journal, instance, Some(echoed + 1));
+    assert!(rec.read(|e| status(e, "Reconnects").parse::<u64>().unwrap() >= 1));
+    assert_invariants(&rec, instance, Some(echoed + 1));
 }
 
 /// The first connection runs `fault`; every later one is a healthy server
@@ -140,23 +118,13 @@ fn a_tcp_reset_fires_disconnected_once_with_1006_and_auto_reconnect_recovers() {
             peer.reset();
         }
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("both messages", |e| e.message_count == 2);
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("both messages", |e| e.message_count == 2);
     instance.send_message("got them").unwrap();
-    journal.expect("Disconnected", disconnected(1));
-    let e = journal.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ]
-    );
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    rec.expect("Disconnected", disconnected(1));
+    let e = rec.snapshot();
+    let reason = ending(&e, &one_connection(2));
     println!("TCP reset: {reason}");
     assert!(
         reason.starts_with("connection lost: ") && reason.contains("reset"),
@@ -166,12 +134,12 @@ fn a_tcp_reset_fires_disconnected_once_with_1006_and_auto_reconnect_recovers() {
         status(&e, "LastClose"),
         "1006 (connection lost without a close frame)"
     );
-    assert_eq!(status(&e, "LastError"), format!("{reason} (stage: TCP)"));
+    assert_last_error(&e, &reason, "TCP");
 
-    journal.expect("re-established", established(2));
-    journal.expect("the healthy server's greeting", |e| e.message_count == 3);
-    assert_eq!(journal.read(|e| e.texts()), ["one", "two", "welcome back"]);
-    assert_invariants(&journal, instance, Some(3));
+    rec.expect("re-established", established(2));
+    rec.expect("the healthy server's greeting", |e| e.message_count == 3);
+    assert_eq!(rec.read(|e| e.texts()), ["one", "two", "welcome back"]);
+    assert_invariants(&rec, instance, Some(3));
 }
 
 #[test]
@@ -181,25 +149,13 @@ fn a_fin_without_a_close_frame_delivers_what_came_before_and_is_a_lost_link() {
             peer.finish();
         }
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("Disconnected", disconnected(1));
-    let e = journal.snapshot();
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("Disconnected", disconnected(1));
+    let e = rec.snapshot();
     // The FIN comes after the data: both messages arrive first.
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{}",
-        e.describe()
-    );
+    let reason = ending(&e, &one_connection(2));
     assert_eq!(e.texts(), ["one", "two"]);
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
     println!("FIN without a close frame: {reason}");
     assert!(reason.contains("without"), "{reason}");
     assert_eq!(
@@ -212,9 +168,9 @@ fn a_fin_without_a_close_frame_delivers_what_came_before_and_is_a_lost_link() {
         e.describe()
     );
 
-    journal.expect("re-established", established(2));
-    journal.expect("the healthy server's greeting", |e| e.message_count == 3);
-    assert_invariants(&journal, instance, Some(3));
+    rec.expect("re-established", established(2));
+    rec.expect("the healthy server's greeting", |e| e.message_count == 3);
+    assert_invariants(&rec, instance, Some(3));
 }
 
 #[test]
@@ -226,19 +182,13 @@ fn every_server_close_code_is_shown_with_its_reason_and_auto_reconnect_follows()
         (4000, "maintenance"),
     ] {
         let server = CloseServer::after_messages(2, code, reason);
-        let journal = Journal::new();
-        let instance = connect_instance(&journal, fault_properties(server.port()));
-        journal.expect("Disconnected", disconnected(1));
-        let e = journal.snapshot();
+        let rec = Recorder::new();
+        let instance = connect_instance(&rec, fault_properties(server.port()));
+        rec.expect("Disconnected", disconnected(1));
+        let e = rec.snapshot();
         assert_eq!(
             e.triggers[..5],
-            [
-                Trigger::Connected,
-                Trigger::Established,
-                Trigger::MessagesReceived,
-                Trigger::MessagesReceived,
-                Trigger::Disconnected
-            ],
+            one_connection(2),
             "{code}: {}",
             e.describe()
         );
@@ -264,10 +214,10 @@ fn every_server_close_code_is_shown_with_its_reason_and_auto_reconnect_follows()
         );
         // Auto-Reconnect reconnects after any close the client did not ask
         // for (and this server closes every connection the same way).
-        journal.expect("re-established, closed again", disconnected(2));
-        assert_invariants(&journal, instance, None);
+        rec.expect("re-established, closed again", disconnected(2));
+        assert_invariants(&rec, instance, None);
         // Every connection brought its two messages, none lost or merged.
-        let e = journal.snapshot();
+        let e = rec.snapshot();
         let mut per_connection = Vec::new();
         for t in &e.triggers {
             match t {
@@ -384,13 +334,13 @@ fn answer_until_healed(bad: &'static BadAnswer, healed: Arc<AtomicBool>) -> Scri
 fn bad_answer_story(bad: &'static BadAnswer) {
     let healed = Arc::new(AtomicBool::new(false));
     let server = answer_until_healed(bad, healed.clone());
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("Disconnected", disconnected(1));
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("Disconnected", disconnected(1));
     let what = bad.name;
     if bad.fatal {
-        journal.expect("Gave Up", |e| e.count(Trigger::GaveUp) == 1);
-        let e = journal.snapshot();
+        rec.expect("Gave Up", |e| e.count(Trigger::GaveUp) == 1);
+        let e = rec.snapshot();
         assert_eq!(
             e.triggers,
             [Trigger::Connected, Trigger::Disconnected, Trigger::GaveUp],
@@ -407,7 +357,7 @@ fn bad_answer_story(bad: &'static BadAnswer) {
             "{what}: not retried within the 1 s backoff"
         );
     }
-    let e = journal.snapshot();
+    let e = rec.snapshot();
     assert_eq!(
         e.triggers[..2],
         [Trigger::Connected, Trigger::Disconnected],
@@ -434,8 +384,8 @@ fn bad_answer_story(bad: &'static BadAnswer) {
             .action("Reset Reconnect", &json!({}), &[] as &[&str])
             .unwrap();
     }
-    journal.expect(&format!("{what}: established once healed"), established(1));
-    assert_invariants(&journal, instance, Some(0));
+    rec.expect(&format!("{what}: established once healed"), established(1));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 #[test]
@@ -473,42 +423,26 @@ fn a_handshake_answer_trickled_a_byte_a_second_hits_the_connect_timeout() {
             }
         }
     });
-    let journal = Journal::new();
+    let rec = Recorder::new();
     let started = Instant::now();
     let instance = connect_instance(
-        &journal,
+        &rec,
         with(
             fault_properties(server.port()),
             json!({"Connect Timeout": 2}),
         ),
     );
-    journal.expect("Disconnected", disconnected(1));
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "gave up after {waited:?}, before the 2 s Connect Timeout"
-    );
-    let e = journal.snapshot();
-    assert_eq!(e.triggers, [Trigger::Connected, Trigger::Disconnected]);
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
-    assert_eq!(
-        reason,
-        "TLS/WebSocket handshake timed out after 2 s (Connect Timeout)"
-    );
-    assert_eq!(
-        status(&e, "LastError"),
-        format!("{reason} (stage: Connect timeout)")
-    );
+    expect_handshake_timeout(&rec, started);
     // It keeps trying, at the backoff's pace.
     assert!(server.wait_for(|o| o.connections() >= 2, Duration::from_secs(1) + SLACK));
 
     healed.store(true, Ordering::SeqCst);
-    journal.expect_within(
+    rec.expect_within(
         "established once the server answers at full speed",
         Duration::from_secs(2) + Duration::from_secs(1) + SLACK + SLACK,
         established(1),
     );
-    assert_invariants(&journal, instance, Some(0));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 #[test]
@@ -528,26 +462,16 @@ fn a_server_that_sends_close_but_keeps_tcp_open_is_dropped_after_the_close_timeo
             peer.read_until_close();
         }
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("the message", |e| e.message_count == 1);
-    journal.expect_within(
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("the message", |e| e.message_count == 1);
+    rec.expect_within(
         "Disconnected within the close timeout",
         CLOSE_TIMEOUT + SLACK,
         disconnected(1),
     );
-    let e = journal.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{}",
-        e.describe()
-    );
+    let e = rec.snapshot();
+    ending(&e, &one_connection(1));
     // The close handshake completed: an orderly close by the server, not
     // an error; the log says why the client ended TCP itself.
     assert_eq!(
@@ -585,8 +509,8 @@ fn a_server_that_sends_close_but_keeps_tcp_open_is_dropped_after_the_close_timeo
         server.snapshot()
     );
     // Auto-Reconnect follows, as after any server close.
-    journal.expect("re-established", established(2));
-    journal.expect("the healthy server's greeting", |e| e.message_count == 2);
-    assert_eq!(journal.read(|e| e.texts()), ["one", "welcome back"]);
-    assert_invariants(&journal, instance, Some(2));
+    rec.expect("re-established", established(2));
+    rec.expect("the healthy server's greeting", |e| e.message_count == 2);
+    assert_eq!(rec.read(|e| e.texts()), ["one", "welcome back"]);
+    assert_invariants(&rec, instance, Some(2));
 }

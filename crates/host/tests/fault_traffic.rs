@@ -17,25 +17,14 @@ use async_tungstenite::tungstenite::protocol::frame::Frame;
 use async_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use serde_json::json;
 use support::{
-    EchoServer, Entries, Journal, ScriptServer, TIMEOUT, assert_invariants, connect_instance,
-    fault_properties, raw_frame, with,
+    EchoServer, Recorder, ScriptServer, TIMEOUT, assert_invariants, assert_last_error,
+    connect_instance, disconnected, ending, established, fault_instance, fault_properties,
+    one_connection, raw_frame, status,
 };
 use wsio::Trigger;
 use wsio::{ActionError, Instance, SEND_BACKLOG, SEND_BACKLOG_BYTES};
 
 const MIB: usize = 1024 * 1024;
-
-fn established(n: usize) -> impl FnMut(&Entries) -> bool {
-    move |e| e.count(Trigger::Established) >= n
-}
-
-fn disconnected(n: usize) -> impl FnMut(&Entries) -> bool {
-    move |e| e.count(Trigger::Disconnected) >= n
-}
-
-fn status(e: &Entries, key: &str) -> String {
-    e.status_value(key).unwrap_or_default()
-}
 
 /// 50 MiB of text with a pattern, so a message cut or spliced shows.
 fn big_text() -> String {
@@ -47,17 +36,12 @@ fn big_text() -> String {
 #[test]
 fn a_50_mib_message_arrives_whole_when_max_message_size_is_64_mib() {
     let server = EchoServer::start();
-    let journal = Journal::new();
-    let properties = with(
-        fault_properties(server.port()),
-        json!({"Max Message Size": 64 * MIB}),
-    );
-    let instance = connect_instance(&journal, properties);
-    journal.expect("WebSocket Established", established(1));
+    let (rec, instance) = fault_instance(server.port(), json!({"Max Message Size": 64 * MIB}));
+    rec.expect("WebSocket Established", established(1));
     let text = big_text();
     assert_eq!(server.send_to_all(text.clone()), 1);
-    journal.expect_within("the 50 MiB message", 3 * TIMEOUT, |e| e.message_count == 1);
-    let e = journal.snapshot();
+    rec.expect_within("the 50 MiB message", 3 * TIMEOUT, |e| e.message_count == 1);
+    let e = rec.snapshot();
     assert_eq!(e.messages[0].len(), 50 * MIB);
     assert!(
         e.messages[0] == text.as_bytes(),
@@ -71,7 +55,7 @@ fn a_50_mib_message_arrives_whole_when_max_message_size_is_64_mib() {
             Trigger::MessagesReceived
         ]
     );
-    journal.expect("Bytes In", |e| {
+    rec.expect("Bytes In", |e| {
         status(e, "BytesIn") == (50 * MIB).to_string()
     });
     // Log Comms shows the first 200 bytes, not 50 MiB.
@@ -80,27 +64,19 @@ fn a_50_mib_message_arrives_whole_when_max_message_size_is_64_mib() {
         "a log line carries the whole message"
     );
     drop(e);
-    assert_invariants(&journal, instance, Some(1));
+    assert_invariants(&rec, instance, Some(1));
 }
 
 #[test]
 fn a_50_mib_message_over_the_default_16_mib_closes_with_1009_and_reconnects() {
     let server = EchoServer::start();
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("WebSocket Established", established(1));
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("WebSocket Established", established(1));
     assert_eq!(server.send_to_all(big_text()), 1);
-    journal.expect("Disconnected", disconnected(1));
-    let e = journal.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::Disconnected
-        ]
-    );
-    let reason = e.reasons_of(Trigger::Disconnected).remove(0);
+    rec.expect("Disconnected", disconnected(1));
+    let e = rec.snapshot();
+    let reason = ending(&e, &one_connection(0));
     assert!(
         reason.ends_with("larger than Max Message Size (16777216 bytes); closed with 1009"),
         "{reason}"
@@ -109,20 +85,17 @@ fn a_50_mib_message_over_the_default_16_mib_closes_with_1009_and_reconnects() {
         status(&e, "LastClose"),
         "1009 message too big (closed by client)"
     );
-    assert_eq!(
-        status(&e, "LastError"),
-        format!("{reason} (stage: WebSocket)")
-    );
+    assert_last_error(&e, &reason, "WebSocket");
     // The server is told why.
     assert!(
         server.wait_for(|o| o.closes.iter().any(|c| c.code == 1009), TIMEOUT),
         "{:?}",
         server.snapshot().closes
     );
-    journal.expect("re-established", established(2));
+    rec.expect("re-established", established(2));
     instance.send_message("small again").unwrap();
-    journal.expect("the echo", |e| e.message_count == 1);
-    assert_invariants(&journal, instance, Some(1));
+    rec.expect("the echo", |e| e.message_count == 1);
+    assert_invariants(&rec, instance, Some(1));
 }
 
 /// `payload` as a message cut into 1-byte frames: the first with `opcode`,
@@ -166,10 +139,10 @@ fn messages_cut_into_1_byte_frames_arrive_as_one_message_each() {
             peer.hold();
         }
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("four messages", |e| e.message_count == 4);
-    let e = journal.snapshot();
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("four messages", |e| e.message_count == 4);
+    let e = rec.snapshot();
     assert_eq!(e.texts()[0], text);
     assert_eq!(e.texts()[1], "00ff7e80", "binary is shown as hex");
     assert_eq!(e.texts()[2], "0123456789".repeat(1000));
@@ -177,7 +150,7 @@ fn messages_cut_into_1_byte_frames_arrive_as_one_message_each() {
     // The pings between fragments were answered.
     assert!(server.wait_for(|o| o.connections() == 1, TIMEOUT));
     assert_eq!(e.count(Trigger::Disconnected), 0);
-    assert_invariants(&journal, instance, Some(4));
+    assert_invariants(&rec, instance, Some(4));
 }
 
 /// Opens once (for the test's go-ahead to a server thread).
@@ -218,7 +191,7 @@ impl Drop for OpenOnDrop {
 /// established with it. The gate opens when the returned `OpenOnDrop` is
 /// dropped, before the server (declared first) is.
 fn connect_to_a_server_that_waits_to_read()
--> (ScriptServer, Arc<Gate>, OpenOnDrop, Arc<Journal>, Instance) {
+-> (ScriptServer, Arc<Gate>, OpenOnDrop, Arc<Recorder>, Instance) {
     let reading = Arc::new(Gate::default());
     let gate = reading.clone();
     let server = ScriptServer::start(move |mut peer| {
@@ -227,16 +200,16 @@ fn connect_to_a_server_that_waits_to_read()
         }
     });
     let open = OpenOnDrop(reading.clone());
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("WebSocket Established", established(1));
-    (server, reading, open, journal, instance)
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("WebSocket Established", established(1));
+    (server, reading, open, rec, instance)
 }
 
 #[test]
 fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_bounded() {
     // Dropped right to left: the gate opens before the server stops.
-    let (server, reading, _open, journal, instance) = connect_to_a_server_that_waits_to_read();
+    let (server, reading, _open, rec, instance) = connect_to_a_server_that_waits_to_read();
 
     // The server reads nothing: the socket fills, then the module's
     // backlog. Every call returns (the loop goes on); past the backlog the
@@ -262,7 +235,7 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
         )
     });
     assert!(refusal.to_string().contains("limit 10000"), "{refusal}");
-    journal.expect("the refusal in the log", |e| {
+    rec.expect("the refusal in the log", |e| {
         e.logs
             .iter()
             .any(|(_, line)| line.starts_with("Send Message refused: "))
@@ -272,7 +245,7 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
     // buffers (receive autotuning), so a few more sends can be accepted;
     // but refusals must come back long before `most`: the backlog stays
     // bounded whatever the kernel does.
-    journal.expect("every accepted message handed on", |e| {
+    rec.expect("every accepted message handed on", |e| {
         status(e, "MessagesOut") == accepted.to_string()
     });
     let mut refused_again = false;
@@ -305,13 +278,13 @@ fn a_server_that_reads_nothing_never_blocks_send_message_and_the_backlog_is_boun
     }
     instance.send_message("after the backlog").unwrap();
     assert!(server.wait_for(|o| o.messages.len() == accepted + 1, TIMEOUT));
-    assert_invariants(&journal, instance, Some(0));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 #[test]
 fn the_send_backlog_is_bounded_in_bytes_and_one_message_above_the_limit_still_goes() {
     // Dropped right to left: the gate opens before the server stops.
-    let (server, reading, _open, journal, instance) = connect_to_a_server_that_waits_to_read();
+    let (server, reading, _open, rec, instance) = connect_to_a_server_that_waits_to_read();
 
     // With nothing waiting, one message larger than the byte limit is
     // accepted: the limit bounds a backlog, not a message.
@@ -337,7 +310,7 @@ fn the_send_backlog_is_bounded_in_bytes_and_one_message_above_the_limit_still_go
         refusal.to_string().contains("or 16777216 bytes"),
         "{refusal}"
     );
-    journal.expect("every accepted message handed on", |e| {
+    rec.expect("every accepted message handed on", |e| {
         status(e, "MessagesOut") == (accepted + 1).to_string()
     });
     assert!(instance.is_established(), "a slow server is not an error");
@@ -358,7 +331,7 @@ fn the_send_backlog_is_bounded_in_bytes_and_one_message_above_the_limit_still_go
     }
     instance.send_message("after the backlog").unwrap();
     assert!(server.wait_for(|o| o.messages.len() == accepted + 2, TIMEOUT));
-    assert_invariants(&journal, instance, Some(0));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 /// Sends numbered 1 KB messages of `fill` until Send Message refuses for
@@ -381,21 +354,15 @@ fn a_half_open_link_with_a_backlog_says_how_many_messages_were_not_sent() {
     // The server neither reads nor answers: the client's keep-alive ping
     // waits behind its own backlog and the pong timeout ends the link
     // without a close handshake.
-    let server = ScriptServer::start(|mut peer| {
-        if peer.upgrade() {
-            peer.hold_without_reading();
-        }
-    });
-    let journal = Journal::new();
-    let properties = with(
-        fault_properties(server.port()),
+    let server = ScriptServer::after_upgrade(|peer| peer.hold_without_reading());
+    let (rec, instance) = fault_instance(
+        server.port(),
         json!({"Auto-Reconnect": false, "Keep Alive Interval": 1, "Pong Timeout": 1}),
     );
-    let instance = connect_instance(&journal, properties);
-    journal.expect("WebSocket Established", established(1));
+    rec.expect("WebSocket Established", established(1));
     let accepted = fill_the_backlog(&instance, 'h');
-    journal.expect_within("the pong timeout", 3 * TIMEOUT, disconnected(1));
-    let e = journal.snapshot();
+    rec.expect_within("the pong timeout", 3 * TIMEOUT, disconnected(1));
+    let e = rec.snapshot();
     let reason = &e.reasons.last().unwrap().1;
     let (dead, unsent) = reason
         .split_once("; ")
@@ -415,7 +382,7 @@ fn a_half_open_link_with_a_backlog_says_how_many_messages_were_not_sent() {
         e.logs.iter().any(|(_, line)| line.contains(unsent)),
         "the count is not in the log"
     );
-    assert_invariants(&journal, instance, None);
+    assert_invariants(&rec, instance, None);
 }
 
 #[test]
@@ -442,11 +409,11 @@ fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sen
         peer.hold();
     });
     let _open = OpenOnDrop(reading.clone());
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("WebSocket Established", established(1));
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("WebSocket Established", established(1));
     let accepted = fill_the_backlog(&instance, 'y');
-    journal.expect("every accepted message handed on", |e| {
+    rec.expect("every accepted message handed on", |e| {
         status(e, "MessagesOut") == accepted.to_string()
     });
 
@@ -454,8 +421,8 @@ fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sen
     // Disconnected reason is the server's close and says how many of them
     // were never sent, so none is lost silently.
     reading.open();
-    journal.expect("Disconnected", disconnected(1));
-    let e = journal.snapshot();
+    rec.expect("Disconnected", disconnected(1));
+    let e = rec.snapshot();
     let reason = e.reasons_of(Trigger::Disconnected).remove(0);
     assert!(
         reason.starts_with("closed by server: 1001 going away; "),
@@ -478,13 +445,13 @@ fn a_server_that_closes_on_a_backlog_ends_the_connection_saying_what_was_not_sen
         "1001 going away (closed by server)"
     );
     // The backlog is free again: the next connection sends at once.
-    journal.expect("re-established", established(2));
+    rec.expect("re-established", established(2));
     instance.send_message("after the close").unwrap();
     assert!(server.wait_for(
         |o| o.texts().iter().any(|t| t == "after the close"),
         TIMEOUT
     ));
-    assert_invariants(&journal, instance, Some(0));
+    assert_invariants(&rec, instance, Some(0));
 }
 
 /// A server that sends "before", then `frames` (a protocol violation),
@@ -511,20 +478,11 @@ fn violation_story(name: &str, frames: Vec<Frame>, reason: &str) {
         }
         peer.hold();
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect(&format!("{name}: Disconnected"), disconnected(1));
-    let e = journal.snapshot();
-    assert_eq!(
-        e.triggers,
-        [
-            Trigger::Connected,
-            Trigger::Established,
-            Trigger::MessagesReceived,
-            Trigger::Disconnected
-        ],
-        "{name}"
-    );
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect(&format!("{name}: Disconnected"), disconnected(1));
+    let e = rec.snapshot();
+    assert_eq!(e.triggers, one_connection(1), "{name}");
     assert_eq!(e.texts(), ["before"], "{name}");
     let shown = e.reasons_of(Trigger::Disconnected).remove(0);
     assert_eq!(shown, reason, "{name}");
@@ -545,8 +503,8 @@ fn violation_story(name: &str, frames: Vec<Frame>, reason: &str) {
         (1002, "1002 protocol error (closed by client)")
     };
     assert_eq!(status(&e, "LastClose"), close, "{name}");
-    journal.expect(&format!("{name}: re-established"), established(2));
-    journal.expect(&format!("{name}: the healthy greeting"), |e| {
+    rec.expect(&format!("{name}: re-established"), established(2));
+    rec.expect(&format!("{name}: the healthy greeting"), |e| {
         e.message_count == 2
     });
     let closes = server.snapshot().closes;
@@ -554,7 +512,7 @@ fn violation_story(name: &str, frames: Vec<Frame>, reason: &str) {
         closes.iter().any(|c| c.code == code),
         "{name}: the server saw close frames {closes:?}, not {code}"
     );
-    assert_invariants(&journal, instance, Some(2));
+    assert_invariants(&rec, instance, Some(2));
 }
 
 #[test]
@@ -628,10 +586,10 @@ fn a_ping_storm_between_messages_loses_and_merges_nothing() {
         }
         peer.hold();
     });
-    let journal = Journal::new();
-    let instance = connect_instance(&journal, fault_properties(server.port()));
-    journal.expect("500 messages", |e| e.message_count == 500);
+    let rec = Recorder::new();
+    let instance = connect_instance(&rec, fault_properties(server.port()));
+    rec.expect("500 messages", |e| e.message_count == 500);
     let expected: Vec<String> = (0..500).map(|n| format!("m{n}")).collect();
-    assert_eq!(journal.read(|e| e.texts()), expected);
-    assert_invariants(&journal, instance, Some(500));
+    assert_eq!(rec.read(|e| e.texts()), expected);
+    assert_invariants(&rec, instance, Some(500));
 }

@@ -12,7 +12,8 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::StreamExt;
 use support::{
     BlackHoleServer, CloseReceived, CloseServer, EchoServer, RefuseServer, SilentServer, TIMEOUT,
-    burst_message, connect, deadline, recv, recv_close, recv_text, within,
+    assert_ping_answered, burst_message, connect, deadline, recv, recv_close, recv_text,
+    request_with, within,
 };
 
 /// How long a test listens to prove that something does *not* happen (no
@@ -50,10 +51,7 @@ fn echo_server_echoes_text_and_binary_in_order_and_records_them() {
 fn echo_server_records_the_authorization_header_of_each_handshake() {
     let server = EchoServer::start();
     smol::block_on(async {
-        let mut request = server.url("/").into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("Authorization", "Bearer s3cret".parse().unwrap());
+        let request = request_with(&server.url("/"), "Authorization", "Bearer s3cret");
         let (_ws, _) = connect(request).await.unwrap();
         let (_ws2, _) = connect(server.url("/")).await.unwrap();
     });
@@ -71,13 +69,7 @@ fn echo_server_answers_and_counts_pings() {
     let server = EchoServer::start();
     smol::block_on(async {
         let (mut ws, _) = connect(server.url("/")).await.unwrap();
-        ws.send(Message::Ping(b"keepalive".to_vec().into()))
-            .await
-            .unwrap();
-        assert_eq!(
-            recv(&mut ws).await,
-            Message::Pong(b"keepalive".to_vec().into())
-        );
+        assert_ping_answered(&mut ws, b"keepalive").await;
     });
     assert_eq!(server.snapshot().pings, 1);
 }
@@ -233,10 +225,7 @@ fn refuse_server_answers_with_its_status_and_counts_attempts() {
     let server = RefuseServer::new(401);
     smol::block_on(async {
         for _ in 0..2 {
-            let mut request = server.url("/").into_client_request().unwrap();
-            request
-                .headers_mut()
-                .insert("Authorization", "Bearer wrong".parse().unwrap());
+            let request = request_with(&server.url("/"), "Authorization", "Bearer wrong");
             match connect(request).await {
                 Err(WsError::Http(response)) => assert_eq!(response.status(), 401),
                 Err(other) => panic!("expected HTTP 401, got error {other}"),
@@ -257,10 +246,7 @@ fn refuse_server_answers_with_its_status_and_counts_attempts() {
 fn silent_server_completes_the_handshake_then_never_answers_pings() {
     let server = SilentServer::start();
     smol::block_on(async {
-        let mut request = server.url("/quiet").into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("Authorization", "Bearer t".parse().unwrap());
+        let request = request_with(&server.url("/quiet"), "Authorization", "Bearer t");
         let (mut ws, _) = connect(request).await.unwrap();
         ws.send(Message::Ping(b"anyone?".to_vec().into()))
             .await
@@ -418,13 +404,11 @@ fn sha256_fingerprints_are_64_hex_digits_of_the_der() {
 fn subprotocol_server_answers_with_the_first_offer_it_supports() {
     let server = EchoServer::start_with_subprotocols(&["v1.foo", "v3.baz"]);
     let offer = |protocols: &str| {
-        let mut request = server.url("/").into_client_request().unwrap();
-        if !protocols.is_empty() {
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+        if protocols.is_empty() {
+            server.url("/").into_client_request().unwrap()
+        } else {
+            request_with(&server.url("/"), "Sec-WebSocket-Protocol", protocols)
         }
-        request
     };
     smol::block_on(async {
         let (_ws, response) = connect(offer("v2.bar, v1.foo, v3.baz")).await.unwrap();

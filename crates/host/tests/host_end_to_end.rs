@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::host_http::{EventStream, http, is_status};
-use support::{EchoServer, HOST_TIMEOUT as TIMEOUT, HostProcess};
+use support::{EchoServer, HOST_TIMEOUT as TIMEOUT, HostProcess, project_instance};
 use wsio_host::demo_server::{DemoServer, DemoServerConfig};
 
 /// A running `wsio` process with its output read line by line, and its
@@ -73,20 +73,7 @@ fn demo_server() -> DemoServer {
 
 /// An instance on `port` and `path`, connected at startup.
 fn instance(name: &str, port: u16, path: &str) -> String {
-    format!(
-        r#"
-[[instance]]
-name = "{name}"
-[instance.properties]
-Hostname = "127.0.0.1"
-Port = {port}
-Path = "{path}"
-
-[[startup]]
-instance = "{name}"
-action = "Connect"
-"#
-    )
+    project_instance(name, port, path, "")
 }
 
 fn status_value(io_modules: &Value, instance: &str, key: &str) -> String {

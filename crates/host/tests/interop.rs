@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Recorded, Recorder, test_pki};
+use support::{Recorded, Recorder, send_hex, test_pki};
 use wsio::Trigger;
 use wsio::{Instance, Options};
 
@@ -501,11 +501,12 @@ impl Client {
             let r = self.rec.snapshot();
             let shorten = |s: &str| s.chars().take(200).collect::<String>();
             panic!(
-                "{}: timed out waiting for {what}\ntriggers: {:?}\nstatus: {:?}\nlog:\n{}",
+                "{}: timed out waiting for {what}\ntriggers: {:?}\nreasons: {:?}\nstatus: {:?}\nlog:\n{}",
                 self.what,
-                r.triggers
+                r.trigger_names(),
+                r.reasons
                     .iter()
-                    .map(|(t, d)| (t.name(), shorten(&String::from_utf8_lossy(d))))
+                    .map(|(t, d)| (t.name(), shorten(d)))
                     .collect::<Vec<_>>(),
                 r.status
                     .iter()
@@ -549,13 +550,7 @@ fn echo_text_and_binary(target: &Target) {
     let text = "héllo from wsio ✓ (interop)";
     c.instance.send_message(text).unwrap();
     c.expect("the text echo", |r| r.count(Trigger::MessagesReceived) == 1);
-    c.instance
-        .action(
-            "Send Message",
-            &json!({"Message": "00 ff 7e 80", "Message Type": "Binary"}),
-            &[] as &[&str],
-        )
-        .unwrap();
+    send_hex(&c.instance, "00 ff 7e 80").unwrap();
     c.expect("the binary echo", |r| {
         r.count(Trigger::MessagesReceived) == 2
     });
@@ -566,13 +561,7 @@ fn echo_text_and_binary(target: &Target) {
         "{}",
         c.what
     );
-    let binary: Vec<bool> = r
-        .triggers
-        .iter()
-        .zip(&r.binary)
-        .filter(|((t, _), _)| *t == Trigger::MessagesReceived)
-        .map(|(_, b)| *b)
-        .collect();
+    let binary = r.message_binary_flags();
     assert_eq!(binary, [false, true], "{}: binary flags", c.what);
 
     c.instance.disconnect().unwrap();
@@ -695,12 +684,7 @@ fn ten_mib_messages_both_ways(target: &Target) {
         r.count(Trigger::MessagesReceived) == 2
     });
     let r = c.rec.snapshot();
-    let received: Vec<&Vec<u8>> = r
-        .triggers
-        .iter()
-        .filter(|(t, _)| *t == Trigger::MessagesReceived)
-        .map(|(_, d)| d)
-        .collect();
+    let received: Vec<&Vec<u8>> = r.messages.iter().collect();
     assert_eq!(
         received[0].len(),
         LARGE,
@@ -848,22 +832,17 @@ fn the_host_binary_runs_a_project_against_node_behind_nginx() {
     let peer = Peer::start(Kind::Node, false);
     let nginx = Nginx::start(peer.port);
     let dir = scratch_dir("host");
+    let instance = support::project_instance(
+        "peer",
+        nginx.port,
+        "/echo",
+        &format!(
+            "Protocol = \"WSS\"\n\"CA Certificate\" = \"{}\"\n\"Trust Only Given CA\" = true\n",
+            tls_files().ca.display()
+        ),
+    );
     let project = format!(
-        r#"
-[[instance]]
-name = "peer"
-[instance.properties]
-Hostname = "127.0.0.1"
-Port = {port}
-Path = "/echo"
-Protocol = "WSS"
-"CA Certificate" = "{ca}"
-"Trust Only Given CA" = true
-
-[[startup]]
-instance = "peer"
-action = "Connect"
-
+        r#"{instance}
 [[wire]]
 when = {{ instance = "peer", trigger = "WebSocket Established" }}
 then = {{ instance = "peer", action = "Send Message", properties = {{ Message = "ping from the host" }} }}
@@ -871,9 +850,7 @@ then = {{ instance = "peer", action = "Send Message", properties = {{ Message = 
 [[wire]]
 when = {{ instance = "peer", trigger = "Messages Received", properties = {{ "Match String" = "ping", "Match Mode" = "Starts With" }} }}
 then = {{ instance = "peer", action = "Send Message", properties = {{ Message = "pong: <1>" }} }}
-"#,
-        port = nginx.port,
-        ca = tls_files().ca.display(),
+"#
     );
     let path = dir.join("project.toml");
     std::fs::write(&path, project).unwrap();

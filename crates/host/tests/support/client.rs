@@ -12,7 +12,7 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_rustls::TlsConnector;
 use futures_rustls::rustls::{ClientConfig, RootCertStore};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::{CertificateDer, ServerName};
 use smol::net::TcpStream;
 
@@ -77,6 +77,27 @@ pub async fn connect_with(
 /// [`connect_with`] trusting the fixtures' certificate.
 pub async fn connect(request: impl IntoClientRequest) -> Result<(ClientWs, Response), WsError> {
     connect_with(request, tls_client_config()).await
+}
+
+/// A handshake request for `url` with the header `name: value` added.
+pub fn request_with(
+    url: &str,
+    name: &'static str,
+    value: &str,
+) -> async_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("a valid test URL");
+    request
+        .headers_mut()
+        .insert(name, value.parse().expect("a valid header value"));
+    request
+}
+
+/// Sends a ping with `payload` and asserts the next message is its pong.
+pub async fn assert_ping_answered(ws: &mut ClientWs, payload: &[u8]) {
+    ws.send(Message::Ping(payload.to_vec().into()))
+        .await
+        .expect("send a ping");
+    assert_eq!(recv(ws).await, Message::Pong(payload.to_vec().into()));
 }
 
 /// The next message (pings and pongs included), panicking on timeout, error

@@ -19,6 +19,26 @@ pub const HOST_TIMEOUT: Duration = Duration::from_secs(15);
 
 const STATUS_PAGE: &str = "out: status page: http://";
 
+/// A project file's instance `name` for 127.0.0.1:`port` at `path`, with
+/// `more` property lines (TOML, each ending in a newline), connected at
+/// startup.
+pub fn project_instance(name: &str, port: u16, path: &str, more: &str) -> String {
+    format!(
+        r#"
+[[instance]]
+name = "{name}"
+[instance.properties]
+Hostname = "127.0.0.1"
+Port = {port}
+Path = "{path}"
+{more}
+[[startup]]
+instance = "{name}"
+action = "Connect"
+"#
+    )
+}
+
 pub struct HostProcess {
     child: Child,
     /// Stdout lines ("out: ...") and log lines ("err: ..."), in arrival order

@@ -21,6 +21,11 @@
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
 //!   certificate (`tls_sessions`) and failed TLS handshakes.
 //!
+//! - [`Recorder`]: the Host an instance reports to in every Rust-API test,
+//!   waited on like the servers' observations; the fault suite's setup and
+//!   closing invariants ([`assert_invariants`]) build on it.
+//! - [`iom`] and [`abi_host`]: the C ABI loaded with dlopen and called as a
+//!   controller calls it.
 //! - [`HostProcess`]: the `wsio` binary with its output read line by line;
 //!   [`host_http`]: its HTTP API and `/events` stream.
 //!
@@ -30,13 +35,14 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod abi_host;
 mod client;
-mod fault_pki;
+mod faults;
 mod fixture;
 pub mod host_http;
 mod host_process;
+mod instance;
 pub mod iom;
-mod journal;
 mod netns;
 mod observations;
 mod pki;
@@ -47,8 +53,8 @@ mod server_process;
 mod servers;
 
 pub use client::{
-    ClientWs, TIMEOUT, client_config_trusting, connect, connect_with, deadline, recv, recv_close,
-    recv_text, tls_client_config,
+    ClientWs, TIMEOUT, assert_ping_answered, client_config_trusting, connect, connect_with,
+    deadline, recv, recv_close, recv_text, request_with, tls_client_config,
 };
 pub use fixture::{
     Answer, Connection, Fixture, Io, accept_websocket, accept_websocket_with, tls_identity, within,
@@ -59,14 +65,15 @@ pub use pki::{
     sha256_fingerprint, sha256_fingerprint_colons, test_pki,
 };
 pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
-pub use recorder::{Recorded, Recorder};
+pub use recorder::{PASSWORD, Recorded, Recorder, SECRETS, TOKEN, driver_panics};
 // The fault suite (tests/fault_*.rs).
-pub use fault_pki::{FaultPki, ServerCert, fault_pki};
-pub use host_process::{HOST_TIMEOUT, HostProcess};
-pub use journal::{
-    Entries, Journal, PASSWORD, SECRETS, TOKEN, assert_invariants, attempts_between,
-    connect_instance, driver_panics, fault_properties, open_fds, rss_kib, with,
+pub use faults::{
+    QUIET, SLACK, assert_invariants, assert_last_error, attempts_between, connect_instance,
+    disconnected, ending, established, expect_handshake_timeout, fault_instance, fault_properties,
+    one_connection, open_fds, rss_kib, status, with,
 };
+pub use host_process::{HOST_TIMEOUT, HostProcess, project_instance};
+pub use instance::send_hex;
 pub use netns::NetNs;
 pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
 pub use server_process::{ServerProcess, demo_path, free_port};

@@ -1,6 +1,8 @@
-//! A test PKI for the TLS options: two unrelated certificate authorities, a
-//! server certificate for `localhost` and `127.0.0.1` issued by the first,
-//! client certificates (ECDSA P-256, Ed25519, RSA) issued by it, and rustls
+//! The one test PKI, for the TLS options and the TLS faults: two unrelated
+//! certificate authorities, a server certificate for `localhost` and
+//! `127.0.0.1` issued by the first, server certificates that must be
+//! refused (expired, for another name, from the unrelated CA), client
+//! certificates (ECDSA P-256, Ed25519, RSA) issued by the first, and rustls
 //! server configurations with or without client authentication.
 //!
 //! Everything is generated once per test binary with rcgen, except the RSA
@@ -13,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use futures_rustls::rustls::server::WebPkiClientVerifier;
 use futures_rustls::rustls::{RootCertStore, ServerConfig, crypto};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ED25519, SignatureAlgorithm,
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519, SignatureAlgorithm, date_time_ymd,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,6 +37,10 @@ impl Credential {
         let cert = params
             .signed_by(&key, issuer)
             .expect("rcgen signs a test certificate");
+        Credential::of(&cert, &key)
+    }
+
+    fn of(cert: &Certificate, key: &KeyPair) -> Credential {
         Credential {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -49,6 +55,12 @@ impl Credential {
     /// The certificate's SHA-256 fingerprint as 64 lower-case hex digits.
     pub fn sha256(&self) -> String {
         sha256_fingerprint(&self.cert_der)
+    }
+
+    /// A server configuration presenting this certificate, asking the
+    /// client for none.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        server_config(self, None)
     }
 }
 
@@ -72,11 +84,7 @@ impl Authority {
         let cert = params
             .self_signed(&key)
             .expect("rcgen self-signs a test CA");
-        let credential = Credential {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().clone(),
-        };
+        let credential = Credential::of(&cert, &key);
         Authority {
             credential,
             issuer: Issuer::new(params, key),
@@ -93,12 +101,22 @@ impl Authority {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn issue_server(&self, names: &[&str]) -> Credential {
+        self.issue_server_valid(names, None)
+    }
+
+    /// A server certificate for `names`; `years` = (not before, not after)
+    /// on 1 January, for one that is out of date.
+    pub fn issue_server_valid(&self, names: &[&str], years: Option<(i32, i32)>) -> Credential {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("valid test server names");
         params
             .distinguished_name
             .push(DnType::CommonName, "wsio test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some((from, to)) = years {
+            params.not_before = date_time_ymd(from, 1, 1);
+            params.not_after = date_time_ymd(to, 1, 1);
+        }
         let key = KeyPair::generate().expect("ECDSA P-256 key generation");
         Credential::issue(params, key, &self.issuer)
     }
@@ -129,6 +147,12 @@ pub struct TestPki {
     pub other_ca: Authority,
     /// For `localhost` and `127.0.0.1`.
     pub server: Credential,
+    /// Issued by `ca` for `localhost` and `127.0.0.1`; expired in 2021.
+    pub expired: Credential,
+    /// Issued by `ca`, valid, but only for `wrong.example`.
+    pub wrong_name: Credential,
+    /// For `localhost` and `127.0.0.1`, issued by `other_ca`.
+    pub unknown_ca: Credential,
     pub client_ecdsa: Credential,
     pub client_ed25519: Credential,
     pub client_rsa: Credential,
@@ -153,8 +177,12 @@ impl TestPki {
         let rsa_key = KeyPair::from_pem(&rsa_client_key_pem()).unwrap_or_else(|e| {
             panic!("{RSA_CLIENT_KEY_FILE} is not a PKCS#8 RSA key rcgen can use: {e}")
         });
+        let local = ["localhost", "127.0.0.1"];
         TestPki {
-            server: ca.issue_server(&["localhost", "127.0.0.1"]),
+            server: ca.issue_server(&local),
+            expired: ca.issue_server_valid(&local, Some((2020, 2021))),
+            wrong_name: ca.issue_server(&["wrong.example"]),
+            unknown_ca: other_ca.issue_server(&local),
             client_ecdsa: ca.issue_client("wsio test client (ECDSA)", KeyPair::generate().unwrap()),
             client_ed25519: ca
                 .issue_client("wsio test client (Ed25519)", generate_key(&PKCS_ED25519)),
@@ -169,28 +197,38 @@ impl TestPki {
     /// A server configuration presenting [`TestPki::server`], optionally
     /// requiring a client certificate issued by [`TestPki::ca`].
     pub fn server_config(&self, client_auth: ClientAuth) -> Arc<ServerConfig> {
-        let provider = Arc::new(crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions");
-        let builder = match client_auth {
-            ClientAuth::None => builder.with_no_client_auth(),
-            ClientAuth::Required => {
-                let mut roots = RootCertStore::empty();
-                roots
-                    .add(self.ca.cert_der().clone())
-                    .expect("the test CA is a valid root");
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .expect("client verifier for the test CA");
-                builder.with_client_cert_verifier(verifier)
-            }
+        let client_ca = match client_auth {
+            ClientAuth::None => None,
+            ClientAuth::Required => Some(&self.ca),
         };
-        let config = builder
-            .with_single_cert(vec![self.server.cert_der.clone()], self.server.key_der())
-            .expect("the test server certificate and key match");
-        Arc::new(config)
+        server_config(&self.server, client_ca)
     }
+}
+
+/// A server configuration presenting `server`, requiring a client
+/// certificate issued by `client_ca` when given.
+fn server_config(server: &Credential, client_ca: Option<&Authority>) -> Arc<ServerConfig> {
+    let provider = Arc::new(crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(ca.cert_der().clone())
+                .expect("the test CA is a valid root");
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .expect("client verifier for the test CA");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(vec![server.cert_der.clone()], server.key_der())
+        .expect("the test server certificate and key match");
+    Arc::new(config)
 }
 
 /// The RSA client key (PKCS#8 PEM) from [`RSA_CLIENT_KEY_FILE`].

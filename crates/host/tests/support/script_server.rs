@@ -55,6 +55,15 @@ pub struct ScriptServer {
 impl ScriptServer {
     /// Listens on 127.0.0.1 (any free port); each connection runs `script`
     /// on a thread of its own.
+    /// A server that completes every handshake, then runs `then`.
+    pub fn after_upgrade(then: impl Fn(Peer) + Send + Sync + 'static) -> ScriptServer {
+        Self::start(move |mut peer| {
+            if peer.upgrade() {
+                then(peer);
+            }
+        })
+    }
+
     pub fn start(script: impl Fn(Peer) + Send + Sync + 'static) -> ScriptServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("a bound address");

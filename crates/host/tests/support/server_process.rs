@@ -31,7 +31,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `wsio demo-server --listen addr` and waits until it listens.
+    /// Starts `wsio demo-server --listen addr` and waits until it listens;
+    /// with port 0, `addr` is then the port it chose.
     pub fn start(addr: SocketAddr) -> ServerProcess {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_wsio")), addr)
     }
@@ -75,7 +76,13 @@ impl ServerProcess {
         };
         loop {
             match ready.recv_timeout(TIMEOUT) {
-                Ok(line) if line.starts_with("demo server:") => return server,
+                // "demo server: ws://127.0.0.1:PORT/v3/1?..."
+                Ok(line) if line.starts_with("demo server:") => {
+                    if addr.port() == 0 {
+                        server.addr.set_port(listening_port(&line));
+                    }
+                    return server;
+                }
                 Ok(line) if line.starts_with("stderr: error") => {
                     server.kill();
                     panic!("wsio demo-server on {addr} failed: {line}");
@@ -97,6 +104,16 @@ impl ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The port of the URL the demo server prints once it listens.
+fn listening_port(line: &str) -> u16 {
+    line.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host_port| host_port.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the demo server's URL: {line}"))
 }
 
 impl Drop for ServerProcess {
