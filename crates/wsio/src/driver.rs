@@ -18,7 +18,8 @@
 use crate::inbox::Inbox;
 use crate::instance::{Host, Shared};
 use crate::machine::{
-    ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Received, Stage, unsent_note,
+    Closure, ConnId, Counters, Effect, Ending, LogLevel, Machine, Outbound, Received, Stage,
+    unsent_note,
 };
 use crate::matching::Trigger;
 use crate::properties::{Properties, Protocol, Secret};
@@ -675,7 +676,7 @@ impl Runner {
                     self.props.max_message_size
                 );
                 let mut ending = Ending::error(Stage::WebSocket, reason);
-                ending.close = Some("1009 message too big (closed by client)".to_owned());
+                ending.close = Some(Closure::by_client(1009, "message too big"));
                 self.close_and_drop(1009, "message too big");
                 self.machine.handle_closed(now, id, ending);
             }
@@ -694,7 +695,7 @@ impl Runner {
                     _ => (1002, "protocol error"),
                 };
                 let mut ending = lost(&error);
-                ending.close = Some(format!("{code} {why} (closed by client)"));
+                ending.close = Some(Closure::by_client(code, why));
                 self.close_and_drop(code, why);
                 self.machine.handle_closed(now, id, ending);
             }
@@ -719,7 +720,7 @@ impl Runner {
                     (_, true) => closed_by_client(),
                     (Some(frame), false) => server_closed(frame.as_ref()),
                     (None, false) => Ending {
-                        close: Some("1006 (connection lost without a close frame)".to_owned()),
+                        close: Some(Closure::Lost),
                         ..Ending::from("connection closed by the server without a close frame")
                     },
                 };
@@ -1214,38 +1215,12 @@ fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
 
 /// Our close handshake (Disconnect, removal) completed.
 fn closed_by_client() -> Ending {
-    Ending {
-        close: Some("1000 (closed by client)".to_owned()),
-        ..Ending::from("closed")
-    }
+    Ending::closed_by_client()
 }
 
 /// The server closed with `frame`: "closed by server: 1000 bye".
 fn server_closed(frame: Option<&CloseFrame>) -> Ending {
-    let (reason, close) = match frame {
-        Some(f) if f.reason.is_empty() => {
-            let code = u16::from(f.code);
-            (
-                format!("closed by server: {code}"),
-                format!("{code} (closed by server)"),
-            )
-        }
-        Some(f) => {
-            let code = u16::from(f.code);
-            (
-                format!("closed by server: {code} {}", f.reason),
-                format!("{code} {} (closed by server)", f.reason),
-            )
-        }
-        None => (
-            "closed by server (no close code)".to_owned(),
-            "1005 (closed by server without a code)".to_owned(),
-        ),
-    };
-    Ending {
-        close: Some(close),
-        ..Ending::from(reason)
-    }
+    Ending::closed_by_server(frame.map(|f| (u16::from(f.code), f.reason.as_str())))
 }
 
 /// The connection broke: an error (Last Error) and no close handshake.
@@ -1273,7 +1248,7 @@ fn lost(error: &tungstenite::Error) -> Ending {
         other => (Stage::WebSocket, format!("WebSocket error: {other}")),
     };
     Ending {
-        close: Some("1006 (connection lost without a close frame)".to_owned()),
+        close: Some(Closure::Lost),
         ..Ending::error(stage, reason)
     }
 }
@@ -1339,7 +1314,10 @@ mod tests {
         };
         let ending = server_closed(Some(&frame));
         assert_eq!(ending.reason, "closed by server: 4000 bye");
-        assert_eq!(ending.close.as_deref(), Some("4000 bye (closed by server)"));
+        assert_eq!(
+            ending.close.map(|c| c.to_string()).as_deref(),
+            Some("4000 bye (closed by server)")
+        );
         assert_eq!(
             server_closed(None).reason,
             "closed by server (no close code)"

@@ -14,6 +14,7 @@ pub mod instance;
 pub mod machine;
 pub mod manifest;
 pub mod matching;
+pub mod presentation;
 pub mod properties;
 pub mod proxy;
 pub mod read_ahead;

@@ -85,6 +85,7 @@ pub mod names {
     pub const STATUS_MESSAGES_OUT: &str = "MessagesOut";
     pub const STATUS_BYTES_IN: &str = "BytesIn";
     pub const STATUS_BYTES_OUT: &str = "BytesOut";
+    pub const STATUS_CONNECTION_STATE: &str = "ConnectionState";
 }
 
 /// The whole manifest.
@@ -319,7 +320,8 @@ mod tests {
                 STATUS_MESSAGES_IN,
                 STATUS_MESSAGES_OUT,
                 STATUS_BYTES_IN,
-                STATUS_BYTES_OUT
+                STATUS_BYTES_OUT,
+                STATUS_CONNECTION_STATE
             ]),
             set(m.status.iter().map(|s| s.key.as_str()))
         );

@@ -41,10 +41,11 @@ pub enum StatusKey {
     MessagesOut,
     BytesIn,
     BytesOut,
+    ConnectionState,
 }
 
 impl StatusKey {
-    pub const ALL: [StatusKey; 16] = [
+    pub const ALL: [StatusKey; 17] = [
         StatusKey::ConnectionStatus,
         StatusKey::LastSent,
         StatusKey::LastReceived,
@@ -61,6 +62,7 @@ impl StatusKey {
         StatusKey::MessagesOut,
         StatusKey::BytesIn,
         StatusKey::BytesOut,
+        StatusKey::ConnectionState,
     ];
 
     /// The manifest key.
@@ -82,6 +84,7 @@ impl StatusKey {
             StatusKey::MessagesOut => names::STATUS_MESSAGES_OUT,
             StatusKey::BytesIn => names::STATUS_BYTES_IN,
             StatusKey::BytesOut => names::STATUS_BYTES_OUT,
+            StatusKey::ConnectionState => names::STATUS_CONNECTION_STATE,
         }
     }
 
@@ -93,10 +96,12 @@ impl StatusKey {
     }
 
     /// The value before anything happened: Connection Status
-    /// "Disconnected", the counters "0", the others empty.
+    /// "Disconnected", Connection State "disconnected", the counters "0",
+    /// the others empty.
     pub fn initial_value(self) -> &'static str {
         match self {
             StatusKey::ConnectionStatus => "Disconnected",
+            StatusKey::ConnectionState => "disconnected",
             StatusKey::Reconnects
             | StatusKey::QueueDepth
             | StatusKey::Dropped
