@@ -358,7 +358,7 @@ const ATTEMPT_FLOOR: Duration = Duration::from_millis(100);
 ///   fault test).
 pub fn assert_invariants(journal: &Arc<Journal>, instance: Instance, messages: Option<usize>) {
     let shown = instance.status();
-    assert_eq!(shown.len(), 16, "the status snapshot has every variable");
+    assert_eq!(shown.len(), 17, "the status snapshot has every variable");
     let pushed = journal.read(|e| e.status_value("ConnectionStatus"));
     let snapshot = shown
         .iter()
