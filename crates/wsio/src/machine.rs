@@ -36,7 +36,7 @@ pub mod outcome;
 mod reconnect;
 
 pub use crate::presentation::unsent_note;
-pub use outcome::{Closure, ConnectionState, Ending, GiveUp, Loss, Peer, Stage};
+pub use outcome::{Closure, ConnectionState, Ending, Expired, GiveUp, Loss, Peer, Stage};
 
 use crate::matching::Trigger;
 use crate::presentation;

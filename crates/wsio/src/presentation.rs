@@ -7,7 +7,7 @@
 //! controller that needs to decide something reads the typed value (the
 //! Connection State status variable) instead of parsing these sentences.
 
-use crate::machine::{Closure, ConnectionState, Ending, GiveUp, Loss, Peer, Stage};
+use crate::machine::{Closure, ConnectionState, Ending, Expired, GiveUp, Loss, Peer, Stage};
 use std::fmt;
 use std::time::Duration;
 
@@ -126,6 +126,45 @@ pub fn server_close_reason(close: &Closure) -> String {
         } => format!("closed by server: {code} {reason}"),
         _ => "closed by server (no close code)".to_owned(),
     }
+}
+
+/// The reason of an ending the machine decided on a deadline.
+pub fn expired_reason(expired: Expired) -> String {
+    match expired {
+        Expired::Connect { after } => {
+            format!(
+                "TCP connect timed out after {} (Connect Timeout)",
+                secs(after)
+            )
+        }
+        Expired::Handshake { after } => format!(
+            "TLS/WebSocket handshake timed out after {} (Connect Timeout)",
+            secs(after)
+        ),
+        Expired::Idle { after } => format!(
+            "no frame from the server for {}: connection is dead (Idle Timeout)",
+            secs(after)
+        ),
+        Expired::Pong { after } => format!(
+            "no answer to keep-alive ping within {}: connection is dead",
+            secs(after)
+        ),
+    }
+}
+
+/// The reason when our close frame got no answer: the Disconnect's own
+/// reason, and what went wrong.
+pub fn close_unanswered_reason(why: &str) -> String {
+    format!("{why} (server did not answer the close frame)")
+}
+
+/// The log line when the server sent its close frame but kept TCP open
+/// past the close timeout (the ending is then the server's close).
+pub fn server_kept_tcp_open_log(close_timeout: Duration) -> String {
+    format!(
+        "the server sent its close frame but did not close the connection within {}; the client closed it",
+        secs(close_timeout)
+    )
 }
 
 /// What a loss adds to its reason when messages were still waiting to be

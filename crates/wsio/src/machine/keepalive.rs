@@ -2,7 +2,7 @@
 //! Keep Alive Interval of silence, and a link that stays silent past Pong
 //! Timeout (or Idle Timeout, pings or not) is dropped as dead.
 
-use super::{Closure, ConnId, Effect, Ending, Machine, Stage, State};
+use super::{ConnId, Effect, Ending, Expired, Machine, State};
 use crate::presentation::secs;
 use crate::status::StatusKey;
 use std::time::Instant;
@@ -50,20 +50,10 @@ impl Machine {
         else {
             return;
         };
-        let dropped = || Some(Closure::Dropped);
-        if timing
-            .idle_timeout
-            .is_some_and(|idle| now >= last_rx + idle)
+        if let Some(idle) = timing.idle_timeout
+            && now >= last_rx + idle
         {
-            let mut ending = Ending::error(
-                Stage::IdleTimeout,
-                format!(
-                    "no frame from the server for {}: connection is dead (Idle Timeout)",
-                    secs(timing.idle_timeout.unwrap_or_default())
-                ),
-            );
-            ending.close = dropped();
-            self.abort(now, conn, ending);
+            self.abort(now, conn, Ending::expired(Expired::Idle { after: idle }));
             return;
         }
         if !self.settings.keep_alive {
@@ -80,14 +70,9 @@ impl Machine {
             }
             Some(sent) if now >= sent + timing.pong_timeout => {
                 // Half-open: a close frame would not get through either.
-                let mut ending = Ending::error(
-                    Stage::PingTimeout,
-                    format!(
-                        "no answer to keep-alive ping within {}: connection is dead",
-                        secs(timing.pong_timeout)
-                    ),
-                );
-                ending.close = dropped();
+                let ending = Ending::expired(Expired::Pong {
+                    after: timing.pong_timeout,
+                });
                 self.abort(now, conn, ending);
             }
             _ => {}

@@ -4,10 +4,10 @@
 //! trigger) before [`reconnect`](super::reconnect) decides what follows.
 
 use super::{
-    ConnId, ConnectionState, Effect, Ending, LogLevel, Loss, Machine, STABLE_AFTER, Stage, State,
+    ConnId, ConnectionState, Effect, Ending, Expired, LogLevel, Loss, Machine, STABLE_AFTER, State,
 };
 use crate::matching::Trigger;
-use crate::presentation::{self, secs};
+use crate::presentation;
 use crate::properties::Secret;
 use crate::status::StatusKey;
 use bytes::Bytes;
@@ -262,29 +262,13 @@ impl Machine {
             }
             State::Connecting { conn, .. } => {
                 self.push(Effect::Abort { conn });
-                self.connect_failed(
-                    now,
-                    Ending::error(
-                        Stage::ConnectTimeout,
-                        format!(
-                            "TCP connect timed out after {} (Connect Timeout)",
-                            secs(timing.connect_timeout)
-                        ),
-                    ),
-                );
+                let after = timing.connect_timeout;
+                self.connect_failed(now, Ending::expired(Expired::Connect { after }));
             }
             State::Handshaking { conn, .. } => {
                 self.push(Effect::Abort { conn });
-                self.lost(
-                    now,
-                    Ending::error(
-                        Stage::ConnectTimeout,
-                        format!(
-                            "TLS/WebSocket handshake timed out after {} (Connect Timeout)",
-                            secs(timing.connect_timeout)
-                        ),
-                    ),
-                );
+                let after = timing.connect_timeout;
+                self.lost(now, Ending::expired(Expired::Handshake { after }));
             }
             State::Established { .. } => self.liveness_timeout(now),
             State::Closing {
@@ -296,16 +280,13 @@ impl Machine {
                 Some(ending) => {
                     self.log(
                         LogLevel::Normal,
-                        format!(
-                            "the server sent its close frame but did not close the connection within {}; the client closed it",
-                            secs(timing.close_timeout)
-                        ),
+                        presentation::server_kept_tcp_open_log(timing.close_timeout),
                     );
                     self.abort(now, conn, *ending);
                 }
                 None => {
-                    let reason = format!("{reason} (server did not answer the close frame)");
-                    self.abort(now, conn, Ending::from(reason));
+                    let ending = Ending::from(presentation::close_unanswered_reason(reason));
+                    self.abort(now, conn, ending);
                 }
             },
         }

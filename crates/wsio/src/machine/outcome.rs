@@ -23,6 +23,29 @@ pub enum Stage {
     IdleTimeout,
 }
 
+/// A deadline the machine keeps that passed, ending the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Connect Timeout before TCP was up.
+    Connect { after: Duration },
+    /// Connect Timeout during the TLS and WebSocket handshakes.
+    Handshake { after: Duration },
+    /// Idle Timeout: no frame at all from the server.
+    Idle { after: Duration },
+    /// Pong Timeout: no answer to a keep-alive ping.
+    Pong { after: Duration },
+}
+
+impl Expired {
+    pub fn stage(self) -> Stage {
+        match self {
+            Expired::Connect { .. } | Expired::Handshake { .. } => Stage::ConnectTimeout,
+            Expired::Idle { .. } => Stage::IdleTimeout,
+            Expired::Pong { .. } => Stage::PingTimeout,
+        }
+    }
+}
+
 /// The side of the connection that started a close handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -88,6 +111,23 @@ impl Ending {
             stage: Some(stage),
             fatal: false,
             close: None,
+        }
+    }
+
+    /// A deadline passed. A dead link (Idle, Pong) is dropped by the
+    /// client without a close handshake: a close frame would not get
+    /// through either.
+    pub fn expired(expired: Expired) -> Ending {
+        let close = match expired {
+            Expired::Idle { .. } | Expired::Pong { .. } => Some(Closure::Dropped),
+            Expired::Connect { .. } | Expired::Handshake { .. } => None,
+        };
+        Ending {
+            close,
+            ..Ending::error(
+                expired.stage(),
+                crate::presentation::expired_reason(expired),
+            )
         }
     }
 
