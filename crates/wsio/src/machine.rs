@@ -23,11 +23,12 @@
 //!
 //! Outcomes are types ([`Ending`], [`ConnectionState`], in [`outcome`]); the
 //! words of the status variables and the log are made from them by
-//! [`crate::presentation`]. The machine's work is split by subsystem:
-//! [`lifecycle`] (connect, handshake, close, loss), [`keepalive`] (pings,
-//! dead links), [`reconnect`] (backoff, giving up) and [`messaging`] (send
-//! pacing, the offline queue, received messages). This file holds the
-//! types the driver exchanges with the machine, its state and its getters.
+//! [`crate::presentation`]. The machine's work is split by subsystem, one
+//! file each under `machine/`: `lifecycle` (connect, handshake, close,
+//! loss), `keepalive` (pings, dead links), `reconnect` (backoff, giving up)
+//! and `messaging` (send pacing, the offline queue, received messages).
+//! This file holds the types the driver exchanges with the machine, its
+//! state and its getters.
 
 mod keepalive;
 mod lifecycle;
