@@ -107,6 +107,15 @@
     applyConnection(instance);
   }
 
+  // A snapshot starts over: what it lacks is not known any more.
+  function forgetConnection(name) {
+    const instance = instances.get(name);
+    if (!instance) return;
+    instance.badge = null;
+    instance.detail = '';
+    instance.nextRetry = null;
+  }
+
   // The badge from ConnectionState ("Unknown" for a module without it), the
   // detail from ConnectionStatus, the countdown from NextRetry.
   function applyConnection(instance) {
@@ -235,6 +244,7 @@
     source.addEventListener('snapshot', (message) => {
       const snapshot = JSON.parse(message.data);
       for (const { instance, status } of snapshot.instances) {
+        forgetConnection(instance);
         for (const s of status) applyStatus(instance, s, snapshot.now);
       }
       replaceLog(snapshot.events);
