@@ -31,13 +31,15 @@ pub fn stage_name(stage: Stage) -> &'static str {
 pub fn connection_status(state: &ConnectionState) -> String {
     match state {
         ConnectionState::Disconnected { why: None } => "Disconnected".to_owned(),
-        ConnectionState::Disconnected { why: Some(why) } => format!("Disconnected: {why}"),
+        ConnectionState::Disconnected { why: Some(why) } => {
+            format!("Disconnected: {}", why.reason)
+        }
         ConnectionState::Connecting { attempt } if *attempt <= 1 => "Connecting".to_owned(),
         ConnectionState::Connecting { attempt } => format!("Connecting (attempt {attempt})"),
         ConnectionState::Handshaking => "Connected, WebSocket handshake in progress".to_owned(),
         ConnectionState::Established => "Established".to_owned(),
         ConnectionState::Closing => "Closing".to_owned(),
-        ConnectionState::Failed { reason } => format!("Connect failed: {reason}"),
+        ConnectionState::Failed { ending } => format!("Connect failed: {}", ending.reason),
         ConnectionState::Reconnecting {
             delay,
             attempt,
@@ -64,13 +66,14 @@ fn loss(loss: &Loss) -> String {
 /// The reason Gave Up carries (also in Connection Status and the log).
 pub fn give_up_reason(why: &GiveUp) -> String {
     match why {
-        GiveUp::Fatal { reason } => format!("{reason} (retrying cannot help)"),
+        GiveUp::Fatal { ending } => format!("{} (retrying cannot help)", ending.reason),
         GiveUp::MaxAttempts {
             failures,
             max,
             last,
         } => format!(
-            "{failures} connection attempt(s) in a row failed (Reconnect Max Attempts {max}); last: {last}"
+            "{failures} connection attempt(s) in a row failed (Reconnect Max Attempts {max}); last: {}",
+            last.reason
         ),
     }
 }
@@ -206,13 +209,13 @@ mod tests {
     #[test]
     fn connection_status_keeps_its_wording() {
         let refused = || Loss::ConnectFailed {
-            reason: "refused".into(),
+            ending: Ending::error(Stage::Tcp, "refused".into()),
         };
         let cases = [
             (ConnectionState::INITIAL, "Disconnected"),
             (
                 ConnectionState::Disconnected {
-                    why: Some("Disconnect action".into()),
+                    why: Some(Ending::from("Disconnect action")),
                 },
                 "Disconnected: Disconnect action",
             ),
@@ -229,7 +232,7 @@ mod tests {
             (ConnectionState::Closing, "Closing"),
             (
                 ConnectionState::Failed {
-                    reason: "refused".into(),
+                    ending: Ending::error(Stage::Tcp, "refused".into()),
                 },
                 "Connect failed: refused",
             ),
@@ -245,7 +248,10 @@ mod tests {
             (
                 ConnectionState::GaveUp {
                     why: GiveUp::Fatal {
-                        reason: "HTTP upgrade refused: 401 Unauthorized".into(),
+                        ending: Ending::error(
+                            Stage::HttpUpgrade,
+                            "HTTP upgrade refused: 401 Unauthorized".into(),
+                        ),
                     },
                 },
                 "Gave up: HTTP upgrade refused: 401 Unauthorized (retrying cannot help)",
@@ -255,7 +261,7 @@ mod tests {
                     why: GiveUp::MaxAttempts {
                         failures: 3,
                         max: 3,
-                        last: "refused".into(),
+                        last: Ending::error(Stage::Tcp, "refused".into()),
                     },
                 },
                 "Gave up: 3 connection attempt(s) in a row failed (Reconnect Max Attempts 3); last: refused",
@@ -267,7 +273,7 @@ mod tests {
             (
                 ConnectionState::WaitingForNetwork {
                     after: Some(Loss::Disconnected {
-                        reason: "network down".into(),
+                        ending: Ending::from("network down"),
                     }),
                 },
                 "Disconnected: network down; waiting for the network",

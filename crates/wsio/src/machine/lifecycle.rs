@@ -125,7 +125,7 @@ impl Machine {
                 self.push(Effect::Abort { conn });
                 self.state = State::Idle;
                 self.show(ConnectionState::Disconnected {
-                    why: Some("network down".to_owned()),
+                    why: Some(Ending::from("network down")),
                 });
             }
             State::Handshaking { conn, .. }
@@ -324,7 +324,7 @@ impl Machine {
             State::Waiting { .. } => {
                 self.state = State::Idle;
                 self.show(ConnectionState::Disconnected {
-                    why: Some(why.to_owned()),
+                    why: Some(Ending::from(why)),
                 });
                 self.log(LogLevel::Normal, format!("{why}: reconnect cancelled"));
             }
@@ -333,7 +333,7 @@ impl Machine {
                 self.push(Effect::Abort { conn });
                 self.state = State::Idle;
                 self.show(ConnectionState::Disconnected {
-                    why: Some(why.to_owned()),
+                    why: Some(Ending::from(why)),
                 });
                 self.log(
                     LogLevel::Normal,
@@ -371,10 +371,7 @@ impl Machine {
             presentation::connect_failed_log(&self.settings.display_url, &ending),
         );
         self.record(&ending);
-        let loss = Loss::ConnectFailed {
-            reason: ending.reason.clone(),
-        };
-        self.after_loss(now, loss, &ending);
+        self.after_loss(now, Loss::ConnectFailed { ending });
     }
 
     /// Drops `conn` without a close handshake and reports the loss, with
@@ -396,15 +393,11 @@ impl Machine {
         // Status first: a controller reacting to the trigger sees it.
         self.log(LogLevel::Normal, presentation::disconnected_log(&ending));
         self.record(&ending);
-        let loss = Loss::Disconnected {
-            reason: ending.reason.clone(),
-        };
+        let reason = Bytes::from(ending.reason.clone().into_bytes());
+        let loss = Loss::Disconnected { ending };
         self.show(loss.clone().state());
-        self.fire(
-            Trigger::Disconnected,
-            Bytes::from(ending.reason.clone().into_bytes()),
-        );
-        self.after_loss(now, loss, &ending);
+        self.fire(Trigger::Disconnected, reason);
+        self.after_loss(now, loss);
     }
 
     /// Last Error and Last Close.

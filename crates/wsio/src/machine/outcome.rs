@@ -176,17 +176,24 @@ impl From<&str> for Ending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loss {
     /// A connection that had reached Connected ended (Disconnected fired).
-    Disconnected { reason: String },
+    Disconnected { ending: Ending },
     /// A connection attempt failed before Connected.
-    ConnectFailed { reason: String },
+    ConnectFailed { ending: Ending },
 }
 
 impl Loss {
+    /// How the connection or attempt ended.
+    pub fn ending(&self) -> &Ending {
+        match self {
+            Loss::Disconnected { ending } | Loss::ConnectFailed { ending } => ending,
+        }
+    }
+
     /// The state that says just this loss.
     pub fn state(self) -> ConnectionState {
         match self {
-            Loss::Disconnected { reason } => ConnectionState::Disconnected { why: Some(reason) },
-            Loss::ConnectFailed { reason } => ConnectionState::Failed { reason },
+            Loss::Disconnected { ending } => ConnectionState::Disconnected { why: Some(ending) },
+            Loss::ConnectFailed { ending } => ConnectionState::Failed { ending },
         }
     }
 }
@@ -195,12 +202,12 @@ impl Loss {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GiveUp {
     /// The ending was fatal: retrying cannot help.
-    Fatal { reason: String },
+    Fatal { ending: Ending },
     /// Reconnect Max Attempts failed attempts in a row.
     MaxAttempts {
         failures: u32,
         max: u32,
-        last: String,
+        last: Ending,
     },
 }
 
@@ -209,8 +216,8 @@ pub enum GiveUp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionState {
     /// Not connected and not trying to; `why` ended the last connection
-    /// (None before the first one).
-    Disconnected { why: Option<String> },
+    /// (a Disconnect action, a loss; None before the first one).
+    Disconnected { why: Option<Ending> },
     /// A connection attempt (DNS, TCP, proxy) is under way; `attempt`
     /// counts from 1 since the last Connect or stable connection.
     Connecting { attempt: u32 },
@@ -222,7 +229,7 @@ pub enum ConnectionState {
     /// A close handshake is under way.
     Closing,
     /// A connection attempt failed and no retry follows.
-    Failed { reason: String },
+    Failed { ending: Ending },
     /// Auto-Reconnect waits `delay` until `at` for attempt number `attempt`.
     Reconnecting {
         at: Instant,

@@ -2,9 +2,7 @@
 //! reconnect after a backoff with full jitter, or give up), and the Reset
 //! Reconnect action.
 
-use super::{
-    ConnectionState, Effect, Ending, GiveUp, LogLevel, Loss, Machine, RECONNECT_FLOOR, State,
-};
+use super::{ConnectionState, Effect, GiveUp, LogLevel, Loss, Machine, RECONNECT_FLOOR, State};
 use crate::matching::Trigger;
 use crate::presentation;
 use crate::status::StatusKey;
@@ -46,7 +44,7 @@ impl Machine {
 
     /// Decide what follows a loss: reconnect now (a Connect came while
     /// closing), later (auto-reconnect), give up, or stay idle.
-    pub(super) fn after_loss(&mut self, now: Instant, loss: Loss, ending: &Ending) {
+    pub(super) fn after_loss(&mut self, now: Instant, loss: Loss) {
         self.state = State::Idle;
         self.keep_or_drop_queue();
         if self.shutting_down {
@@ -69,15 +67,15 @@ impl Machine {
         }
         let failures = self.attempt.saturating_add(1);
         let max = self.settings.reconnect.max_attempts;
-        if ending.fatal {
+        if loss.ending().fatal {
             self.give_up(GiveUp::Fatal {
-                reason: ending.reason.clone(),
+                ending: loss.ending().clone(),
             });
         } else if max > 0 && failures >= max {
             self.give_up(GiveUp::MaxAttempts {
                 failures,
                 max,
-                last: ending.reason.clone(),
+                last: loss.ending().clone(),
             });
         } else {
             let delay = self.backoff();

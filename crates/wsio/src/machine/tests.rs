@@ -1303,8 +1303,12 @@ fn connection_state_follows_connection_status_as_one_word() {
     assert_eq!(
         after,
         Loss::Disconnected {
-            reason: "closed by server: 1001".into()
+            ending: Ending::closed_by_server(Some((1001, "")))
         }
+    );
+    assert_eq!(
+        after.ending().close,
+        Some(Closure::by_server(Some(1001), ""))
     );
     assert_eq!(
         status_of(&all, StatusKey::LastClose).unwrap(),
