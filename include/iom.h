@@ -186,6 +186,22 @@ void iom_action_free(iom_prepared_action *prepared);
 
 /* A JSON snapshot of the status variables:
  * [{"key":"ConnectionStatus","label":"Connection Status","value":"...","timestamp":"..."}].
+ *
+ * Connection Status is for people; a controller that acts on the connection
+ * reads the "ConnectionState" status variable (label "Connection State"),
+ * whose value is always one of these words:
+ *   disconnected         not connected and not trying to
+ *   connecting           a connection attempt (DNS, TCP, proxy) is under way
+ *   handshaking          TCP is up; TLS and the WebSocket handshake are under way
+ *   established          the WebSocket is open: messages flow
+ *   closing              a close handshake is under way
+ *   failed               a connection attempt failed and no retry follows
+ *   reconnecting         waiting to retry; "NextRetry" holds the time (RFC 3339)
+ *   gave-up              Auto-Reconnect stopped trying (Gave Up fired)
+ *   waiting-for-network  waiting for iom_instance_network(instance, 1)
+ * The set may grow in a later version: treat any other word as unknown. A
+ * module without the variable says nothing machine-readable about its
+ * connection.
  * Free with iom_string_free(). NULL only if `instance` is NULL or not a live
  * instance (destroyed, or never created). */
 char *iom_instance_status(iom_instance *instance);

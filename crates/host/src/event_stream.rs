@@ -14,7 +14,7 @@
 //!   "events": [log…]}` — the status of every instance and the recent-events
 //!   ring, oldest first;
 //! - `status`: `{"instance", "now", "key", "label", "value", "timestamp"}`
-//!   (plus `"connection"` for Connection Status, see `page::status_view`);
+//!   (plus `"connection"` for Connection State, see `page::status_view`);
 //! - `log`: `{"time", "kind": "trigger"|"action"|"error", "instance", "name",
 //!   "source", "detail", "variables", "error"}`.
 //!

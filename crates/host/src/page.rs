@@ -6,10 +6,14 @@
 //! in `assets/page.css`. Both are embedded at build time and served by
 //! [`asset`]: the page needs no internet, no CDN and no build step.
 //!
-//! The only status variable whose *meaning* the page knows is Connection
-//! Status ([`CONNECTION_STATUS`]): [`ConnectionState::of`] turns its value
-//! into a state shown at a glance (text and colour), here for the first
-//! render and in the live feed's status events for later changes.
+//! The page knows the *meaning* of three status variables, all documented
+//! in `include/iom.h`: Connection State ([`CONNECTION_STATE`], one word of a
+//! fixed set) drives the badge shown at a glance (text and colour) through
+//! [`ConnectionState::of`], here for the first render and in the live
+//! feed's status events for later changes; Connection Status
+//! ([`CONNECTION_STATUS`]) is shown beside it as the detail, never parsed;
+//! Next Retry ([`NEXT_RETRY`], a timestamp) drives the reconnect countdown.
+//! A module without Connection State gets an "Unknown" badge.
 //!
 //! Secrets: a property the manifest marks `secret` (or edits with
 //! "password") gets a password field that is never pre-filled; the page
@@ -22,8 +26,15 @@ use serde_json::{Value, json};
 use super::manifest::{ModuleManifest, PropertySpec};
 use super::state::{HostState, shorten_to};
 
-/// The key of the status variable the page shows at a glance.
+/// The key of the status variable the badge shows: one word of a fixed set.
+pub const CONNECTION_STATE: &str = "ConnectionState";
+
+/// The key of the connection's status in words, shown beside the badge.
 pub const CONNECTION_STATUS: &str = "ConnectionStatus";
+
+/// The key of the time of the next reconnect attempt (RFC 3339, or empty),
+/// for the countdown.
+pub const NEXT_RETRY: &str = "NextRetry";
 
 /// Status values longer than this are cut on the page (Last Received may be
 /// a megabyte); `/io_modules` has them whole.
@@ -60,31 +71,20 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
-    /// Classifies a Connection Status value by its prefix (the values are
-    /// listed in the README's status variable table; `Gave up: …` follows
-    /// the Gave Up trigger).
-    pub fn of(value: &str) -> ConnectionState {
-        const PREFIXES: [(&str, ConnectionState); 9] = [
-            ("Established", ConnectionState::Established),
-            ("Connecting", ConnectionState::Connecting),
-            (
-                "Connected, WebSocket handshake",
-                ConnectionState::Connecting,
-            ),
-            ("Reconnecting in", ConnectionState::Reconnecting),
-            ("Closing", ConnectionState::Closing),
-            ("Disconnected", ConnectionState::Disconnected),
-            ("Connect failed", ConnectionState::Failed),
-            ("Gave up", ConnectionState::GaveUp),
-            (
-                "Waiting for the network",
-                ConnectionState::WaitingForNetwork,
-            ),
-        ];
-        PREFIXES
-            .iter()
-            .find(|(prefix, _)| value.starts_with(prefix))
-            .map_or(ConnectionState::Unknown, |&(_, state)| state)
+    /// The badge for a Connection State value (the words are listed in
+    /// `include/iom.h`; a handshake in progress shows as Connecting).
+    pub fn of(word: &str) -> ConnectionState {
+        match word {
+            "established" => ConnectionState::Established,
+            "connecting" | "handshaking" => ConnectionState::Connecting,
+            "reconnecting" => ConnectionState::Reconnecting,
+            "closing" => ConnectionState::Closing,
+            "disconnected" => ConnectionState::Disconnected,
+            "failed" => ConnectionState::Failed,
+            "gave-up" => ConnectionState::GaveUp,
+            "waiting-for-network" => ConnectionState::WaitingForNetwork,
+            _ => ConnectionState::Unknown,
+        }
     }
 
     /// The CSS class suffix (`state-…`) and `data-state` value.
@@ -118,16 +118,9 @@ impl ConnectionState {
     }
 }
 
-/// The seconds in `Reconnecting in 2.3 s (attempt 3); …`, for a countdown.
-pub fn retry_in_seconds(value: &str) -> Option<f64> {
-    let rest = value.strip_prefix("Reconnecting in ")?;
-    let (number, _) = rest.split_once(" s")?;
-    number.trim().parse().ok().filter(|s: &f64| s.is_finite())
-}
-
 /// One status variable as the page and the live feed carry it:
 /// `{"key","label","value","timestamp"}`, plus `"connection":{"state",
-/// "text","retry_in"}` for Connection Status.
+/// "text"}` for Connection State.
 pub fn status_view(manifest: &ModuleManifest, key: &str, value: &str, timestamp: &str) -> Value {
     let mut view = json!({
         "key": key,
@@ -135,15 +128,14 @@ pub fn status_view(manifest: &ModuleManifest, key: &str, value: &str, timestamp:
         "value": shorten_to(value.as_bytes(), MAX_SHOWN_VALUE),
         "timestamp": timestamp,
     });
-    if key == CONNECTION_STATUS {
-        let state = ConnectionState::of(value);
-        view["connection"] = json!({
-            "state": state.class(),
-            "text": state.text(),
-            "retry_in": retry_in_seconds(value),
-        });
+    if key == CONNECTION_STATE {
+        view["connection"] = connection_view(ConnectionState::of(value));
     }
     view
+}
+
+fn connection_view(state: ConnectionState) -> Value {
+    json!({ "state": state.class(), "text": state.text() })
 }
 
 /// The status of every instance in page form, in project order:
@@ -257,10 +249,8 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
     let name = escape(instance.name);
     let module = &instance.manifest.module;
-    let connection = instance
-        .status
-        .iter()
-        .find(|s| s["key"] == CONNECTION_STATUS);
+    let find = |key: &str| instance.status.iter().find(|s| s["key"] == key);
+    let (state, status) = (find(CONNECTION_STATE), find(CONNECTION_STATUS));
     let _ = write!(
         html,
         r#"<article class="instance" id="i{n}" data-instance="{name}" aria-labelledby="i{n}-name">
@@ -271,12 +261,15 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         escape(&module.name),
         escape(&module.version),
     );
-    if let Some(connection) = connection {
-        let state = connection["connection"]["state"]
-            .as_str()
-            .unwrap_or("unknown");
-        let text = connection["connection"]["text"].as_str().unwrap_or("");
-        let value = connection["value"].as_str().unwrap_or("");
+    if state.is_some() || status.is_some() {
+        // Without Connection State, the badge says so rather than guess.
+        let connection = state.map_or_else(
+            || connection_view(ConnectionState::Unknown),
+            |s| s["connection"].clone(),
+        );
+        let state = connection["state"].as_str().unwrap_or("unknown");
+        let text = connection["text"].as_str().unwrap_or("");
+        let value = status.and_then(|s| s["value"].as_str()).unwrap_or("");
         let _ = writeln!(
             html,
             r#"<p class="connection" data-state="{}" role="status" aria-live="polite"><span class="badge">{}</span> <span class="connection-detail">{}</span></p>"#,
@@ -489,62 +482,67 @@ mod tests {
     }
 
     #[test]
-    fn connection_status_values_are_classified_by_prefix() {
+    fn connection_state_words_are_classified_and_prose_is_not_parsed() {
         let cases = [
-            ("Established", ConnectionState::Established),
-            ("Connecting", ConnectionState::Connecting),
-            ("Connecting (attempt 3)", ConnectionState::Connecting),
-            (
-                "Connected, WebSocket handshake in progress",
-                ConnectionState::Connecting,
-            ),
+            ("established", ConnectionState::Established),
+            ("connecting", ConnectionState::Connecting),
+            ("handshaking", ConnectionState::Connecting),
+            ("reconnecting", ConnectionState::Reconnecting),
+            ("closing", ConnectionState::Closing),
+            ("disconnected", ConnectionState::Disconnected),
+            ("failed", ConnectionState::Failed),
+            ("waiting-for-network", ConnectionState::WaitingForNetwork),
+            ("gave-up", ConnectionState::GaveUp),
+            ("paused", ConnectionState::Unknown),
+            ("", ConnectionState::Unknown),
+            // Connection Status sentences are for people, not the badge.
+            ("Established", ConnectionState::Unknown),
             (
                 "Reconnecting in 2.3 s (attempt 3); closed by server: 1001",
-                ConnectionState::Reconnecting,
+                ConnectionState::Unknown,
             ),
-            ("Closing", ConnectionState::Closing),
-            ("Disconnected", ConnectionState::Disconnected),
-            (
-                "Disconnected: closed by server: 1000 bye",
-                ConnectionState::Disconnected,
-            ),
-            (
-                "Connect failed: TCP connect to 127.0.0.1:1 failed",
-                ConnectionState::Failed,
-            ),
-            (
-                "Waiting for the network",
-                ConnectionState::WaitingForNetwork,
-            ),
-            (
-                "Gave up: HTTP upgrade refused: 401 Unauthorized (retrying cannot help)",
-                ConnectionState::GaveUp,
-            ),
-            ("Paused by the operator", ConnectionState::Unknown),
-            ("", ConnectionState::Unknown),
         ];
         for (value, state) in cases {
             assert_eq!(ConnectionState::of(value), state, "{value:?}");
         }
+        let badges = [
+            ("established", "established", "Established"),
+            ("connecting", "connecting", "Connecting"),
+            ("handshaking", "connecting", "Connecting"),
+            ("reconnecting", "reconnecting", "Reconnecting"),
+            ("closing", "closing", "Closing"),
+            ("disconnected", "disconnected", "Disconnected"),
+            ("failed", "failed", "Connect failed"),
+            ("gave-up", "gave-up", "Gave up"),
+            ("waiting-for-network", "waiting", "Waiting for the network"),
+            ("paused", "unknown", "Unknown"),
+        ];
+        for (word, class, text) in badges {
+            let state = ConnectionState::of(word);
+            assert_eq!((state.class(), state.text()), (class, text), "{word}");
+        }
     }
 
     #[test]
-    fn the_reconnect_delay_is_read_for_a_countdown() {
-        assert_eq!(
-            retry_in_seconds("Reconnecting in 2.3 s (attempt 3); refused"),
-            Some(2.3)
-        );
-        assert_eq!(retry_in_seconds("Reconnecting in 60 s"), Some(60.0));
-        assert_eq!(retry_in_seconds("Reconnecting in a while"), None);
-        assert_eq!(retry_in_seconds("Established"), None);
+    fn every_word_the_module_can_report_has_a_badge() {
+        for word in wsio::testing::ConnectionState::WORDS {
+            assert_ne!(
+                ConnectionState::of(word),
+                ConnectionState::Unknown,
+                "{word}"
+            );
+        }
     }
 
     #[test]
-    fn only_connection_status_carries_a_connection_state() {
+    fn only_connection_state_carries_a_connection_state() {
         let manifest = manifest();
+        let view = status_view(&manifest, "ConnectionState", "established", "t");
+        assert_eq!(view["label"], "Connection State");
+        assert_eq!(view["connection"]["state"], "established");
         let view = status_view(&manifest, "ConnectionStatus", "Established", "t");
         assert_eq!(view["label"], "Connection Status");
-        assert_eq!(view["connection"]["state"], "established");
+        assert!(view.get("connection").is_none());
         let view = status_view(&manifest, "LastSent", "Established", "t");
         assert_eq!(view["label"], "Last Sent");
         assert!(view.get("connection").is_none());
@@ -595,18 +593,50 @@ mod tests {
     #[test]
     fn the_connection_badge_has_text_as_well_as_a_state() {
         let manifest = manifest();
-        let html = page(vec![status_view(
-            &manifest,
-            "ConnectionStatus",
-            "Disconnected: closed by server: 1000 bye",
-            "",
-        )]);
+        let html = page(vec![
+            status_view(
+                &manifest,
+                "ConnectionStatus",
+                "Disconnected: closed by server: 1000 bye",
+                "",
+            ),
+            status_view(&manifest, "ConnectionState", "disconnected", ""),
+        ]);
         assert!(
             html.contains(
                 r#"data-state="disconnected" role="status" aria-live="polite"><span class="badge">Disconnected</span> <span class="connection-detail">Disconnected: closed by server: 1000 bye</span>"#
             ),
             "{html}"
         );
+        let html = page(vec![
+            status_view(&manifest, "ConnectionStatus", "Established", ""),
+            status_view(&manifest, "ConnectionState", "established", ""),
+        ]);
+        assert!(
+            html.contains(
+                r#"data-state="established" role="status" aria-live="polite"><span class="badge">Established</span> <span class="connection-detail"></span>"#
+            ),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_module_without_connection_state_gets_an_unknown_badge() {
+        let manifest = manifest();
+        let html = page(vec![status_view(
+            &manifest,
+            "ConnectionStatus",
+            "Established",
+            "",
+        )]);
+        assert!(
+            html.contains(
+                r#"data-state="unknown" role="status" aria-live="polite"><span class="badge">Unknown</span> <span class="connection-detail">Established</span>"#
+            ),
+            "{html}"
+        );
+        // Nor does a module with neither variable get a badge at all.
+        assert!(!page(Vec::new()).contains(r#"class="connection""#));
     }
 
     #[test]

@@ -217,15 +217,25 @@ fn the_event_stream_starts_with_a_snapshot_then_pushes_actions_triggers_and_stat
         .collect();
     assert_eq!(instances, ["piesocket", "visitor"]);
     let piesocket_status = &snapshot["instances"][0]["status"];
-    let connection = piesocket_status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "ConnectionStatus")
-        .unwrap();
+    let status_of = |key: &str| {
+        piesocket_status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap()
+    };
+    let connection = status_of("ConnectionStatus");
     assert_eq!(connection["label"], "Connection Status");
-    assert_eq!(connection["connection"]["state"], "established");
+    assert_eq!(connection["value"], "Established");
     assert!(connection["timestamp"].as_str().unwrap().contains('T'));
+    // The badge comes from the machine-readable Connection State.
+    let state = status_of("ConnectionState");
+    assert_eq!(state["label"], "Connection State");
+    assert_eq!(state["value"], "established");
+    assert_eq!(state["connection"]["state"], "established");
+    assert_eq!(state["connection"]["text"], "Established");
+    assert!(connection.get("connection").is_none(), "{connection}");
     let ring = snapshot["events"].as_array().unwrap();
     assert!(
         ring.iter()
@@ -268,15 +278,26 @@ fn the_event_stream_starts_with_a_snapshot_then_pushes_actions_triggers_and_stat
     assert_eq!(status["label"], "Last Received");
     assert!(status.get("connection").is_none(), "{status}");
 
-    // Connection Status carries its state for the page's badge.
+    // Connection State carries its state for the page's badge; Connection
+    // Status says the same in words, for the detail beside it.
     let disconnect = host.post("/io_modules/piesocket/actions/Disconnect", "");
     assert_eq!(disconnect.status, 200, "{}", disconnect.body);
+    // Both change in one batch, pushed in manifest order.
+    events.wait_for("status", |s| {
+        is_status(
+            s,
+            "piesocket",
+            "ConnectionStatus",
+            "Disconnected: Disconnect action",
+        )
+    });
     let status = events.wait_for("status", |s| {
         s["instance"] == "piesocket"
-            && s["key"] == "ConnectionStatus"
+            && s["key"] == "ConnectionState"
             && s["connection"]["state"] == "disconnected"
     });
     assert_eq!(status["connection"]["text"], "Disconnected");
+    assert_eq!(status["value"], "disconnected");
     events.wait_for("log", |e| is_log(e, "trigger", "piesocket", "Disconnected"));
 
     // An action the module refuses is logged as an error, with its message.

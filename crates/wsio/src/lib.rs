@@ -22,6 +22,7 @@ mod instance;
 mod machine;
 mod manifest;
 mod matching;
+mod presentation;
 mod properties;
 mod read_ahead;
 mod status;
@@ -49,6 +50,9 @@ pub mod testing {
     pub use crate::driver::STATUS_EVERY;
     /// Send Message texts up to this size are copied into the inbox.
     pub use crate::instance::COPIED_TEXT;
+    /// The connection states and their machine-readable words (the
+    /// Connection State status variable).
+    pub use crate::machine::ConnectionState;
     /// The parsed manifest, to compare against what the module reports.
     pub use crate::manifest::Manifest;
     /// `<n>` placeholders filled from trigger variables.

@@ -20,13 +20,33 @@
 //! Every connection attempt gets a [`ConnId`]; events for an attempt that is
 //! no longer current are ignored, so a late event from an aborted socket can
 //! never fire a trigger twice.
+//!
+//! Outcomes are types ([`Ending`], [`ConnectionState`], in [`outcome`]); the
+//! words of the status variables and the log are made from them by
+//! [`crate::presentation`]. The machine's work is split by subsystem, one
+//! file each under `machine/`: `lifecycle` (connect, handshake, close,
+//! loss), `keepalive` (pings, dead links), `reconnect` (backoff, giving up)
+//! and `messaging` (send pacing, the offline queue, received messages).
+//! This file holds the types the driver exchanges with the machine, its
+//! state and its getters.
 
+mod keepalive;
+mod lifecycle;
+mod messaging;
+pub mod outcome;
+mod reconnect;
+
+pub use crate::presentation::unsent_note;
+pub use outcome::{Closure, ConnectionState, Ending, Expired, GiveUp, Loss, Peer, Stage};
+
+use crate::presentation;
 use crate::vocabulary::{
     LogLevel, Messaging, RECONNECT_FLOOR, ReconnectPolicy, STABLE_AFTER, Secret, StatusKey, Timing,
     Trigger,
 };
 use async_tungstenite::tungstenite::Utf8Bytes;
 use bytes::Bytes;
+use messaging::Bucket;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -135,137 +155,6 @@ pub struct Counters {
     pub queue_depth: usize,
 }
 
-/// A token bucket in virtual time.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl Bucket {
-    fn new(rate: u32, burst: bool) -> Bucket {
-        let rate = f64::from(rate);
-        let capacity = if burst { rate.max(1.0) } else { 1.0 };
-        Bucket {
-            rate,
-            capacity,
-            tokens: capacity,
-            at: None,
-        }
-    }
-
-    fn unlimited(&self) -> bool {
-        self.rate == 0.0
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if let Some(at) = self.at {
-            let elapsed = now.saturating_duration_since(at).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        }
-        self.at = Some(now);
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        if self.unlimited() {
-            return true;
-        }
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// When the next token is there.
-    fn next(&self, now: Instant) -> Instant {
-        let missing = (1.0 - self.tokens).max(0.0);
-        let at = self.at.unwrap_or(now);
-        at + Duration::from_secs_f64(missing / self.rate)
-    }
-}
-
-/// Where a connection attempt or connection failed (Last Error shows it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Dns,
-    Tcp,
-    Proxy,
-    Tls,
-    HttpUpgrade,
-    WebSocket,
-    ConnectTimeout,
-    PingTimeout,
-    IdleTimeout,
-}
-
-impl Stage {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Dns => "DNS",
-            Stage::Tcp => "TCP",
-            Stage::Proxy => "Proxy",
-            Stage::Tls => "TLS",
-            Stage::HttpUpgrade => "HTTP upgrade",
-            Stage::WebSocket => "WebSocket",
-            Stage::ConnectTimeout => "Connect timeout",
-            Stage::PingTimeout => "Ping timeout",
-            Stage::IdleTimeout => "Idle timeout",
-        }
-    }
-}
-
-/// How a connection (attempt) ended, as the driver saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ending {
-    /// For the Disconnected trigger, the log and Connection Status.
-    pub reason: String,
-    /// Set for errors (shown in Last Error); None for orderly closes.
-    pub stage: Option<Stage>,
-    /// Retrying cannot help (401/403/404, certificate failures): give up.
-    pub fatal: bool,
-    /// The close handshake, for Last Close ("1000 bye (closed by server)").
-    pub close: Option<String>,
-}
-
-/// What a loss adds to its reason when messages were still waiting to be
-/// written: nothing is dropped without saying so.
-pub fn unsent_note(messages: usize) -> String {
-    format!("; {messages} queued message(s) were not sent")
-}
-
-impl Ending {
-    pub fn error(stage: Stage, reason: String) -> Ending {
-        Ending {
-            reason,
-            stage: Some(stage),
-            fatal: false,
-            close: None,
-        }
-    }
-}
-
-impl From<String> for Ending {
-    fn from(reason: String) -> Ending {
-        Ending {
-            reason,
-            stage: None,
-            fatal: false,
-            close: None,
-        }
-    }
-}
-
-impl From<&str> for Ending {
-    fn from(reason: &str) -> Ending {
-        Ending::from(reason.to_owned())
-    }
-}
-
 /// What the machine needs from the instance properties.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -346,6 +235,8 @@ pub struct Machine {
     counters: Counters,
     /// The status values last emitted (by StatusKey), to skip repeats.
     shown: Vec<Cow<'static, str>>,
+    /// Where the connection stands, as last shown.
+    connection: ConnectionState,
 }
 
 impl Machine {
@@ -374,6 +265,7 @@ impl Machine {
             rng: fastrand::Rng::with_seed(seed),
             effects: VecDeque::new(),
             last_received: None,
+            connection: ConnectionState::INITIAL,
             shown: StatusKey::ALL
                 .iter()
                 .map(|key| Cow::Borrowed(key.initial_value()))
@@ -393,6 +285,13 @@ impl Machine {
             State::Closing { .. } => "closing",
             State::Waiting { .. } => "waiting to reconnect",
         }
+    }
+
+    #[cfg(test)]
+    /// Where the connection stands, typed (Connection Status and
+    /// Connection State are made from it).
+    pub fn connection_state(&self) -> &ConnectionState {
+        &self.connection
     }
 
     pub fn is_established(&self) -> bool {
@@ -437,8 +336,8 @@ impl Machine {
         self.settings.timing.close_timeout
     }
 
-    /// Reconnect attempts since the last stable connection.
     #[cfg(test)]
+    /// Reconnect attempts since the last stable connection.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -466,17 +365,6 @@ impl Machine {
             .min()
     }
 
-    /// The queue's next event: the next send token while established and
-    /// paced, or the oldest message's expiry while waiting.
-    fn queue_deadline(&self) -> Option<Instant> {
-        let (enqueued, _) = self.queue.front()?;
-        if self.is_established() {
-            (!self.send_bucket.unlimited()).then(|| self.send_bucket.next(*enqueued))
-        } else {
-            self.settings.messaging.queue_ttl.map(|ttl| *enqueued + ttl)
-        }
-    }
-
     fn state_deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Idle => None,
@@ -500,846 +388,7 @@ impl Machine {
         }
     }
 
-    // ------------------------------------------------------------ actions
-
-    /// The Connect action. Ignored (with a log line) while connecting,
-    /// connected or closing; from a reconnect wait it connects at once.
-    pub fn handle_connect(&mut self, now: Instant, bearer_token: Option<Secret>) {
-        if self.shutting_down {
-            return;
-        }
-        match self.state {
-            State::Idle | State::Waiting { .. } => {
-                self.wanted = true;
-                self.token = bearer_token;
-                self.attempt = 0;
-                self.gave_up = false;
-                if self.network_up {
-                    self.open(now);
-                } else {
-                    self.state = State::Idle;
-                    self.status("Waiting for the network");
-                    self.log(
-                        LogLevel::Normal,
-                        "Connect: the network is down; connecting when it comes back up".into(),
-                    );
-                }
-            }
-            State::Closing { .. } => {
-                // A Connect right after a Disconnect: finish the close, then
-                // connect again (see handle_closed).
-                self.wanted = true;
-                self.connect_after_close = true;
-                self.token = bearer_token;
-                self.attempt = 0;
-                self.log(
-                    LogLevel::Normal,
-                    "Connect: still closing the previous connection; connecting once it is closed"
-                        .into(),
-                );
-            }
-            State::Connecting { .. } | State::Handshaking { .. } | State::Established { .. } => {
-                self.log(
-                    LogLevel::Normal,
-                    format!(
-                        "Connect ignored: already {}; use Disconnect first to connect again",
-                        self.state_name()
-                    ),
-                );
-            }
-        }
-    }
-
-    /// The Disconnect action: close (code 1000) and stop reconnecting until
-    /// the next Connect.
-    pub fn handle_disconnect(&mut self, now: Instant) {
-        self.wanted = false;
-        self.connect_after_close = false;
-        self.end_by_request(now, "Disconnect action", 1000);
-    }
-
-    /// The instance is being removed: close cleanly like Disconnect; the
-    /// driver stops once [`Machine::is_idle`].
-    pub fn handle_shutdown(&mut self, now: Instant) {
-        self.shutting_down = true;
-        self.wanted = false;
-        self.connect_after_close = false;
-        self.end_by_request(now, "instance removed", 1000);
-        if self.is_idle() {
-            let n = self.queue.len();
-            self.drop_queued(n, "instance removed");
-        }
-    }
-
-    /// The Send Message action. Sends when established (paced by Max Send
-    /// Rate); otherwise queues it with Queue While Disconnected, or (the
-    /// classic behaviour) logs an error naming the state and sends nothing.
-    /// Returns whether the message was sent or queued.
-    pub fn handle_send(&mut self, now: Instant, message: Outbound) -> bool {
-        if let State::Established { conn, .. } = self.state {
-            if self.queue.is_empty() && self.send_bucket.take(now) {
-                self.transmit(conn, message);
-                return true;
-            }
-            return self.enqueue(now, message);
-        }
-        if self.settings.messaging.queue_while_disconnected && !self.shutting_down {
-            return self.enqueue(now, message);
-        }
-        self.log(
-            LogLevel::Critical,
-            format!(
-                "Send Message failed: the WebSocket is not established (state: {}); nothing was sent",
-                self.state_name()
-            ),
-        );
-        false
-    }
-
-    /// Send Message on the driver's per-message path: the message comes
-    /// straight back (counted, as `transmit` counts it) when it can go out
-    /// now and nothing waits before it: no queued message, no effect. Else
-    /// it is handled as [`Machine::handle_send`] does, through the effects
-    /// (or the queue, or an error in the log), and `None` is returned.
-    pub fn send_message(&mut self, now: Instant, message: Outbound) -> Option<(ConnId, Outbound)> {
-        if let State::Established { conn, .. } = self.state
-            && self.queue.is_empty()
-            && self.effects.is_empty()
-            && self.last_received.is_none()
-        {
-            if !self.send_bucket.take(now) {
-                self.enqueue(now, message);
-                return None;
-            }
-            self.counters.messages_out += 1;
-            self.counters.bytes_out += message.len() as u64;
-            return Some((conn, message));
-        }
-        self.handle_send(now, message);
-        None
-    }
-
-    /// The Clear Queue action.
-    pub fn handle_clear_queue(&mut self, _now: Instant) {
-        let n = self.queue.len();
-        self.drop_queued(n, "Clear Queue");
-    }
-
-    /// The Reset Reconnect action: clear the attempt count (and a Gave Up)
-    /// and connect again at once with the last Connect's token.
-    pub fn handle_reset_reconnect(&mut self, now: Instant) {
-        if self.shutting_down {
-            return;
-        }
-        if !self.wanted {
-            self.log(
-                LogLevel::Normal,
-                "Reset Reconnect: nothing to retry (no Connect since the last Disconnect); use Connect"
-                    .into(),
-            );
-            return;
-        }
-        self.attempt = 0;
-        self.gave_up = false;
-        match self.state {
-            State::Idle | State::Waiting { .. } if self.network_up => {
-                self.log(LogLevel::Normal, "Reset Reconnect: connecting now".into());
-                self.open(now);
-            }
-            _ => self.log(
-                LogLevel::Normal,
-                format!(
-                    "Reset Reconnect: attempt count cleared (state: {})",
-                    self.state_name()
-                ),
-            ),
-        }
-    }
-
-    /// The driver's count of messages it holds for the connection and has
-    /// not written yet. Given before `handle_timeout` and `handle_network`,
-    /// which may drop the connection without a close handshake: the
-    /// Disconnected reason then says how many were not sent.
-    pub fn set_unwritten(&mut self, messages: usize) {
-        self.unwritten = messages;
-    }
-
-    /// The controller's network went down or came up.
-    pub fn handle_network(&mut self, now: Instant, up: bool) {
-        if up == self.network_up {
-            return;
-        }
-        self.network_up = up;
-        if up {
-            self.log(LogLevel::Normal, "network up".into());
-            if self.wanted
-                && !self.gave_up
-                && matches!(self.state, State::Idle)
-                && !self.shutting_down
-            {
-                self.attempt = 0;
-                self.open(now);
-            }
-            return;
-        }
-        self.log(LogLevel::Normal, "network down".into());
-        // Keep the wish to be connected only where the module would
-        // reconnect by itself anyway.
-        self.wanted &= self.settings.auto_reconnect;
-        match self.state {
-            State::Idle => {}
-            State::Waiting { .. } => {
-                self.state = State::Idle;
-                self.status("Waiting for the network");
-            }
-            State::Connecting { conn, .. } => {
-                self.push(Effect::Abort { conn });
-                self.state = State::Idle;
-                self.status("Disconnected: network down");
-            }
-            State::Handshaking { conn, .. }
-            | State::Established { conn, .. }
-            | State::Closing { conn, .. } => {
-                self.abort(now, conn, "network down".into());
-            }
-        }
-    }
-
-    // ------------------------------------------------------------ events
-
-    /// TCP is up for `conn`: fires Connected.
-    pub fn handle_tcp_connected(&mut self, now: Instant, conn: ConnId) {
-        if let State::Connecting { conn: c, since } = self.state
-            && c == conn
-        {
-            self.state = State::Handshaking { conn, since };
-            self.status("Connected, WebSocket handshake in progress");
-            self.fire(Trigger::Connected, Bytes::new());
-            self.extended(format!("TCP connected to {}", self.settings.display_url));
-            let _ = now;
-        }
-    }
-
-    /// The WebSocket handshake completed: fires WebSocket Established.
-    pub fn handle_established(&mut self, now: Instant, conn: ConnId, subprotocol: Option<String>) {
-        if let State::Handshaking { conn: c, .. } = self.state
-            && c == conn
-        {
-            self.state = State::Established {
-                conn,
-                since: now,
-                last_rx: now,
-                ping_sent: None,
-            };
-            self.set(StatusKey::Subprotocol, subprotocol.unwrap_or_default());
-            self.set(StatusKey::NextRetry, String::new());
-            self.status("Established");
-            self.fire(Trigger::Established, Bytes::new());
-            // Queued messages go first, in order, before anything sent later.
-            self.flush_queue(now);
-            self.log(
-                LogLevel::Normal,
-                format!("WebSocket established with {}", self.settings.display_url),
-            );
-        }
-    }
-
-    /// A message arrived: fires Messages Received (one per message, in
-    /// order, unless Trigger Rate Limit suppresses it) and sets Last
-    /// Received. Binary payloads are shown as lowercase hex (or as text with
-    /// Binary As Text, when valid UTF-8).
-    #[cfg(test)]
-    pub fn handle_message(&mut self, now: Instant, conn: ConnId, payload: Bytes, binary: bool) {
-        if let Some(Received { data, binary }) = self.receive_message(now, conn, payload, binary) {
-            self.effects.push_back(Effect::Fire {
-                trigger: Trigger::MessagesReceived,
-                data,
-                binary,
-            });
-        }
-    }
-
-    /// [`Machine::handle_message`] for the per-message path: when no
-    /// earlier effect waits, the Messages Received trigger is returned
-    /// instead of queued, and the caller carries it out exactly as it
-    /// would `Effect::Fire` (which also makes it Last Received). Otherwise
-    /// it is queued behind those effects and None comes back.
-    pub fn receive_message(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        payload: Bytes,
-        binary: bool,
-    ) -> Option<Received> {
-        let State::Established {
-            conn: c,
-            last_rx,
-            ping_sent,
-            ..
-        } = &mut self.state
-        else {
-            return None;
-        };
-        if *c != conn {
-            return None;
-        }
-        *last_rx = now;
-        *ping_sent = None;
-        self.counters.messages_in += 1;
-        self.counters.bytes_in += payload.len() as u64;
-        let data = if binary
-            && !(self.settings.messaging.binary_as_text && std::str::from_utf8(&payload).is_ok())
-        {
-            Bytes::from(hex::encode(&payload))
-        } else {
-            payload
-        };
-        if !self.trigger_bucket.take(now) {
-            // No trigger to carry it: Last Received waits in the slot.
-            self.last_received = Some(data);
-            self.counters.suppressed += 1;
-            if !self.suppressing {
-                self.suppressing = true;
-                self.log(
-                    LogLevel::Normal,
-                    format!(
-                        "Trigger Rate Limit ({}/s) reached: messages over it fire no trigger and are counted in Suppressed",
-                        self.settings.messaging.trigger_rate_limit
-                    ),
-                );
-            }
-            return None;
-        }
-        self.suppressing = false;
-        // The trigger carries Last Received (see Effect::Fire), so a burst
-        // costs no copy and no status effect per message. Not `push`: it
-        // supersedes a pending Last Received instead of flushing it.
-        self.last_received = None;
-        if self.effects.is_empty() {
-            return Some(Received { data, binary });
-        }
-        self.effects.push_back(Effect::Fire {
-            trigger: Trigger::MessagesReceived,
-            data,
-            binary,
-        });
-        None
-    }
-
-    /// A pong: proof of life, and the round trip time of a keep-alive ping.
-    pub fn handle_pong(&mut self, now: Instant, conn: ConnId) {
-        if let State::Established {
-            conn: c, ping_sent, ..
-        } = &self.state
-            && *c == conn
-            && let Some(sent) = *ping_sent
-        {
-            let rtt = now.saturating_duration_since(sent).as_millis();
-            self.set(StatusKey::PingRtt, rtt.to_string());
-        }
-        self.handle_activity(now, conn);
-    }
-
-    /// Any other frame from the server (ping, close): proof of life.
-    pub fn handle_activity(&mut self, now: Instant, conn: ConnId) {
-        if let State::Established {
-            conn: c,
-            last_rx,
-            ping_sent,
-            ..
-        } = &mut self.state
-            && *c == conn
-        {
-            *last_rx = now;
-            *ping_sent = None;
-        }
-    }
-
-    /// The server's close frame arrived on `conn` (tungstenite answers it):
-    /// the connection is closing and ends as `ending` when the server
-    /// closes TCP. A server that never does is dropped after the close
-    /// timeout, as when it leaves our own close unanswered (RFC 6455 7.1.1
-    /// lets the client close TCP after both close frames).
-    pub fn handle_server_close(&mut self, now: Instant, conn: ConnId, ending: Ending) {
-        let State::Established { conn: c, since, .. } = self.state else {
-            return;
-        };
-        if c != conn {
-            return;
-        }
-        self.state = State::Closing {
-            conn,
-            since: now,
-            established_since: since,
-            reason: ending.reason.clone(),
-            server: Some(Box::new(ending)),
-        };
-        self.status("Closing");
-    }
-
-    /// The connection `conn` ended or failed, for any reason (`reason` says
-    /// which, for the log, the status and the Disconnected trigger).
-    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, ending: impl Into<Ending>) {
-        if self.current_conn() != Some(conn) {
-            return;
-        }
-        let mut ending = ending.into();
-        match self.state {
-            State::Connecting { .. } => self.connect_failed(now, ending),
-            State::Closing {
-                reason: ref why,
-                established_since,
-                ref server,
-                ..
-            } => {
-                // Our own close completed: the Disconnect's reason stands.
-                // After the server's close, the driver's ending says it all
-                // (with what was not sent).
-                if server.is_none() {
-                    ending.reason = why.clone();
-                }
-                if now.duration_since(established_since) >= STABLE_AFTER {
-                    self.attempt = 0;
-                }
-                self.lost(now, ending);
-            }
-            State::Established { since, .. } => {
-                if now.duration_since(since) >= STABLE_AFTER {
-                    self.attempt = 0;
-                }
-                self.lost(now, ending);
-            }
-            _ => self.lost(now, ending),
-        }
-    }
-
-    /// A deadline from [`Machine::poll_deadline`] passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.poll_deadline() else {
-            return;
-        };
-        if now < deadline {
-            return;
-        }
-        let timing = self.settings.timing;
-        self.service_queue(now);
-        let Some(due) = self.state_deadline() else {
-            return;
-        };
-        if now < due {
-            return;
-        }
-        match self.state {
-            State::Idle => {}
-            State::Waiting { .. } => {
-                if self.wanted && self.network_up && !self.shutting_down {
-                    self.reconnects += 1;
-                    self.set(StatusKey::Reconnects, self.reconnects.to_string());
-                    self.open(now);
-                } else {
-                    self.state = State::Idle;
-                }
-            }
-            State::Connecting { conn, .. } => {
-                self.push(Effect::Abort { conn });
-                self.connect_failed(
-                    now,
-                    Ending::error(
-                        Stage::ConnectTimeout,
-                        format!(
-                            "TCP connect timed out after {} (Connect Timeout)",
-                            secs(timing.connect_timeout)
-                        ),
-                    ),
-                );
-            }
-            State::Handshaking { conn, .. } => {
-                self.push(Effect::Abort { conn });
-                self.lost(
-                    now,
-                    Ending::error(
-                        Stage::ConnectTimeout,
-                        format!(
-                            "TLS/WebSocket handshake timed out after {} (Connect Timeout)",
-                            secs(timing.connect_timeout)
-                        ),
-                    ),
-                );
-            }
-            State::Established {
-                conn,
-                last_rx,
-                ref mut ping_sent,
-                ..
-            } => {
-                let dropped = || Some("1006 (connection dropped by client)".to_owned());
-                if timing
-                    .idle_timeout
-                    .is_some_and(|idle| now >= last_rx + idle)
-                {
-                    let mut ending = Ending::error(
-                        Stage::IdleTimeout,
-                        format!(
-                            "no frame from the server for {}: connection is dead (Idle Timeout)",
-                            secs(timing.idle_timeout.unwrap_or_default())
-                        ),
-                    );
-                    ending.close = dropped();
-                    self.abort(now, conn, ending);
-                    return;
-                }
-                if !self.settings.keep_alive {
-                    return;
-                }
-                match *ping_sent {
-                    None if now >= last_rx + timing.keepalive_interval => {
-                        *ping_sent = Some(now);
-                        self.push(Effect::Ping { conn });
-                        self.extended(format!(
-                            "keep-alive: no frame for {}, ping sent",
-                            secs(timing.keepalive_interval)
-                        ));
-                    }
-                    Some(sent) if now >= sent + timing.pong_timeout => {
-                        // Half-open: a close frame would not get through either.
-                        let mut ending = Ending::error(
-                            Stage::PingTimeout,
-                            format!(
-                                "no answer to keep-alive ping within {}: connection is dead",
-                                secs(timing.pong_timeout)
-                            ),
-                        );
-                        ending.close = dropped();
-                        self.abort(now, conn, ending);
-                    }
-                    _ => {}
-                }
-            }
-            State::Closing {
-                conn,
-                ref reason,
-                ref mut server,
-                ..
-            } => match server.take() {
-                Some(ending) => {
-                    self.log(
-                        LogLevel::Normal,
-                        format!(
-                            "the server sent its close frame but did not close the connection within {}; the client closed it",
-                            secs(timing.close_timeout)
-                        ),
-                    );
-                    self.abort(now, conn, *ending);
-                }
-                None => {
-                    let reason = format!("{reason} (server did not answer the close frame)");
-                    self.abort(now, conn, Ending::from(reason));
-                }
-            },
-        }
-    }
-
-    // ------------------------------------------------------------ internals
-
-    fn open(&mut self, now: Instant) {
-        self.next_conn += 1;
-        let conn = ConnId(self.next_conn);
-        self.state = State::Connecting { conn, since: now };
-        self.status(if self.attempt == 0 {
-            "Connecting".to_owned()
-        } else {
-            format!("Connecting (attempt {})", self.attempt + 1)
-        });
-        self.extended(format!(
-            "connecting to {} (attempt {})",
-            self.settings.display_url,
-            self.attempt + 1
-        ));
-        self.set(StatusKey::NextRetry, String::new());
-        self.push(Effect::Open {
-            conn,
-            bearer_token: self.token.clone(),
-        });
-    }
-
-    /// A Disconnect action or shutdown: the graceful end of whatever is open.
-    fn end_by_request(&mut self, now: Instant, why: &str, code: u16) {
-        match self.state {
-            State::Idle => {
-                if !self.shutting_down {
-                    self.extended(format!("{why}: already disconnected"));
-                }
-            }
-            State::Waiting { .. } => {
-                self.state = State::Idle;
-                self.status(format!("Disconnected: {why}"));
-                self.log(LogLevel::Normal, format!("{why}: reconnect cancelled"));
-            }
-            State::Connecting { conn, .. } => {
-                // No Connected was fired, so no Disconnected either.
-                self.push(Effect::Abort { conn });
-                self.state = State::Idle;
-                self.status(format!("Disconnected: {why}"));
-                self.log(
-                    LogLevel::Normal,
-                    format!("{why}: connection attempt cancelled"),
-                );
-            }
-            State::Handshaking { conn, .. } => {
-                // A close frame needs a WebSocket; before it exists, drop TCP.
-                self.push(Effect::Abort { conn });
-                self.lost(now, Ending::from(why));
-            }
-            State::Established { conn, since, .. } => {
-                self.push(Effect::Close {
-                    conn,
-                    code,
-                    reason: String::new(),
-                });
-                self.state = State::Closing {
-                    conn,
-                    since: now,
-                    established_since: since,
-                    reason: why.to_owned(),
-                    server: None,
-                };
-                self.status("Closing");
-            }
-            State::Closing { .. } => {}
-        }
-    }
-
-    /// Sends a message now and counts it.
-    fn transmit(&mut self, conn: ConnId, message: Outbound) {
-        self.counters.messages_out += 1;
-        self.counters.bytes_out += message.len() as u64;
-        // The message is Last Sent (Effect::Send): a burst costs no copy
-        // and no status effect per message.
-        self.push(Effect::Send { conn, message });
-    }
-
-    /// Puts a message in the send queue, applying the drop policy.
-    fn enqueue(&mut self, now: Instant, message: Outbound) -> bool {
-        let messaging = self.settings.messaging;
-        self.expire_queue(now);
-        if self.queue.len() >= messaging.queue_size {
-            if !messaging.drop_oldest {
-                self.counters.dropped += 1;
-                self.log(
-                    LogLevel::Critical,
-                    format!(
-                        "Send Message dropped: the send queue is full ({} messages, Queue Drop Policy: Drop Newest)",
-                        messaging.queue_size
-                    ),
-                );
-                return false;
-            }
-            self.drop_queued(1, "the send queue is full (Queue Drop Policy: Drop Oldest)");
-        }
-        self.queue.push_back((now, message));
-        self.extended(format!(
-            "Send Message queued ({} waiting; state: {})",
-            self.queue.len(),
-            self.state_name()
-        ));
-        true
-    }
-
-    /// Drops the `n` oldest queued messages, counted and logged.
-    fn drop_queued(&mut self, n: usize, why: &str) {
-        let n = n.min(self.queue.len());
-        if n == 0 {
-            return;
-        }
-        self.queue.drain(..n);
-        self.counters.dropped += n as u64;
-        self.log(
-            LogLevel::Critical,
-            format!("{n} queued message(s) dropped: {why}"),
-        );
-    }
-
-    /// Drops queued messages older than Queue Message TTL.
-    fn expire_queue(&mut self, now: Instant) {
-        let Some(ttl) = self.settings.messaging.queue_ttl else {
-            return;
-        };
-        let expired = self
-            .queue
-            .iter()
-            .take_while(|(at, _)| now >= *at + ttl)
-            .count();
-        self.drop_queued(
-            expired,
-            &format!("older than Queue Message TTL ({})", secs(ttl)),
-        );
-    }
-
-    /// Sends what the rate allows, in order.
-    fn flush_queue(&mut self, now: Instant) {
-        self.expire_queue(now);
-        let State::Established { conn, .. } = self.state else {
-            return;
-        };
-        while !self.queue.is_empty() && self.send_bucket.take(now) {
-            if let Some((_, message)) = self.queue.pop_front() {
-                self.transmit(conn, message);
-            }
-        }
-    }
-
-    fn service_queue(&mut self, now: Instant) {
-        if self.is_established() {
-            self.flush_queue(now);
-        } else {
-            self.expire_queue(now);
-        }
-    }
-
-    /// After a loss: paced messages wait only with Queue While Disconnected.
-    fn keep_or_drop_queue(&mut self) {
-        if !self.settings.messaging.queue_while_disconnected || self.shutting_down {
-            let n = self.queue.len();
-            self.drop_queued(n, "the connection closed before they could be sent");
-        }
-    }
-
-    /// A TCP connect that never reached Connected: no trigger, a log line,
-    /// the status, and a retry per policy.
-    fn connect_failed(&mut self, now: Instant, ending: Ending) {
-        self.log(
-            LogLevel::Critical,
-            format!(
-                "connect to {} failed: {}",
-                self.settings.display_url, ending.reason
-            ),
-        );
-        self.record(&ending);
-        let status = format!("Connect failed: {}", ending.reason);
-        self.after_loss(now, status, &ending);
-    }
-
-    /// Drops `conn` without a close handshake and reports the loss, with
-    /// the messages the driver still held for it (`set_unwritten`): they
-    /// go with the connection, and the reason says so.
-    fn abort(&mut self, now: Instant, conn: ConnId, mut ending: Ending) {
-        self.push(Effect::Abort { conn });
-        let unwritten = std::mem::take(&mut self.unwritten);
-        if unwritten > 0 {
-            ending.reason.push_str(&unsent_note(unwritten));
-        }
-        self.lost(now, ending);
-    }
-
-    /// A connection that reached Connected ended: Disconnected fires once.
-    fn lost(&mut self, now: Instant, ending: Ending) {
-        // Status first: a controller reacting to the trigger sees it.
-        self.log(LogLevel::Normal, format!("disconnected: {}", ending.reason));
-        self.record(&ending);
-        let status = format!("Disconnected: {}", ending.reason);
-        self.status(status.clone());
-        self.fire(
-            Trigger::Disconnected,
-            Bytes::from(ending.reason.clone().into_bytes()),
-        );
-        self.after_loss(now, status, &ending);
-    }
-
-    /// Last Error and Last Close.
-    fn record(&mut self, ending: &Ending) {
-        if let Some(stage) = ending.stage {
-            self.set(
-                StatusKey::LastError,
-                format!("{} (stage: {})", ending.reason, stage.name()),
-            );
-        }
-        if let Some(close) = &ending.close {
-            self.set(StatusKey::LastClose, close.clone());
-        }
-    }
-
-    /// Decide what follows a loss: reconnect now (a Connect came while
-    /// closing), later (auto-reconnect), give up, or stay idle.
-    fn after_loss(&mut self, now: Instant, status: String, ending: &Ending) {
-        self.state = State::Idle;
-        self.keep_or_drop_queue();
-        if self.shutting_down {
-            self.status(status);
-            return;
-        }
-        if !self.network_up {
-            self.status(format!("{status}; waiting for the network"));
-            return;
-        }
-        if std::mem::take(&mut self.connect_after_close) {
-            self.status(status);
-            self.open(now);
-            return;
-        }
-        if !(self.wanted && self.settings.auto_reconnect) {
-            self.wanted = false;
-            self.status(status);
-            return;
-        }
-        let failures = self.attempt.saturating_add(1);
-        let max = self.settings.reconnect.max_attempts;
-        if ending.fatal {
-            self.give_up(format!("{} (retrying cannot help)", ending.reason));
-        } else if max > 0 && failures >= max {
-            self.give_up(format!(
-                "{failures} connection attempt(s) in a row failed (Reconnect Max Attempts {max}); last: {}",
-                ending.reason
-            ));
-        } else {
-            let delay = self.backoff();
-            self.attempt = failures;
-            let until = now + delay;
-            self.state = State::Waiting { until };
-            // The shown value becomes a time the machine cannot spell, so
-            // the next set() of NextRetry always goes out.
-            self.shown[StatusKey::NextRetry as usize] = Cow::Borrowed("\0time");
-            self.push(Effect::StatusAt {
-                key: StatusKey::NextRetry,
-                at: until,
-            });
-            self.status(format!(
-                "Reconnecting in {:.1} s (attempt {}); {status}",
-                delay.as_secs_f64(),
-                self.attempt + 1
-            ));
-            self.extended(format!(
-                "auto-reconnect: attempt {} in {} ms",
-                self.attempt + 1,
-                delay.as_millis()
-            ));
-        }
-    }
-
-    /// Auto-Reconnect stops: Gave Up fires; Connect or Reset Reconnect
-    /// starts again.
-    fn give_up(&mut self, reason: String) {
-        self.gave_up = true;
-        self.log(
-            LogLevel::Critical,
-            format!("auto-reconnect gave up: {reason}"),
-        );
-        self.set(StatusKey::NextRetry, "gave up".to_owned());
-        self.status(format!("Gave up: {reason}"));
-        self.fire(Trigger::GaveUp, Bytes::from(reason.into_bytes()));
-    }
-
-    /// Exponential backoff with full jitter: uniform in
-    /// [floor, min(cap, min_delay × 2^attempt)].
-    fn backoff(&mut self) -> Duration {
-        let policy = self.settings.reconnect;
-        let ceiling = policy
-            .min_delay
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(policy.max_delay);
-        let floor = RECONNECT_FLOOR.as_millis() as u64;
-        let ceiling = (ceiling.as_millis() as u64).max(floor);
-        Duration::from_millis(self.rng.u64(floor..=ceiling))
-    }
+    // ------------------------------------------------------------ effects
 
     /// Queues an effect. A pending Last Received goes first, so every
     /// effect other than a message trigger sees the status up to date.
@@ -1374,9 +423,15 @@ impl Machine {
         self.push(Effect::Status { key, value });
     }
 
-    /// Sets Connection Status.
-    fn status(&mut self, value: impl Into<String>) {
-        self.set(StatusKey::ConnectionStatus, value.into());
+    /// Moves to a new connection state: Connection Status in words (see
+    /// [`crate::presentation`]) and Connection State in one word.
+    fn show(&mut self, state: ConnectionState) {
+        self.set(
+            StatusKey::ConnectionStatus,
+            presentation::connection_status(&state),
+        );
+        self.set(StatusKey::ConnectionState, state.word().to_owned());
+        self.connection = state;
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
@@ -1387,16 +442,6 @@ impl Machine {
         if self.settings.extended_logging {
             self.log(LogLevel::Extended, message);
         }
-    }
-}
-
-/// "30 s", "0.2 s": durations in log lines and reasons.
-fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0} s")
-    } else {
-        format!("{s:.1} s")
     }
 }
 

@@ -88,6 +88,7 @@ pub mod names {
     pub const STATUS_MESSAGES_OUT: &str = "MessagesOut";
     pub const STATUS_BYTES_IN: &str = "BytesIn";
     pub const STATUS_BYTES_OUT: &str = "BytesOut";
+    pub const STATUS_CONNECTION_STATE: &str = "ConnectionState";
 }
 
 /// The whole manifest.
@@ -254,6 +255,7 @@ impl StatusKey {
             StatusKey::MessagesOut => names::STATUS_MESSAGES_OUT,
             StatusKey::BytesIn => names::STATUS_BYTES_IN,
             StatusKey::BytesOut => names::STATUS_BYTES_OUT,
+            StatusKey::ConnectionState => names::STATUS_CONNECTION_STATE,
         }
     }
 
@@ -368,7 +370,8 @@ mod tests {
                 STATUS_MESSAGES_IN,
                 STATUS_MESSAGES_OUT,
                 STATUS_BYTES_IN,
-                STATUS_BYTES_OUT
+                STATUS_BYTES_OUT,
+                STATUS_CONNECTION_STATE
             ]),
             set(m.status.iter().map(|s| s.key.as_str()))
         );

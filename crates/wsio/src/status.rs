@@ -201,6 +201,22 @@ mod tests {
         assert_eq!(snap[0].value, "Disconnected");
         assert_eq!(snap[1].label, "Last Sent");
         assert_eq!(snap[2].label, "Last Received");
+        assert_eq!(s.value(StatusKey::ConnectionState), "disconnected");
+        assert_eq!(
+            crate::machine::ConnectionState::INITIAL.word(),
+            s.value(StatusKey::ConnectionState)
+        );
+    }
+
+    #[test]
+    fn keys_fit_the_controller_framework() {
+        // At most 50 status variables, each key at most 20 alphanumerics.
+        assert!(StatusKey::ALL.len() <= 50);
+        for key in StatusKey::ALL {
+            let key = key.key();
+            assert!(key.len() <= 20, "{key}");
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric()), "{key}");
+        }
     }
 
     #[test]

@@ -49,10 +49,11 @@ pub enum StatusKey {
     MessagesOut,
     BytesIn,
     BytesOut,
+    ConnectionState,
 }
 
 impl StatusKey {
-    pub const ALL: [StatusKey; 16] = [
+    pub const ALL: [StatusKey; 17] = [
         StatusKey::ConnectionStatus,
         StatusKey::LastSent,
         StatusKey::LastReceived,
@@ -69,13 +70,16 @@ impl StatusKey {
         StatusKey::MessagesOut,
         StatusKey::BytesIn,
         StatusKey::BytesOut,
+        StatusKey::ConnectionState,
     ];
 
     /// The value before anything happened: Connection Status
-    /// "Disconnected", the counters "0", the others empty.
+    /// "Disconnected", Connection State "disconnected", the counters "0",
+    /// the others empty.
     pub fn initial_value(self) -> &'static str {
         match self {
             StatusKey::ConnectionStatus => "Disconnected",
+            StatusKey::ConnectionState => "disconnected",
             StatusKey::Reconnects
             | StatusKey::QueueDepth
             | StatusKey::Dropped

@@ -2,27 +2,39 @@
 // /events stream (Server-Sent Events), and the action forms, run with fetch
 // against POST /io_modules/<instance>/actions/<action>.
 //
-// The host renders the page from the modules' manifests (src/host/page.rs);
-// this file knows only the shapes of the events (src/host/event_stream.rs)
-// and the data-* attributes of the page. Values are always set as text,
-// never as HTML.
+// The host renders the page from the modules' manifests (src/page.rs);
+// this file knows only the shapes of the events (src/event_stream.rs), the
+// data-* attributes of the page, and three status variables documented in
+// include/iom.h: ConnectionState (the badge, carried as `connection`),
+// ConnectionStatus (the detail beside it, shown as is, never parsed) and
+// NextRetry (a timestamp, for the reconnect countdown). Values are always
+// set as text, never as HTML.
 'use strict';
 
 (() => {
   const MAX_LOG = 500;
 
-  // name -> { tbody, rows: Map(key -> <tr>), connection: <p>, retryAt }
+  // name -> { tbody, rows: Map(key -> <tr>), connection: <p>, badge:
+  // {state, text} of ConnectionState or null, detail: ConnectionStatus,
+  // nextRetry: {at, hostNow} of NextRetry or null, retryAt }
   const instances = new Map();
   for (const element of document.querySelectorAll('article[data-instance]')) {
     const rows = new Map();
     for (const row of element.querySelectorAll('tr[data-key]')) {
       rows.set(row.dataset.key, row);
     }
+    const connection = element.querySelector('.connection');
+    const badge = connection && connection.querySelector('.badge');
     instances.set(element.dataset.instance, {
       element,
       tbody: element.querySelector('table.status tbody'),
       rows,
-      connection: element.querySelector('.connection'),
+      connection,
+      badge: connection && connection.dataset.state !== 'unknown'
+        ? { state: connection.dataset.state, text: badge.textContent }
+        : null,
+      detail: connection ? connection.querySelector('.connection-detail').textContent : '',
+      nextRetry: null,
       retryAt: null,
     });
   }
@@ -83,10 +95,31 @@
       void row.offsetWidth; // restart the highlight
       row.classList.add('changed-now');
     }
-    if (status.connection) applyConnection(instance, status, hostNow);
+    if (status.connection) {
+      instance.badge = status.connection;
+    } else if (status.key === 'ConnectionStatus') {
+      instance.detail = status.value;
+    } else if (status.key === 'NextRetry') {
+      instance.nextRetry = { at: status.value, hostNow };
+    } else {
+      return;
+    }
+    applyConnection(instance);
   }
 
-  function applyConnection(instance, status, hostNow) {
+  // A snapshot starts over: what it lacks is not known any more.
+  function forgetConnection(name) {
+    const instance = instances.get(name);
+    if (!instance) return;
+    instance.badge = null;
+    instance.detail = '';
+    instance.nextRetry = null;
+  }
+
+  // The badge from ConnectionState ("Unknown" for a module without it), the
+  // detail from ConnectionStatus, the countdown from NextRetry.
+  function applyConnection(instance) {
+    if (!instance.connection && !instance.badge && !instance.detail) return;
     let line = instance.connection;
     if (!line) {
       line = element('p', 'connection');
@@ -96,16 +129,19 @@
       instance.element.querySelector('.instance-head').append(line);
       instance.connection = line;
     }
-    const { state, text, retry_in: retryIn } = status.connection;
+    const { state, text } = instance.badge || { state: 'unknown', text: 'Unknown' };
     line.dataset.state = state;
     const badge = line.querySelector('.badge');
     badge.textContent = text;
     // The detail says the reason; the badge already says the state.
-    line.querySelector('.connection-detail').textContent = status.value === text ? '' : status.value;
+    line.querySelector('.connection-detail').textContent = instance.detail === text ? '' : instance.detail;
     instance.retryAt = null;
-    if (state === 'reconnecting' && typeof retryIn === 'number') {
-      const elapsed = Math.max(0, Date.parse(hostNow) - Date.parse(status.timestamp)) || 0;
-      instance.retryAt = Date.now() + retryIn * 1000 - elapsed;
+    const retry = instance.nextRetry;
+    const at = retry ? Date.parse(retry.at) : NaN;
+    if (state === 'reconnecting' && !Number.isNaN(at)) {
+      // The host's clock set both times: only their difference counts here.
+      const ahead = at - (Date.parse(retry.hostNow) || Date.now());
+      instance.retryAt = Date.now() + ahead;
       // A visual countdown; screen readers have the detail instead of a
       // voice every second.
       const countdown = element('span', 'countdown');
@@ -208,6 +244,7 @@
     source.addEventListener('snapshot', (message) => {
       const snapshot = JSON.parse(message.data);
       for (const { instance, status } of snapshot.instances) {
+        forgetConnection(instance);
         for (const s of status) applyStatus(instance, s, snapshot.now);
       }
       replaceLog(snapshot.events);

@@ -153,3 +153,66 @@ async function step(name, body) {
     throw error;
   }
 }
+
+// The badge and the countdown come from the machine-readable status
+// variables (ConnectionState, NextRetry), never from Connection Status's
+// sentence. The live feed is replaced by a made-up one, so the states a
+// demo cannot reach on demand are shown too.
+test('the badge and the reconnect countdown follow Connection State and Next Retry', { timeout: 60_000 }, async (t) => {
+  assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
+  const browser = await chromium.launch(LAUNCH);
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+
+  const now = new Date();
+  const stamp = (date) => date.toISOString().replace('Z', '+00:00');
+  const status = (key, label, value) => ({ key, label, value, timestamp: stamp(now) });
+  const snapshot = {
+    now: stamp(now),
+    events: [],
+    instances: [
+      {
+        instance: 'piesocket',
+        status: [
+          // A sentence the page must not read: the words disagree on purpose.
+          status('ConnectionStatus', 'Connection Status', 'Established, or so this text says'),
+          status('NextRetry', 'Next Retry', stamp(new Date(now.getTime() + 30_000))),
+          {
+            ...status('ConnectionState', 'Connection State', 'reconnecting'),
+            connection: { state: 'reconnecting', text: 'Reconnecting' },
+          },
+        ],
+      },
+      {
+        // As a module without Connection State would report it.
+        instance: 'visitor',
+        status: [status('ConnectionStatus', 'Connection Status', 'Established')],
+      },
+    ],
+  };
+  await page.route('**/events', (route) => route.fulfill({
+    status: 200,
+    contentType: 'text/event-stream',
+    body: `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`,
+  }));
+  await page.goto(URL);
+
+  const piesocket = page.locator('article[data-instance="piesocket"] .connection');
+  const visitor = page.locator('article[data-instance="visitor"] .connection');
+  await step('reconnecting shows a countdown to Next Retry', async () => {
+    const badge = piesocket.locator('.badge');
+    await piesocket.and(page.locator('[data-state="reconnecting"]')).waitFor();
+    await badge.filter({ hasText: /^Reconnecting in (29|30) s$/ }).waitFor();
+    await hasExactly(piesocket.locator('.connection-detail'), 'Established, or so this text says');
+  });
+  await step('a module without Connection State gets an Unknown badge', async () => {
+    await visitor.and(page.locator('[data-state="unknown"]')).waitFor();
+    await hasExactly(visitor.locator('.badge'), 'Unknown');
+    await hasExactly(visitor.locator('.connection-detail'), 'Established');
+  });
+  assert.deepEqual(problems, []);
+});

@@ -41,7 +41,7 @@ const ATTEMPT_FLOOR: Duration = Duration::from_millis(100);
 ///   fault test).
 pub fn assert_invariants(recorder: &Arc<Recorder>, instance: Instance, messages: Option<usize>) {
     let shown = instance.status();
-    assert_eq!(shown.len(), 16, "the status snapshot has every variable");
+    assert_eq!(shown.len(), 17, "the status snapshot has every variable");
     let pushed = recorder.read(|e| e.status_value("ConnectionStatus"));
     let snapshot = shown
         .iter()

@@ -3,7 +3,7 @@
 //! close, fatal) for the machine. Nothing here echoes a request header, so
 //! no secret reaches the text.
 
-use crate::machine::{Ending, Stage};
+use crate::machine::{Closure, Ending, Stage};
 use crate::tls::is_certificate_failure;
 use async_tungstenite::tungstenite;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -65,38 +65,12 @@ pub(super) fn handshake_failure(host: &str, error: &tungstenite::Error) -> Endin
 
 /// Our close handshake (Disconnect, removal) completed.
 pub(super) fn closed_by_client() -> Ending {
-    Ending {
-        close: Some("1000 (closed by client)".to_owned()),
-        ..Ending::from("closed")
-    }
+    Ending::closed_by_client()
 }
 
 /// The server closed with `frame`: "closed by server: 1000 bye".
 pub(super) fn server_closed(frame: Option<&CloseFrame>) -> Ending {
-    let (reason, close) = match frame {
-        Some(f) if f.reason.is_empty() => {
-            let code = u16::from(f.code);
-            (
-                format!("closed by server: {code}"),
-                format!("{code} (closed by server)"),
-            )
-        }
-        Some(f) => {
-            let code = u16::from(f.code);
-            (
-                format!("closed by server: {code} {}", f.reason),
-                format!("{code} {} (closed by server)", f.reason),
-            )
-        }
-        None => (
-            "closed by server (no close code)".to_owned(),
-            "1005 (closed by server without a code)".to_owned(),
-        ),
-    };
-    Ending {
-        close: Some(close),
-        ..Ending::from(reason)
-    }
+    Ending::closed_by_server(frame.map(|f| (u16::from(f.code), f.reason.as_str())))
 }
 
 /// The connection broke: an error (Last Error) and no close handshake.
@@ -124,7 +98,7 @@ pub(super) fn lost(error: &tungstenite::Error) -> Ending {
         other => (Stage::WebSocket, format!("WebSocket error: {other}")),
     };
     Ending {
-        close: Some("1006 (connection lost without a close frame)".to_owned()),
+        close: Some(Closure::Lost),
         ..Ending::error(stage, reason)
     }
 }
@@ -141,7 +115,10 @@ mod tests {
         };
         let ending = server_closed(Some(&frame));
         assert_eq!(ending.reason, "closed by server: 4000 bye");
-        assert_eq!(ending.close.as_deref(), Some("4000 bye (closed by server)"));
+        assert_eq!(
+            ending.close.map(|c| c.to_string()).as_deref(),
+            Some("4000 bye (closed by server)")
+        );
         assert_eq!(
             server_closed(None).reason,
             "closed by server (no close code)"

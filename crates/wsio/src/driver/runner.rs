@@ -17,7 +17,9 @@ use super::outbox::Connection;
 use super::{Input, Shared, Ws};
 use crate::host::Host;
 use crate::inbox::Inbox;
-use crate::machine::{ConnId, Counters, Effect, Ending, Machine, Outbound, Received, Stage};
+use crate::machine::{
+    Closure, ConnId, Counters, Effect, Ending, Machine, Outbound, Received, Stage,
+};
 use crate::properties::{Properties, Protocol};
 use crate::status::StatusChanges;
 use crate::vocabulary::{LogLevel, StatusKey, Trigger};
@@ -436,7 +438,7 @@ impl Runner {
                     self.props.max_message_size
                 );
                 let mut ending = Ending::error(Stage::WebSocket, reason);
-                ending.close = Some("1009 message too big (closed by client)".to_owned());
+                ending.close = Some(Closure::by_client(1009, "message too big"));
                 self.close_and_drop(1009, "message too big");
                 self.machine.handle_closed(now, id, ending);
             }
@@ -455,7 +457,7 @@ impl Runner {
                     _ => (1002, "protocol error"),
                 };
                 let mut ending = lost(&error);
-                ending.close = Some(format!("{code} {why} (closed by client)"));
+                ending.close = Some(Closure::by_client(code, why));
                 self.close_and_drop(code, why);
                 self.machine.handle_closed(now, id, ending);
             }
@@ -480,7 +482,7 @@ impl Runner {
                     (_, true) => closed_by_client(),
                     (Some(frame), false) => server_closed(frame.as_ref()),
                     (None, false) => Ending {
-                        close: Some("1006 (connection lost without a close frame)".to_owned()),
+                        close: Some(Closure::Lost),
                         ..Ending::from("connection closed by the server without a close frame")
                     },
                 };

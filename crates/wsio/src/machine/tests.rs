@@ -214,10 +214,7 @@ fn close_that_the_server_never_answers_is_aborted_after_the_timeout() {
 }
 
 fn server_close_1000_bye() -> Ending {
-    Ending {
-        close: Some("1000 bye (closed by server)".into()),
-        ..Ending::from("closed by server: 1000 bye")
-    }
+    Ending::closed_by_server(Some((1000, "bye")))
 }
 
 #[test]
@@ -988,14 +985,7 @@ fn the_negotiated_subprotocol_and_close_codes_are_shown() {
         status_of(&effects, StatusKey::Subprotocol).unwrap(),
         "v1.foo"
     );
-    h.m.handle_closed(
-        h.now,
-        conn,
-        Ending {
-            close: Some("4000 bye (closed by server)".into()),
-            ..Ending::from("closed by server: 4000 bye")
-        },
-    );
+    h.m.handle_closed(h.now, conn, Ending::closed_by_server(Some((4000, "bye"))));
     let effects = h.drain();
     assert_eq!(
         status_of(&effects, StatusKey::LastClose).unwrap(),
@@ -1256,4 +1246,101 @@ fn binary_messages_fire_hex_or_text() {
             vec![(Bytes::copy_from_slice(expect.as_bytes()), true)]
         );
     }
+}
+
+/// Every Connection State value the effects carry, in order.
+fn connection_words(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Status {
+                key: StatusKey::ConnectionState,
+                value,
+            } => Some(value.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connection_state_follows_connection_status_as_one_word() {
+    let mut h = Harness::new(true, true);
+    assert_eq!(h.m.connection_state(), &ConnectionState::INITIAL);
+    h.m.handle_connect(h.now, None);
+    let mut all = h.drain();
+    let conn = open_conn(&all);
+    assert_eq!(
+        h.m.connection_state(),
+        &ConnectionState::Connecting { attempt: 1 }
+    );
+    h.m.handle_tcp_connected(h.now, conn);
+    assert_eq!(h.m.connection_state(), &ConnectionState::Handshaking);
+    h.m.handle_established(h.now, conn, None);
+    h.m.handle_server_close(h.now, conn, Ending::closed_by_server(Some((1001, ""))));
+    assert_eq!(h.m.connection_state(), &ConnectionState::Closing);
+    h.m.handle_closed(h.now, conn, Ending::closed_by_server(Some((1001, ""))));
+    all.extend(h.drain());
+    assert_eq!(
+        connection_words(&all),
+        [
+            "connecting",
+            "handshaking",
+            "established",
+            "closing",
+            "disconnected",
+            "reconnecting"
+        ]
+    );
+    let ConnectionState::Reconnecting {
+        at,
+        delay,
+        attempt,
+        after,
+    } = h.m.connection_state().clone()
+    else {
+        panic!("reconnecting: {:?}", h.m.connection_state());
+    };
+    assert_eq!(attempt, 2);
+    assert_eq!(at, h.now + delay);
+    assert_eq!(Some(at), h.m.poll_deadline());
+    assert_eq!(
+        after,
+        Loss::Disconnected {
+            ending: Ending::closed_by_server(Some((1001, "")))
+        }
+    );
+    assert_eq!(
+        after.ending().close,
+        Some(Closure::by_server(Some(1001), ""))
+    );
+    assert_eq!(
+        status_of(&all, StatusKey::LastClose).unwrap(),
+        "1001 (closed by server)"
+    );
+    // The words and the sentence come from the same state.
+    assert_eq!(
+        last_connection_status(&all).unwrap(),
+        crate::presentation::connection_status(h.m.connection_state())
+    );
+
+    h.m.handle_network(h.now, false);
+    assert_eq!(connection_words(&h.drain()), ["waiting-for-network"]);
+    h.m.handle_network(h.now, true);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, fatal("HTTP upgrade refused: 401 Unauthorized"));
+    assert_eq!(connection_words(&h.drain()), ["gave-up"]);
+    assert!(matches!(
+        h.m.connection_state(),
+        ConnectionState::GaveUp {
+            why: GiveUp::Fatal { .. }
+        }
+    ));
+    h.m.handle_connect(h.now, None);
+    h.m.handle_disconnect(h.now);
+    let effects = h.drain();
+    assert_eq!(connection_words(&effects), ["connecting", "disconnected"]);
+    assert_eq!(
+        last_connection_status(&effects).unwrap(),
+        "Disconnected: Disconnect action"
+    );
 }
