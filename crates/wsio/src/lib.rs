@@ -3,11 +3,14 @@
 //! The data flow, one module per step:
 //! [`manifest`] (module.toml, embedded) → [`properties`] (validated, typed) →
 //! [`machine`] (sans-IO state machine) → [`driver`] (smol + async-tungstenite)
-//! → [`instance`] (the Rust API) → [`abi`] (the C plugin ABI, `include/iom.h`).
+//! → [`instance`] (the Rust API) → `abi` (the C plugin ABI, `include/iom.h`).
 //! [`matching`] compiles trigger properties; [`status`] holds the status
 //! variables.
 
-pub mod abi;
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod abi;
 pub mod driver;
 mod inbox;
 pub mod instance;
