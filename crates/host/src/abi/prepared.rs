@@ -104,7 +104,7 @@ impl fmt::Debug for PreparedAction {
 
 impl PreparedAction {
     /// Runs it with the firing trigger's variables (`<1>` is
-    /// `variables[0]`). Returns at once, like [`Instance::action`].
+    /// `variables[0]`). Returns at once, like [`Instance::action`](super::Instance::action).
     pub fn run(&self, variables: &[Vec<u8>]) -> Result<(), CallError> {
         let variables = iom_strs(variables);
         let mut error: *mut c_char = ptr::null_mut();
