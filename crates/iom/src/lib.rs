@@ -25,6 +25,7 @@
 //! the header states (strings, ownership, threads).
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod constants;
 mod functions;

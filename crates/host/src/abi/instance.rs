@@ -67,7 +67,8 @@ impl Instance {
                 &mut error,
             )
         };
-        self.result(code, error)
+        // SAFETY: `error` is what the call stored, freed only here.
+        unsafe { self.api.result(code, error) }
     }
 
     /// Compiles an action's properties once (`iom_action_prepare`), for an
@@ -94,10 +95,12 @@ impl Instance {
         let raw =
             unsafe { (calls.prepare)(*handle, action.as_ptr(), properties.as_ptr(), &mut error) };
         if raw.is_null() {
-            return Err(CallError::invalid(self.api.take_error(error)));
+            // SAFETY: `error` is what the call stored, freed only here.
+            return Err(CallError::invalid(unsafe { self.api.take_error(error) }));
         }
         if !error.is_null() {
-            let _ = self.api.take_error(error);
+            // SAFETY: as above.
+            let _ = unsafe { self.api.take_error(error) };
         }
         Ok(Some(PreparedAction {
             api: self.api.clone(),
@@ -114,7 +117,8 @@ impl Instance {
         }
         // SAFETY: live handle under the read lock.
         let code = unsafe { (self.api.instance_network)(*handle, c_int::from(up)) };
-        self.result(code, ptr::null_mut())
+        // SAFETY: no error string (the function has no `error` argument).
+        unsafe { self.api.result(code, ptr::null_mut()) }
     }
 
     /// The status snapshot as the module's JSON text
@@ -153,10 +157,6 @@ impl Instance {
         } else {
             Err(CallError::new(code, destroy_refusal(code)))
         }
-    }
-
-    fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
-        self.api.result(code, error)
     }
 
     fn destroyed(&self) -> CallError {

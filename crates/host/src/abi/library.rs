@@ -56,28 +56,39 @@ pub(super) struct Api {
 
 impl Api {
     /// The outcome of an `int`-returning call, with the module's message.
-    pub(super) fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
+    ///
+    /// # Safety
+    /// `error` is what the call stored in its `char **error`: NULL or a
+    /// string of this module's, not yet freed (freed here).
+    pub(super) unsafe fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
         if code == IOM_OK {
             if !error.is_null() {
-                let _ = self.take_error(error);
+                // SAFETY: the caller's contract.
+                let _ = unsafe { self.take_error(error) };
             }
             return Ok(());
         }
         let message = if error.is_null() && code == IOM_ERR_IN_CALLBACK {
             destroy_refusal(code)
         } else {
-            self.take_error(error)
+            // SAFETY: the caller's contract.
+            unsafe { self.take_error(error) }
         };
         Err(CallError::new(code, message))
     }
 
     /// Copies a module-allocated error string and frees it.
-    pub(super) fn take_error(&self, error: *mut c_char) -> String {
+    ///
+    /// # Safety
+    /// `error` is NULL or a string this module returned through a
+    /// `char **error`, not yet freed (freed here, so not used afterwards).
+    pub(super) unsafe fn take_error(&self, error: *mut c_char) -> String {
         if error.is_null() {
             return "the module reported an error but gave no reason".to_string();
         }
-        // SAFETY: a non-NULL `*error` from an iom_* call is a NUL-terminated
-        // string allocated by the module, owned by us until iom_string_free.
+        // SAFETY: a non-NULL `*error` from an iom_* call (the caller's
+        // contract) is a NUL-terminated string allocated by the module, owned
+        // by us until iom_string_free.
         let message = unsafe { CStr::from_ptr(error) }
             .to_string_lossy()
             .into_owned();

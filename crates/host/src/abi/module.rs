@@ -107,7 +107,8 @@ impl Module {
         let handle =
             unsafe { (self.api.instance_create)(&callbacks, id, properties.as_ptr(), &mut error) };
         if handle.is_null() {
-            let message = self.api.take_error(error);
+            // SAFETY: `error` is what the call stored, freed only here.
+            let message = unsafe { self.api.take_error(error) };
             // SAFETY: no instance exists, so the module holds no copy of
             // user_data; the box is ours again.
             drop(unsafe { Box::from_raw(sink) });
@@ -115,7 +116,8 @@ impl Module {
         }
         if !error.is_null() {
             // A success with a message is unusual; free it rather than leak.
-            let _ = self.api.take_error(error);
+            // SAFETY: as above.
+            let _ = unsafe { self.api.take_error(error) };
         }
         Ok(Instance {
             api: self.api.clone(),
@@ -146,10 +148,12 @@ impl Module {
             )
         };
         if raw.is_null() {
-            return Err(self.api.take_error(error));
+            // SAFETY: `error` is what the call stored, freed only here.
+            return Err(unsafe { self.api.take_error(error) });
         }
         if !error.is_null() {
-            let _ = self.api.take_error(error);
+            // SAFETY: as above.
+            let _ = unsafe { self.api.take_error(error) };
         }
         Ok(PreparedTrigger {
             api: self.api.clone(),

@@ -113,7 +113,8 @@ impl PreparedAction {
         let code = unsafe {
             (self.calls.run)(self.raw, slice_ptr(&variables), variables.len(), &mut error)
         };
-        self.api.result(code, error)
+        // SAFETY: `error` is what the call stored, freed only here.
+        unsafe { self.api.result(code, error) }
     }
 }
 
