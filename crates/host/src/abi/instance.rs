@@ -169,13 +169,7 @@ impl Instance {
 
 /// Borrowed byte ranges for `iom_str` arrays, valid while `values` lives.
 pub(super) fn iom_strs(values: &[Vec<u8>]) -> Vec<IomStr> {
-    values
-        .iter()
-        .map(|v| IomStr {
-            ptr: v.as_ptr().cast(),
-            len: v.len(),
-        })
-        .collect()
+    values.iter().map(|v| IomStr::of(v)).collect()
 }
 
 /// NULL for an empty array, as the header allows.
