@@ -21,7 +21,8 @@ cd "$(dirname "$0")/.."
 # would make cargo rebuild every dependency every time.
 scratch=target/asan-support
 mkdir -p "$scratch"
-suppressions="$scratch/lsan.supp"
+# Absolute: each test runs in its own package's directory (crates/host).
+suppressions="$PWD/$scratch/lsan.supp"
 printf 'leak:support::iom::api\n' >"$suppressions"
 printf '{ __asan_*; __lsan_*; __sanitizer_*; };\n' >"$scratch/asan.dynamic-list"
 export RUSTC_BOOTSTRAP=1
