@@ -187,15 +187,18 @@ pub unsafe extern "C" fn iom_instance_action(
     let error = unsafe { ErrorOut::new(error) };
     guard(IOM_ERR_PANIC, error, |error| {
         let invalid = |e| (IOM_ERR_INVALID_ARGUMENT, e);
-        // SAFETY (each read below): the arguments are valid for this call
-        // (the contract), and what is read from them is used within it.
+        // Every read below: the arguments are valid for this call (the
+        // contract), and what is read from them is used within it.
         let result = (|| {
             let live = instance_of(instance).map_err(invalid)?;
+            // SAFETY: see above.
             let name = unsafe { read_str(action, "action") }.map_err(invalid)?;
             if name == names::ACTION_SEND_MESSAGE && !properties_json.is_null() {
+                // SAFETY: see above.
                 let text =
                     unsafe { read_str(properties_json, "properties_json") }.map_err(invalid)?;
                 if let Some(message) = plain_send_message(text) {
+                    // SAFETY: see above.
                     let vars =
                         unsafe { read_variables(variables, n_variables) }.map_err(invalid)?;
                     return live
@@ -203,7 +206,9 @@ pub unsafe extern "C" fn iom_instance_action(
                         .map_err(action_failure);
                 }
             }
+            // SAFETY: see above.
             let json = unsafe { read_json(properties_json, "properties_json") }.map_err(invalid)?;
+            // SAFETY: see above.
             let vars = unsafe { read_variables(variables, n_variables) }.map_err(invalid)?;
             live.action(name, &json, &vars).map_err(action_failure)
         })();
@@ -254,13 +259,15 @@ pub unsafe extern "C" fn iom_trigger_prepare(
     // SAFETY: `error` as this function's contract says.
     let error = unsafe { ErrorOut::new(error) };
     guard(std::ptr::null_mut(), error, |error| {
-        // SAFETY (each read below): the arguments are valid for this call
-        // (the contract), and what is read from them is used within it.
+        // Every read below: the arguments are valid for this call (the
+        // contract), and what is read from them is used within it.
         let result = (|| {
             if !instance.is_null() {
                 instance_of(instance)?;
             }
+            // SAFETY: see above.
             let name = unsafe { read_str(trigger, "trigger") }?;
+            // SAFETY: see above.
             let json = unsafe { read_json(properties_json, "properties_json") }?;
             PreparedTrigger::prepare(name, &json).map_err(|e| e.message)
         })();
@@ -357,11 +364,13 @@ pub unsafe extern "C" fn iom_action_prepare(
     // SAFETY: `error` as this function's contract says.
     let error = unsafe { ErrorOut::new(error) };
     guard(std::ptr::null_mut(), error, |error| {
-        // SAFETY (each read below): the arguments are valid for this call
-        // (the contract), and what is read from them is used within it.
+        // Every read below: the arguments are valid for this call (the
+        // contract), and what is read from them is used within it.
         let result = (|| {
             let live = instance_of(instance)?;
+            // SAFETY: see above.
             let name = unsafe { read_str(action, "action") }?;
+            // SAFETY: see above.
             let json = unsafe { read_json(properties_json, "properties_json") }?;
             let action = PreparedAction::prepare(name, &json).map_err(|e| e.message)?;
             Ok::<_, String>(BoundAction {
