@@ -7,6 +7,10 @@
  * drives instances through the functions below. The wsio WebSocket Client
  * module implements it; the wsio host binary consumes it.
  *
+ * The same contract in Rust is the iom crate (crates/iom): its test compiles
+ * this header against the crate's sizes, offsets, constants and function
+ * types, so a change here must be made there too.
+ *
  * Strings
  *   All strings are UTF-8. Strings passed in are NUL-terminated and borrowed
  *   for the duration of the call only. Strings returned as `char *` are owned

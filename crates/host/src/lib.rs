@@ -4,12 +4,15 @@
 //!
 //! The flow, one file per step: [`project`] (the project file, checked) →
 //! [`abi`] (the host side of the C ABI: dlopen, instances and prepared
-//! triggers; the only file with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
+//! triggers; the only module with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
 //! [`engine`] (fired triggers → wired actions, on the host's thread) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
 //! [`controller`] brings it all up in order and back down.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 pub mod abi;
 pub mod controller;
 pub mod demo_server;

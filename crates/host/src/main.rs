@@ -6,6 +6,8 @@
 //! server plus `fixtures/projects/demo.toml`, with the HTTP API on
 //! 127.0.0.1:8080.
 
+#![deny(unsafe_code)]
+
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The C ABI (`include/iom.h`) exercised the way a controller written in
 //! another language uses it: `libwsio.so` is loaded with dlopen
 //! (libloading), every `iom_*` entry point is resolved by name, the structs
-//! are redeclared here from the header, and the host callbacks are plain
+//! come from the `iom` crate (checked against the header), and the host callbacks are plain
 //! `extern "C"` functions recording into a mutex + condition variable. None
 //! of the wsio crate's Rust API is used for the instance itself, so what
 //! passes here is what a C, C++ or Python controller gets.
@@ -28,8 +28,8 @@ use support::{EchoServer, TIMEOUT};
 /// for a stray callback queued on the driver thread to show up.
 const QUIET: Duration = Duration::from_millis(300);
 
-// ------------------------------------------------------------- iom.h, redeclared
-// The header, redeclared: tests/support/iom.rs.
+// ------------------------------------------------------------------ iom.h
+// The header's types come from the iom crate (tests/support/iom.rs).
 use support::iom::*;
 
 // ------------------------------------------------------------- calling helpers

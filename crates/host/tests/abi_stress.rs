@@ -40,8 +40,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// thread keeps sending (see destroy_under_burst).
 const DESTROY_UNDER_LOAD: Duration = Duration::from_secs(60);
 
-// ------------------------------------------------------------- iom.h, redeclared
-// The header, redeclared: tests/support/iom.rs.
+// ------------------------------------------------------------------ iom.h
+// The header's types come from the iom crate (tests/support/iom.rs).
 use support::iom::*;
 
 /// The callbacks struct of a *newer* host: more fields after ours. A module

@@ -5,7 +5,7 @@
 //! delivered to a [`Host`](crate::Host). Actions return at once; the work happens on the
 //! driver thread. Dropping the instance closes cleanly (close frame 1000,
 //! Disconnected fires if it was connected) and returns only when no further
-//! callback can arrive. The C ABI ([`crate::abi`]) is a thin layer over this.
+//! callback can arrive. The C ABI (`abi`) is a thin layer over this.
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -14,6 +14,10 @@
 //! → `host` (the trait the driver calls) → `driver` (one smol thread for
 //! every instance) → `instance` (the Rust API) → `abi` (the C exports).
 
+#![deny(unsafe_code)]
+
+// The C exports: the only module with unsafe code.
+#[allow(unsafe_code)]
 mod abi;
 mod driver;
 mod host;

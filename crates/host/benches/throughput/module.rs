@@ -1,6 +1,7 @@
 //! wsio as a controller sees it: `libwsio.so` loaded with dlopen (libloading),
-//! every `iom_*` entry point resolved by name from `include/iom.h`, and a host
-//! written the way a controller should be:
+//! every `iom_*` entry point resolved by name with the types of the `iom`
+//! crate (`include/iom.h` in Rust), and a host written the way a controller
+//! should be:
 //!
 //! - the callbacks (on the module's thread) only copy what they need and
 //!   return: a fired Messages Received appends its data to a batch behind a
@@ -18,99 +19,30 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
+use iom::{
+    IOM_ABI_VERSION, IomHostCallbacks, IomInstance, IomPreparedAction, IomPreparedTrigger, IomStr,
+};
+pub use iom::{IOM_ERR_REJECTED, IOM_OK};
 use libloading::Library;
 
-pub const IOM_OK: c_int = 0;
 /// Yields of the consumer before it parks (WSIO_BENCH_SPINS, default 32).
 static SPINS_DEFAULT: OnceLock<u32> = OnceLock::new();
-pub const IOM_ERR_REJECTED: c_int = 2;
 
-#[repr(C)]
-pub struct IomInstance {
-    _opaque: [u8; 0],
-}
-#[repr(C)]
-pub struct IomPreparedTrigger {
-    _opaque: [u8; 0],
-}
-#[repr(C)]
-pub struct IomVariables {
-    _opaque: [u8; 0],
-}
-#[repr(C)]
-pub struct IomPreparedAction {
-    _opaque: [u8; 0],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct IomStr {
-    pub ptr: *const c_char,
-    pub len: usize,
-}
-
-type FireTriggerCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize);
-type StatusChangedCb =
-    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const c_char, *const c_char);
-type LogCb = unsafe extern "C" fn(*mut c_void, u64, c_int, *const c_char);
-
-#[repr(C)]
-struct IomHostCallbacks {
-    struct_size: u32,
-    abi_version: u32,
-    user_data: *mut c_void,
-    fire_trigger: Option<FireTriggerCb>,
-    status_changed: Option<StatusChangedCb>,
-    log: Option<LogCb>,
-}
-
-/// The entry points, as the header declares them.
+/// The entry points the bench calls, typed by the `iom` crate.
 pub struct Api {
-    instance_create: unsafe extern "C" fn(
-        *const IomHostCallbacks,
-        u64,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomInstance,
-    instance_destroy: unsafe extern "C" fn(*mut IomInstance) -> c_int,
-    instance_action: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *const IomStr,
-        usize,
-        *mut *mut c_char,
-    ) -> c_int,
-    trigger_prepare: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomPreparedTrigger,
-    trigger_test: unsafe extern "C" fn(
-        *const IomPreparedTrigger,
-        *const u8,
-        usize,
-        *mut *mut IomVariables,
-    ) -> c_int,
-    trigger_free: unsafe extern "C" fn(*mut IomPreparedTrigger),
-    variables_count: unsafe extern "C" fn(*const IomVariables) -> usize,
-    variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
-    variables_free: unsafe extern "C" fn(*mut IomVariables),
-    string_free: unsafe extern "C" fn(*mut c_char),
-    action_prepare: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomPreparedAction,
-    action_run: unsafe extern "C" fn(
-        *const IomPreparedAction,
-        *const IomStr,
-        usize,
-        *mut *mut c_char,
-    ) -> c_int,
-    action_free: unsafe extern "C" fn(*mut IomPreparedAction),
+    instance_create: iom::InstanceCreateFn,
+    instance_destroy: iom::InstanceDestroyFn,
+    instance_action: iom::InstanceActionFn,
+    trigger_prepare: iom::TriggerPrepareFn,
+    trigger_test: iom::TriggerTestFn,
+    trigger_free: iom::TriggerFreeFn,
+    variables_count: iom::VariablesCountFn,
+    variables_get: iom::VariablesGetFn,
+    variables_free: iom::VariablesFreeFn,
+    string_free: iom::StringFreeFn,
+    action_prepare: iom::ActionPrepareFn,
+    action_run: iom::ActionRunFn,
+    action_free: iom::ActionFreeFn,
 }
 
 /// The `libwsio.so` cargo built with this bench: `cargo bench` builds the
@@ -151,7 +83,8 @@ pub fn api() -> &'static Api {
         let library = unsafe { Library::new(&path) }
             .unwrap_or_else(|e| panic!("cannot dlopen {}: {e}", path.display()));
         let library: &'static Library = Box::leak(Box::new(library));
-        // SAFETY: each type is the header's prototype; the library stays loaded.
+        // SAFETY: each type is `iom`'s type of that symbol (checked against
+        // the header); the library stays loaded.
         unsafe {
             Api {
                 instance_create: symbol(library, "iom_instance_create"),
@@ -353,11 +286,12 @@ impl Host {
     fn callbacks(self: &Arc<Host>) -> IomHostCallbacks {
         IomHostCallbacks {
             struct_size: std::mem::size_of::<IomHostCallbacks>() as u32,
-            abi_version: 1,
+            abi_version: IOM_ABI_VERSION,
             user_data: Arc::as_ptr(self) as *mut c_void,
             fire_trigger: Some(on_fire),
             status_changed: Some(on_status),
             log: Some(on_log),
+            fire_trigger_ex: None,
         }
     }
 }

@@ -1,138 +1,41 @@
-//! `include/iom.h`, redeclared in Rust for the tests that load the built
+//! The module's C ABI (`include/iom.h`) for the tests that load the built
 //! cdylib with dlopen (tests/abi.rs, tests/abi_stress.rs), exactly as a
-//! controller written in another language would: no use of the crate's own
-//! Rust API. One copy, so the tests agree with each other and the header.
+//! controller written in another language would: no use of the wsio crate's
+//! Rust API. The types, constants and function types are the `iom` crate's
+//! (the one Rust copy of the header, checked against it); this file resolves
+//! the functions once.
 
-use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub use iom::{
+    FireTriggerExFn as FireTriggerExCb, FireTriggerFn as FireTriggerCb, IOM_ABI_VERSION,
+    IOM_DATA_BINARY, IOM_ERR_IN_CALLBACK, IOM_ERR_INVALID_ARGUMENT, IOM_ERR_REJECTED,
+    IOM_LOG_CRITICAL, IOM_LOG_DEBUG, IOM_OK, IomHostCallbacks, IomInstance, IomPreparedAction,
+    IomPreparedTrigger, IomStr, IomVariables, LogFn as LogCb, StatusChangedFn as StatusChangedCb,
+};
 use libloading::Library;
 
-pub const IOM_ABI_VERSION: u32 = 1;
-pub const IOM_DATA_BINARY: u32 = 1;
-pub const IOM_OK: c_int = 0;
-pub const IOM_ERR_INVALID_ARGUMENT: c_int = 1;
-pub const IOM_ERR_REJECTED: c_int = 2;
-pub const IOM_ERR_IN_CALLBACK: c_int = 3;
-pub const IOM_LOG_CRITICAL: c_int = 0;
-pub const IOM_LOG_DEBUG: c_int = 5;
-
-#[repr(C)]
-pub struct IomInstance {
-    pub _opaque: [u8; 0],
-}
-
-#[repr(C)]
-pub struct IomPreparedTrigger {
-    pub _opaque: [u8; 0],
-}
-
-#[repr(C)]
-pub struct IomPreparedAction {
-    pub _opaque: [u8; 0],
-}
-
-#[repr(C)]
-pub struct IomVariables {
-    pub _opaque: [u8; 0],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct IomStr {
-    pub ptr: *const c_char,
-    pub len: usize,
-}
-
-impl IomStr {
-    pub fn of(bytes: &[u8]) -> IomStr {
-        IomStr {
-            ptr: bytes.as_ptr().cast(),
-            len: bytes.len(),
-        }
-    }
-}
-
-pub type FireTriggerCb = unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize);
-pub type StatusChangedCb =
-    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const c_char, *const c_char);
-/// `iom_log_level` is a C enum: an `int` on every ABI we target.
-pub type LogCb = unsafe extern "C" fn(*mut c_void, u64, c_int, *const c_char);
-pub type FireTriggerExCb =
-    unsafe extern "C" fn(*mut c_void, u64, *const c_char, *const u8, usize, u32);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct IomHostCallbacks {
-    pub struct_size: u32,
-    pub abi_version: u32,
-    pub user_data: *mut c_void,
-    pub fire_trigger: Option<FireTriggerCb>,
-    pub status_changed: Option<StatusChangedCb>,
-    pub log: Option<LogCb>,
-    /// A later, optional addition: used only when struct_size covers it.
-    pub fire_trigger_ex: Option<FireTriggerExCb>,
-}
-
-/// The module's entry points, as the header declares them.
+/// The module's entry points, typed by `iom`.
 pub struct Api {
-    pub abi_version: unsafe extern "C" fn() -> u32,
-    pub module_manifest: unsafe extern "C" fn() -> *const c_char,
-    pub instance_create: unsafe extern "C" fn(
-        *const IomHostCallbacks,
-        u64,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomInstance,
-    pub instance_destroy: unsafe extern "C" fn(*mut IomInstance) -> c_int,
-    pub instance_action: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *const IomStr,
-        usize,
-        *mut *mut c_char,
-    ) -> c_int,
-    pub instance_status: unsafe extern "C" fn(*mut IomInstance) -> *mut c_char,
-    pub instance_network: unsafe extern "C" fn(*mut IomInstance, c_int) -> c_int,
-    pub trigger_prepare: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomPreparedTrigger,
-    pub trigger_test: unsafe extern "C" fn(
-        *const IomPreparedTrigger,
-        *const u8,
-        usize,
-        *mut *mut IomVariables,
-    ) -> c_int,
-    pub trigger_test_ex: unsafe extern "C" fn(
-        *const IomPreparedTrigger,
-        *const u8,
-        usize,
-        u32,
-        *mut *mut IomVariables,
-    ) -> c_int,
-    pub trigger_free: unsafe extern "C" fn(*mut IomPreparedTrigger),
-    pub variables_count: unsafe extern "C" fn(*const IomVariables) -> usize,
-    pub variables_get: unsafe extern "C" fn(*const IomVariables, usize) -> IomStr,
-    pub variables_free: unsafe extern "C" fn(*mut IomVariables),
-    pub string_free: unsafe extern "C" fn(*mut c_char),
-    pub action_prepare: unsafe extern "C" fn(
-        *mut IomInstance,
-        *const c_char,
-        *const c_char,
-        *mut *mut c_char,
-    ) -> *mut IomPreparedAction,
-    pub action_run: unsafe extern "C" fn(
-        *const IomPreparedAction,
-        *const IomStr,
-        usize,
-        *mut *mut c_char,
-    ) -> c_int,
-    pub action_free: unsafe extern "C" fn(*mut IomPreparedAction),
+    pub abi_version: iom::AbiVersionFn,
+    pub module_manifest: iom::ModuleManifestFn,
+    pub instance_create: iom::InstanceCreateFn,
+    pub instance_destroy: iom::InstanceDestroyFn,
+    pub instance_action: iom::InstanceActionFn,
+    pub instance_status: iom::InstanceStatusFn,
+    pub instance_network: iom::InstanceNetworkFn,
+    pub trigger_prepare: iom::TriggerPrepareFn,
+    pub trigger_test: iom::TriggerTestFn,
+    pub trigger_test_ex: iom::TriggerTestExFn,
+    pub trigger_free: iom::TriggerFreeFn,
+    pub variables_count: iom::VariablesCountFn,
+    pub variables_get: iom::VariablesGetFn,
+    pub variables_free: iom::VariablesFreeFn,
+    pub string_free: iom::StringFreeFn,
+    pub action_prepare: iom::ActionPrepareFn,
+    pub action_run: iom::ActionRunFn,
+    pub action_free: iom::ActionFreeFn,
 }
 
 /// The cdylib cargo built for this test run: `target/<profile>/deps/
@@ -172,9 +75,10 @@ pub fn api() -> &'static Api {
         let library = unsafe { Library::new(&path) }
             .unwrap_or_else(|e| panic!("cannot dlopen {}: {e}", path.display()));
         let library: &'static Library = Box::leak(Box::new(library));
-        // SAFETY (every `symbol` below): each field's type is the header's
-        // prototype of that name, and the library is never unloaded, so the
-        // copied function pointers stay valid for the process.
+        // SAFETY (every `symbol` below): each field's type is `iom`'s type
+        // of that name (checked against the header), and the library is
+        // never unloaded, so the copied function pointers stay valid for the
+        // process.
         unsafe {
             Api {
                 abi_version: symbol(library, "iom_abi_version"),

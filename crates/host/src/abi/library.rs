@@ -1,0 +1,175 @@
+//! The module's shared library and its function table: opened with
+//! `dlopen` (libloading), its version checked first, every `iom_*` symbol
+//! resolved once with the type the `iom` crate gives it.
+
+use std::ffi::{CStr, c_char, c_int};
+use std::mem::ManuallyDrop;
+use std::path::Path;
+
+use iom::{
+    AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, IOM_ABI_VERSION, IOM_ERR_IN_CALLBACK,
+    IOM_OK, InstanceActionFn, InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn,
+    InstanceStatusFn, ModuleManifestFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
+    TriggerTestExFn, TriggerTestFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
+};
+use libloading::Library;
+
+use super::errors::{CallError, LoadError, destroy_refusal};
+
+/// `iom_action_prepare`, `iom_action_run` and `iom_action_free`: optional
+/// as a set (modules built before this ABI 1 addition lack them; the host
+/// then runs every action with `iom_instance_action`).
+#[derive(Clone, Copy)]
+pub(super) struct PreparedActionApi {
+    pub(super) prepare: ActionPrepareFn,
+    pub(super) run: ActionRunFn,
+    pub(super) free: ActionFreeFn,
+}
+
+/// The resolved entry points. The function pointers are copied out of the
+/// library's symbols, so they are valid only while `_library` is loaded;
+/// every holder of a pointer (instances, prepared triggers) keeps an
+/// `Arc<Api>` for that reason.
+///
+/// The library itself is never unloaded: a module may keep threads or
+/// thread-local destructors of its own past its last instance (wsio runs one
+/// driver thread for all instances), and unmapping code they still run would
+/// crash the host. A controller keeps its modules for its lifetime anyway.
+pub(super) struct Api {
+    pub(super) instance_create: InstanceCreateFn,
+    pub(super) instance_destroy: InstanceDestroyFn,
+    pub(super) instance_action: InstanceActionFn,
+    pub(super) instance_status: InstanceStatusFn,
+    pub(super) instance_network: InstanceNetworkFn,
+    pub(super) trigger_prepare: TriggerPrepareFn,
+    pub(super) trigger_test: TriggerTestFn,
+    /// Optional (modules built before the ABI 1 addition lack it).
+    pub(super) trigger_test_ex: Option<TriggerTestExFn>,
+    pub(super) trigger_free: TriggerFreeFn,
+    pub(super) prepared_actions: Option<PreparedActionApi>,
+    pub(super) variables_count: VariablesCountFn,
+    pub(super) variables_get: VariablesGetFn,
+    pub(super) variables_free: VariablesFreeFn,
+    pub(super) string_free: StringFreeFn,
+    _library: ManuallyDrop<Library>,
+}
+
+impl Api {
+    /// The outcome of an `int`-returning call, with the module's message.
+    ///
+    /// # Safety
+    /// `error` is what the call stored in its `char **error`: NULL or a
+    /// string of this module's, not yet freed (freed here).
+    pub(super) unsafe fn result(&self, code: c_int, error: *mut c_char) -> Result<(), CallError> {
+        if code == IOM_OK {
+            if !error.is_null() {
+                // SAFETY: the caller's contract.
+                let _ = unsafe { self.take_error(error) };
+            }
+            return Ok(());
+        }
+        let message = if error.is_null() && code == IOM_ERR_IN_CALLBACK {
+            destroy_refusal(code)
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { self.take_error(error) }
+        };
+        Err(CallError::new(code, message))
+    }
+
+    /// Copies a module-allocated error string and frees it.
+    ///
+    /// # Safety
+    /// `error` is NULL or a string this module returned through a
+    /// `char **error`, not yet freed (freed here, so not used afterwards).
+    pub(super) unsafe fn take_error(&self, error: *mut c_char) -> String {
+        if error.is_null() {
+            return "the module reported an error but gave no reason".to_string();
+        }
+        // SAFETY: a non-NULL `*error` from an iom_* call (the caller's
+        // contract) is a NUL-terminated string allocated by the module, owned
+        // by us until iom_string_free.
+        let message = unsafe { CStr::from_ptr(error) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: freed exactly once, with the function the header names.
+        unsafe { (self.string_free)(error) };
+        message
+    }
+}
+
+/// Resolves one symbol and copies its function pointer out.
+///
+/// # Safety
+/// `T` must be the exact C signature the header declares for `name`.
+unsafe fn symbol<T: Copy>(
+    library: &Library,
+    path: &Path,
+    name: &'static str,
+) -> Result<T, LoadError> {
+    // SAFETY: the caller picks T to match the header's declaration of `name`.
+    match unsafe { library.get::<T>(name.as_bytes()) } {
+        Ok(symbol) => Ok(*symbol),
+        Err(_) => Err(LoadError::MissingSymbol {
+            path: path.to_path_buf(),
+            symbol: name,
+        }),
+    }
+}
+
+impl Api {
+    /// Opens the shared library at `path`, checks that it implements ABI
+    /// version 1 and resolves every `iom_*` function; also returns
+    /// `iom_module_manifest`, which the module reads once.
+    pub(super) fn open(path: &Path) -> Result<(Api, ModuleManifestFn), LoadError> {
+        // SAFETY: loading a library runs its initialisers; a file the user
+        // named as an IO module is trusted to be one (a controller loads the
+        // modules of its project). Nothing else can be checked before loading.
+        let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+
+        // The version first: a module of another ABI version may not export
+        // the same functions, and "wrong version" is the useful message then.
+        // SAFETY: `uint32_t iom_abi_version(void)`.
+        let abi_version: AbiVersionFn = unsafe { symbol(&library, path, "iom_abi_version") }?;
+        // SAFETY: a no-argument getter per the header.
+        let found = unsafe { abi_version() };
+        if found != IOM_ABI_VERSION {
+            return Err(LoadError::AbiVersion {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+
+        // SAFETY (each line): the type is `iom`'s type of that symbol, which
+        // its test checks against the header's declaration.
+        let module_manifest: ModuleManifestFn =
+            unsafe { symbol(&library, path, "iom_module_manifest") }?;
+        let api = Api {
+            instance_create: unsafe { symbol(&library, path, "iom_instance_create") }?,
+            instance_destroy: unsafe { symbol(&library, path, "iom_instance_destroy") }?,
+            instance_action: unsafe { symbol(&library, path, "iom_instance_action") }?,
+            instance_status: unsafe { symbol(&library, path, "iom_instance_status") }?,
+            instance_network: unsafe { symbol(&library, path, "iom_instance_network") }?,
+            trigger_prepare: unsafe { symbol(&library, path, "iom_trigger_prepare") }?,
+            trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
+            trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),
+            trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
+            prepared_actions: (|| {
+                Some(PreparedActionApi {
+                    prepare: unsafe { symbol(&library, path, "iom_action_prepare") }.ok()?,
+                    run: unsafe { symbol(&library, path, "iom_action_run") }.ok()?,
+                    free: unsafe { symbol(&library, path, "iom_action_free") }.ok()?,
+                })
+            })(),
+            variables_count: unsafe { symbol(&library, path, "iom_variables_count") }?,
+            variables_get: unsafe { symbol(&library, path, "iom_variables_get") }?,
+            variables_free: unsafe { symbol(&library, path, "iom_variables_free") }?,
+            string_free: unsafe { symbol(&library, path, "iom_string_free") }?,
+            _library: ManuallyDrop::new(library),
+        };
+        Ok((api, module_manifest))
+    }
+}

@@ -1,0 +1,175 @@
+//! A loaded module as the host uses it: its manifest, and the factory of
+//! its instances and prepared triggers.
+
+use std::ffi::{CStr, c_char};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::{Arc, RwLock};
+
+use iom::{IOM_ABI_VERSION, IomHostCallbacks};
+
+use super::errors::{LoadError, c_string};
+use super::events::{EventSink, on_fire_trigger, on_fire_trigger_ex, on_log, on_status_changed};
+use super::instance::Instance;
+use super::library::Api;
+use super::prepared::PreparedTrigger;
+use crate::manifest::ModuleManifest;
+
+/// A loaded IO module: its entry points and its manifest.
+pub struct Module {
+    api: Arc<Api>,
+    path: PathBuf,
+    manifest_text: String,
+    manifest: ModuleManifest,
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("path", &self.path)
+            .field("name", &self.manifest.module.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// Loads the shared library at `path`, checks that it implements ABI
+    /// version 1, resolves every `iom_*` function and reads the manifest.
+    pub fn load(path: &Path) -> Result<Module, LoadError> {
+        let (api, module_manifest) = Api::open(path)?;
+
+        // SAFETY: returns a module-owned string valid while the library is
+        // loaded (it is: `api` owns the library); copied before use.
+        let text = unsafe { module_manifest() };
+        if text.is_null() {
+            return Err(LoadError::Manifest {
+                path: path.to_path_buf(),
+                reason: "iom_module_manifest() returned NULL".to_string(),
+            });
+        }
+        // SAFETY: non-NULL, NUL-terminated, valid while loaded (see above).
+        let manifest_text = unsafe { CStr::from_ptr(text) }
+            .to_str()
+            .map_err(|_| LoadError::Manifest {
+                path: path.to_path_buf(),
+                reason: "the manifest is not valid UTF-8".to_string(),
+            })?
+            .to_string();
+        let manifest =
+            ModuleManifest::parse(&manifest_text).map_err(|reason| LoadError::Manifest {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+
+        Ok(Module {
+            api: Arc::new(api),
+            path: path.to_path_buf(),
+            manifest_text,
+            manifest,
+        })
+    }
+
+    /// The manifest exactly as the module returned it.
+    pub fn manifest_text(&self) -> &str {
+        &self.manifest_text
+    }
+
+    pub fn manifest(&self) -> &ModuleManifest {
+        &self.manifest
+    }
+
+    /// Creates an instance (`iom_instance_create`). `properties_json` is a
+    /// JSON object of instance properties; `sink` receives every callback of
+    /// this instance until it is destroyed. The error is the module's message
+    /// naming the bad property.
+    pub fn create_instance(
+        &self,
+        id: u64,
+        properties_json: &str,
+        sink: EventSink,
+    ) -> Result<Instance, String> {
+        let properties = c_string("instance properties", properties_json).map_err(|e| e.message)?;
+        // Double box: the callbacks get a thin pointer to a fat `dyn Fn`.
+        let sink: *mut EventSink = Box::into_raw(Box::new(sink));
+        let callbacks = IomHostCallbacks {
+            struct_size: size_of::<IomHostCallbacks>() as u32,
+            abi_version: IOM_ABI_VERSION,
+            user_data: sink.cast(),
+            fire_trigger: Some(on_fire_trigger),
+            status_changed: Some(on_status_changed),
+            log: Some(on_log),
+            fire_trigger_ex: Some(on_fire_trigger_ex),
+        };
+        let mut error: *mut c_char = ptr::null_mut();
+        // SAFETY: all pointers are valid for the call (the callbacks struct is
+        // copied by the module); `error` receives a module string or NULL.
+        let handle =
+            unsafe { (self.api.instance_create)(&callbacks, id, properties.as_ptr(), &mut error) };
+        if handle.is_null() {
+            // SAFETY: `error` is what the call stored, freed only here.
+            let message = unsafe { self.api.take_error(error) };
+            // SAFETY: no instance exists, so the module holds no copy of
+            // user_data; the box is ours again.
+            drop(unsafe { Box::from_raw(sink) });
+            return Err(message);
+        }
+        if !error.is_null() {
+            // A success with a message is unusual; free it rather than leak.
+            // SAFETY: as above.
+            let _ = unsafe { self.api.take_error(error) };
+        }
+        Ok(Instance {
+            api: self.api.clone(),
+            id,
+            handle: RwLock::new(handle),
+            sink,
+        })
+    }
+
+    /// Compiles a project trigger's properties (`iom_trigger_prepare` with no
+    /// instance, so wires can be checked before any instance starts).
+    pub fn prepare_trigger(
+        &self,
+        trigger: &str,
+        properties_json: &str,
+    ) -> Result<PreparedTrigger, String> {
+        let trigger = c_string("trigger name", trigger).map_err(|e| e.message)?;
+        let properties = c_string("trigger properties", properties_json).map_err(|e| e.message)?;
+        let mut error: *mut c_char = ptr::null_mut();
+        // SAFETY: NULL instance is allowed by the header; strings valid for
+        // the call; `error` receives a module string or NULL.
+        let raw = unsafe {
+            (self.api.trigger_prepare)(
+                ptr::null_mut(),
+                trigger.as_ptr(),
+                properties.as_ptr(),
+                &mut error,
+            )
+        };
+        if raw.is_null() {
+            // SAFETY: `error` is what the call stored, freed only here.
+            return Err(unsafe { self.api.take_error(error) });
+        }
+        if !error.is_null() {
+            // SAFETY: as above.
+            let _ = unsafe { self.api.take_error(error) };
+        }
+        Ok(PreparedTrigger {
+            api: self.api.clone(),
+            raw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loading_a_missing_file_names_the_path() {
+        let err = Module::load(Path::new("/nonexistent/libnothing.so")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/libnothing.so"), "{text}");
+    }
+}
