@@ -256,6 +256,13 @@
     });
     source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
     source.addEventListener('error', () => {
+      // While the host does not answer, no badge may go on claiming the
+      // state it last showed: every instance is Unknown until a snapshot.
+      for (const [name, instance] of instances) {
+        forgetConnection(name);
+        instance.detail = 'not known while the host does not answer';
+        applyConnection(instance);
+      }
       if (source.readyState === EventSource.CLOSED) {
         setFeed('lost', 'Live updates stopped: reload the page');
       } else {

@@ -26,7 +26,7 @@ cargo build
 target=${CARGO_TARGET_DIR:-target}
 out=$target/browser
 mkdir -p "$out"
-rm -f "$out/status-page.png"
+rm -f "$out/status-page.png" "$out/status-page-phone.png"
 token="browser-token-$$-$RANDOM.do-not-show"
 
 # The host's stdout comes through a FIFO, so its first lines are read as
@@ -65,6 +65,7 @@ set +e
 WSIO_STATUS_URL=$url \
   WSIO_SCREENSHOT=$PWD/$out/status-page.png \
   WSIO_TEST_TOKEN=$token \
+  WSIO_BIN=$(cd "$target/debug" && pwd)/wsio \
   CHROMIUM=$chromium \
   node --test crates/host/tests/browser/status_page.test.mjs
 tested=$?

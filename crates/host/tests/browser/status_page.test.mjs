@@ -11,11 +11,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
 
 const URL = process.env.WSIO_STATUS_URL;
 const SCREENSHOT = process.env.WSIO_SCREENSHOT || 'target/browser/status-page.png';
 const TOKEN = process.env.WSIO_TEST_TOKEN || 'browser-test-token.never-shown';
 const TIMEOUT = 15_000;
+/** The wsio binary, for a test that stops and starts a host of its own. */
+const HOST_BIN = process.env.WSIO_BIN;
 
 const LAUNCH = {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -141,6 +144,9 @@ test('the status page shows live status, runs actions from the manifest and logs
   // it opens.
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: SCREENSHOT, fullPage: true, animations: 'disabled' });
+  // And at a phone's width, where the columns stack.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-phone.png'), fullPage: true, animations: 'disabled' });
   assert.deepEqual(problems, []);
 });
 
@@ -194,11 +200,27 @@ test('the badge and the reconnect countdown follow Connection State and Next Ret
       },
     ],
   };
-  await page.route('**/events', (route) => route.fulfill({
-    status: 200,
-    contentType: 'text/event-stream',
-    body: `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`,
-  }));
+  // A feed that stays open after its snapshot, as the host's does (a
+  // served body would end, and an ended feed rightly makes every badge
+  // Unknown).
+  await page.addInitScript((snapshot) => {
+    window.EventSource = class {
+      constructor() {
+        this.readyState = 1;
+        this.listeners = {};
+        setTimeout(() => {
+          for (const listener of this.listeners.snapshot || []) {
+            listener({ data: JSON.stringify(snapshot) });
+          }
+        }, 0);
+      }
+      addEventListener(type, listener) {
+        (this.listeners[type] ||= []).push(listener);
+      }
+      close() {}
+    };
+    window.EventSource.CLOSED = 2;
+  }, snapshot);
   await page.goto(URL);
 
   const piesocket = page.locator('article[data-instance="piesocket"] .connection');
@@ -216,3 +238,70 @@ test('the badge and the reconnect countdown follow Connection State and Next Ret
   });
   assert.deepEqual(problems, []);
 });
+
+// A badge must never stay green while the host cannot be reached: a host
+// of this test's own is stopped (the live feed ends and its retries fail),
+// every badge turns Unknown, and the states come back with the snapshot of
+// a host started again on the same address.
+test('while the host does not answer, every badge is Unknown until the feed is back', { timeout: 90_000 }, async (t) => {
+  assert.ok(HOST_BIN, 'WSIO_BIN is not set: run this through tests/browser/run.sh');
+  const first = await startHost('127.0.0.1:0');
+  t.after(() => first.stop());
+  const browser = await chromium.launch(LAUNCH);
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await page.goto(first.url);
+
+  const visitor = page.locator('article[data-instance="visitor"] .connection');
+  const feed = page.locator('#feed');
+  await step('the feed is live and the instance established', async () => {
+    await hasExactly(feed, 'Live');
+    await hasExactly(visitor.locator('.badge'), 'Established');
+  });
+  await step('host stopped: the feed says so and the badge is Unknown', async () => {
+    await first.stop();
+    await hasExactly(feed, 'Host unreachable: retrying…');
+    await visitor.and(page.locator('[data-state="unknown"]')).waitFor();
+    await hasExactly(visitor.locator('.badge'), 'Unknown');
+    await hasExactly(visitor.locator('.connection-detail'), 'not known while the host does not answer');
+  });
+  const second = await startHost(first.address);
+  t.after(() => second.stop());
+  await step('host back: a fresh snapshot shows the state again', async () => {
+    await hasExactly(feed, 'Live');
+    await visitor.and(page.locator('[data-state="established"]')).waitFor();
+    await hasExactly(visitor.locator('.badge'), 'Established');
+  });
+  assert.deepEqual(problems, []);
+});
+
+/** `wsio run` (the built-in demo) serving on `address`; resolves once it
+ * prints its status page address. `stop()` ends it with SIGTERM and waits. */
+function startHost(address) {
+  const child = spawn(HOST_BIN, ['run', '--http', address], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`wsio run --http ${address} printed no address`)), TIMEOUT);
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const found = /status page: (http:\/\/([^/\s]+)\/)/.exec(out);
+      if (found) {
+        clearTimeout(timer);
+        resolve({
+          url: found[1],
+          address: found[2],
+          stop: async () => {
+            if (child.exitCode === null) child.kill('SIGTERM');
+            await exited;
+          },
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`wsio run --http ${address} exited with ${code}`)));
+  });
+}
