@@ -28,11 +28,9 @@
 //! messages silently. Stopping (or dropping) the server closes every client
 //! with 1001 "server shutting down", bounded in time.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -42,14 +40,18 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_rustls::TlsAcceptor;
-use futures_rustls::rustls::{self, ServerConfig};
 use futures_util::{SinkExt, StreamExt};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use smol::channel::{Receiver, Sender, TrySendError};
+use smol::channel::{Receiver, Sender};
 use smol::future;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpListener;
 use smol::{Executor, Timer};
+
+mod hub;
+mod identity;
+
+use hub::{Hub, Membership};
+pub use identity::TlsIdentity;
 
 /// Port of the default listen address; a number the controller docs can quote.
 pub const DEFAULT_PORT: u16 = 8765;
@@ -92,95 +94,6 @@ impl Default for DemoServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             tls: None,
         }
-    }
-}
-
-/// A certificate and its private key for serving `wss://`.
-///
-/// Made by [`TlsIdentity::self_signed`]; a client trusts it by adding
-/// [`cert_der`](Self::cert_der) (or the file written by
-/// [`write_cert_pem`](Self::write_cert_pem)) to its root store.
-pub struct TlsIdentity {
-    cert_pem: String,
-    key_pem: String,
-    cert_der: CertificateDer<'static>,
-    key_der: PrivatePkcs8KeyDer<'static>,
-}
-
-impl TlsIdentity {
-    /// A fresh self-signed certificate valid for `localhost` and `127.0.0.1`,
-    /// the only names a local demo server is reached by.
-    pub fn self_signed() -> TlsIdentity {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        // Fixed, valid names and ring's key generation: a failure here is a
-        // broken build or platform, not something a caller could handle.
-        let certified = rcgen::generate_simple_self_signed(names)
-            .expect("rcgen failed to generate a self-signed certificate for localhost");
-        TlsIdentity {
-            cert_pem: certified.cert.pem(),
-            key_pem: certified.signing_key.serialize_pem(),
-            cert_der: certified.cert.der().clone(),
-            key_der: PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
-        }
-    }
-
-    /// The certificate, PEM encoded.
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
-    /// The private key, PKCS#8 PEM encoded.
-    pub fn key_pem(&self) -> &str {
-        &self.key_pem
-    }
-
-    /// The certificate, DER encoded: what a rustls `RootCertStore` takes.
-    pub fn cert_der(&self) -> &CertificateDer<'static> {
-        &self.cert_der
-    }
-
-    /// The private key, DER encoded.
-    pub fn key_der(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key_der.clone_key())
-    }
-
-    /// Writes the certificate (never the key) as PEM, so a user can point
-    /// the module's trusted-certificate setting at it.
-    pub fn write_cert_pem(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        std::fs::write(path, &self.cert_pem)
-    }
-
-    /// A rustls server configuration presenting this identity (ring provider,
-    /// safe default protocol versions, no client authentication).
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![self.cert_der.clone()], self.key_der())?;
-        Ok(Arc::new(config))
-    }
-}
-
-// By hand: rustls keeps private keys from being `Clone` so that copies are
-// deliberate (`clone_key`); this one is, servers and tests share identities.
-impl Clone for TlsIdentity {
-    fn clone(&self) -> Self {
-        TlsIdentity {
-            cert_pem: self.cert_pem.clone(),
-            key_pem: self.key_pem.clone(),
-            cert_der: self.cert_der.clone(),
-            key_der: self.key_der.clone_key(),
-        }
-    }
-}
-
-impl std::fmt::Debug for TlsIdentity {
-    /// Shows the certificate only: a private key has no business in a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsIdentity")
-            .field("cert_pem", &self.cert_pem)
-            .finish_non_exhaustive()
     }
 }
 
@@ -577,162 +490,6 @@ where
     }
 }
 
-/// Channels and their members. Shared by all connection tasks; the lock is
-/// only held for in-memory work (never across an await).
-struct Hub {
-    state: Mutex<HubState>,
-    queue_capacity: usize,
-}
-
-struct HubState {
-    channels: HashMap<String, Vec<Member>>,
-    next_id: u64,
-    /// Cloned into each membership; `None` once shutting down, which also
-    /// refuses new members.
-    alive: Option<Sender<()>>,
-}
-
-/// The hub's side of a client.
-struct Member {
-    id: u64,
-    notify_self: bool,
-    queue: Sender<Message>,
-    kick: Sender<CloseFrame>,
-}
-
-/// The connection's side of a client; leaving the hub on drop means no path
-/// out of a connection task can leave a dead member behind.
-struct Membership {
-    hub: Arc<Hub>,
-    channel: String,
-    id: u64,
-    notify_self: bool,
-    queue: Receiver<Message>,
-    kick: Receiver<CloseFrame>,
-    _alive: Sender<()>,
-}
-
-impl Membership {
-    /// Resolves when the hub wants this client gone, with the close frame.
-    async fn kicked(&self) -> CloseFrame {
-        match self.kick.recv().await {
-            Ok(frame) => frame,
-            // No kick can come any more; the queue side decides.
-            Err(_) => future::pending().await,
-        }
-    }
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.hub.leave(&self.channel, self.id);
-    }
-}
-
-impl Hub {
-    fn new(queue_capacity: usize, alive: Sender<()>) -> Hub {
-        Hub {
-            state: Mutex::new(HubState {
-                channels: HashMap::new(),
-                next_id: 1,
-                alive: Some(alive),
-            }),
-            queue_capacity,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        // The state stays consistent even if a holder panicked: every
-        // critical section is a single insert, remove or loop of try_sends.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Adds a client to `channel`; `None` once the server is shutting down.
-    fn join(self: &Arc<Self>, channel: &str, notify_self: bool) -> Option<Membership> {
-        let mut state = self.lock();
-        let alive = state.alive.clone()?;
-        let id = state.next_id;
-        state.next_id += 1;
-        let (queue_tx, queue) = smol::channel::bounded(self.queue_capacity);
-        let (kick_tx, kick) = smol::channel::bounded(1);
-        state
-            .channels
-            .entry(channel.to_string())
-            .or_default()
-            .push(Member {
-                id,
-                notify_self,
-                queue: queue_tx,
-                kick: kick_tx,
-            });
-        Some(Membership {
-            hub: self.clone(),
-            channel: channel.to_string(),
-            id,
-            notify_self,
-            queue,
-            kick,
-            _alive: alive,
-        })
-    }
-
-    fn leave(&self, channel: &str, id: u64) {
-        let mut state = self.lock();
-        if let Some(members) = state.channels.get_mut(channel) {
-            members.retain(|member| member.id != id);
-            if members.is_empty() {
-                state.channels.remove(channel);
-            }
-        }
-    }
-
-    /// Queues `message` for every member of `channel` but the sender (and
-    /// for the sender too if it asked for `notify_self`); returns how many
-    /// got it. A member whose queue is full is removed and kicked with 1008.
-    fn broadcast(&self, channel: &str, from: u64, message: &Message) -> usize {
-        let mut state = self.lock();
-        let Some(members) = state.channels.get_mut(channel) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        members.retain(|member| {
-            if member.id == from && !member.notify_self {
-                return true;
-            }
-            match member.queue.try_send(message.clone()) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                Err(TrySendError::Full(_)) => {
-                    log::warn!(
-                        "demo-server: client {} on channel {channel:?} has {} messages waiting; \
-                         disconnecting it (1008 {REASON_TOO_SLOW})",
-                        member.id,
-                        self.queue_capacity
-                    );
-                    let _ = member.kick.try_send(close_frame(1008, REASON_TOO_SLOW));
-                    false
-                }
-                // The connection is ending; its Membership drop removes it.
-                Err(TrySendError::Closed(_)) => true,
-            }
-        });
-        delivered
-    }
-
-    /// Refuses new members and kicks every current one with `frame`.
-    fn shut_down(&self, frame: CloseFrame) {
-        let mut state = self.lock();
-        state.alive = None;
-        for member in state.channels.drain().flat_map(|(_, members)| members) {
-            let _ = member.kick.try_send(frame.clone());
-        }
-    }
-}
-
 fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code: CloseCode::from(code),
@@ -750,122 +507,4 @@ async fn timeout<T>(limit: Duration, future: impl Future<Output = T>) -> Option<
 }
 
 #[cfg(test)]
-mod tests {
-    //! The hub and URL parsing in isolation; the server over real sockets is
-    //! tested in `tests/demo_server.rs`.
-
-    use super::*;
-
-    fn hub(capacity: usize) -> (Arc<Hub>, Receiver<()>) {
-        let (alive, all_gone) = smol::channel::bounded(1);
-        (Arc::new(Hub::new(capacity, alive)), all_gone)
-    }
-
-    fn text(s: &str) -> Message {
-        Message::text(s.to_string())
-    }
-
-    #[test]
-    fn parse_target_accepts_piesocket_urls() {
-        let target = parse_target("/v3/1", Some("api_key=demo&notify_self=1")).unwrap();
-        assert_eq!(
-            target,
-            Target {
-                channel: "1".into(),
-                notify_self: true
-            }
-        );
-        let target = parse_target("/v3/lobby", Some("notify_self&api_key=k")).unwrap();
-        assert!(target.notify_self, "bare notify_self counts");
-        let target = parse_target("/v3/lobby", Some("api_key=k")).unwrap();
-        assert!(!target.notify_self);
-    }
-
-    #[test]
-    fn parse_target_refuses_missing_or_empty_api_key_with_4001() {
-        for query in [
-            None,
-            Some(""),
-            Some("api_key="),
-            Some("api_key"),
-            Some("notify_self=1"),
-        ] {
-            let refusal = parse_target("/v3/1", query).unwrap_err();
-            assert_eq!(u16::from(refusal.code), 4001, "query {query:?}");
-            assert_eq!(refusal.reason.as_str(), REASON_NO_API_KEY);
-        }
-    }
-
-    #[test]
-    fn parse_target_refuses_other_paths_with_4004() {
-        for path in ["/", "/v3", "/v3/", "/v2/1", "/v3/1/extra", "/chat"] {
-            let refusal = parse_target(path, Some("api_key=k")).unwrap_err();
-            assert_eq!(u16::from(refusal.code), 4004, "path {path:?}");
-            assert!(refusal.reason.contains("/v3/<channel>"));
-        }
-    }
-
-    #[test]
-    fn broadcast_skips_sender_unless_notify_self() {
-        let (hub, _all_gone) = hub(8);
-        let quiet = hub.join("c", false).unwrap();
-        let echoing = hub.join("c", true).unwrap();
-        let elsewhere = hub.join("other", true).unwrap();
-
-        assert_eq!(hub.broadcast("c", quiet.id, &text("a")), 1);
-        assert_eq!(hub.broadcast("c", echoing.id, &text("b")), 2);
-
-        assert_eq!(quiet.queue.try_recv().unwrap(), text("b"));
-        assert!(quiet.queue.try_recv().is_err());
-        assert_eq!(echoing.queue.try_recv().unwrap(), text("a"));
-        assert_eq!(echoing.queue.try_recv().unwrap(), text("b"));
-        assert!(elsewhere.queue.try_recv().is_err());
-    }
-
-    #[test]
-    fn full_queue_kicks_only_the_slow_client_with_1008() {
-        let (hub, _all_gone) = hub(2);
-        let sender = hub.join("c", false).unwrap();
-        let slow = hub.join("c", false).unwrap();
-        let fast = hub.join("c", false).unwrap();
-
-        for n in 0..3 {
-            hub.broadcast("c", sender.id, &text(&n.to_string()));
-            // `fast` keeps up; `slow` never reads.
-            assert_eq!(fast.queue.try_recv().unwrap(), text(&n.to_string()));
-        }
-
-        let kick = slow.kick.try_recv().expect("slow client kicked");
-        assert_eq!(u16::from(kick.code), 1008);
-        assert_eq!(kick.reason.as_str(), REASON_TOO_SLOW);
-        // It keeps what was queued before the overflow and gets nothing after.
-        assert_eq!(slow.queue.len(), 2);
-        assert_eq!(hub.broadcast("c", sender.id, &text("after")), 1);
-        assert!(fast.kick.try_recv().is_err());
-    }
-
-    #[test]
-    fn shut_down_kicks_everyone_and_refuses_new_members() {
-        let (hub, all_gone) = hub(8);
-        let a = hub.join("x", false).unwrap();
-        let b = hub.join("y", true).unwrap();
-        hub.shut_down(close_frame(1001, REASON_SHUTTING_DOWN));
-        for member in [&a, &b] {
-            assert_eq!(u16::from(member.kick.try_recv().unwrap().code), 1001);
-        }
-        assert!(hub.join("x", false).is_none());
-        // The shutdown wait ends exactly when the last membership is gone.
-        drop(a);
-        assert!(all_gone.try_recv().is_err() && !all_gone.is_closed());
-        drop(b);
-        assert!(all_gone.is_closed());
-    }
-
-    #[test]
-    fn leaving_removes_empty_channels() {
-        let (hub, _all_gone) = hub(8);
-        let member = hub.join("x", false).unwrap();
-        drop(member);
-        assert!(hub.lock().channels.is_empty());
-    }
-}
+mod tests;
