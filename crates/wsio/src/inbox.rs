@@ -78,6 +78,7 @@ impl<T> Inbox<T> {
     /// check and its push happen with no other push between them. `make`
     /// may append the item's bytes to the byte buffer it is given (kept
     /// only if it returns an item); it must not push to this inbox.
+    #[inline]
     pub fn push_with<E>(
         &self,
         make: impl FnOnce(&mut Vec<u8>) -> Result<T, E>,

@@ -27,6 +27,7 @@ impl<'a> ErrorOut<'a> {
     /// `error` is NULL or points to writable storage for one `char *` that
     /// nothing else touches during `'a` (iom.h: "char **error (may be
     /// NULL)").
+    #[inline]
     pub(super) unsafe fn new(error: *mut *mut c_char) -> ErrorOut<'a> {
         // SAFETY: the caller's contract.
         ErrorOut(unsafe { error.as_mut() })
@@ -45,6 +46,7 @@ impl<'a> ErrorOut<'a> {
     }
 
     /// Success: `*error` is NULL (iom.h).
+    #[inline]
     pub(super) fn clear(&mut self) {
         if let Some(error) = self.0.as_deref_mut() {
             *error = std::ptr::null_mut();
@@ -57,6 +59,7 @@ impl<'a> ErrorOut<'a> {
 /// # Safety
 /// `ptr` is NULL or a NUL-terminated string that stays valid and unchanged
 /// for `'a` (iom.h: strings passed in are borrowed for the call).
+#[inline]
 pub(super) unsafe fn read_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
     if ptr.is_null() {
         return Err(format!(
@@ -95,6 +98,7 @@ pub(super) unsafe fn read_json(ptr: *const c_char, what: &str) -> Result<Value, 
 /// # Safety
 /// When `len` is not 0, `ptr` is NULL or points to `len` readable bytes that
 /// stay valid and unchanged for `'a`.
+#[inline]
 pub(super) unsafe fn read_bytes<'a>(
     ptr: *const u8,
     len: usize,
@@ -116,6 +120,7 @@ pub(super) unsafe fn read_bytes<'a>(
 /// # Safety
 /// When `n` is not 0, `variables` is NULL or points to `n` `iom_str`s, each
 /// a range as [`read_bytes`] requires, all valid and unchanged for `'a`.
+#[inline]
 pub(super) unsafe fn read_variables<'a>(
     variables: *const IomStr,
     n: usize,
@@ -151,6 +156,7 @@ pub(super) unsafe fn read_variables<'a>(
 
 /// Runs an export body, turning a panic into an error: nothing unwinds
 /// into the host.
+#[inline]
 pub(super) fn guard<T>(
     on_panic: T,
     mut error: ErrorOut<'_>,
@@ -166,6 +172,7 @@ pub(super) fn guard<T>(
 }
 
 /// A handle-returning export's result: the handle, or NULL with `*error`.
+#[inline]
 pub(super) fn handle_or_error<T>(
     result: Result<usize, String>,
     error: &mut ErrorOut<'_>,
@@ -183,6 +190,7 @@ pub(super) fn handle_or_error<T>(
 }
 
 /// A code-returning export's result: IOM_OK, or the code with `*error`.
+#[inline]
 pub(super) fn code_or_error(
     result: Result<(), (c_int, String)>,
     error: &mut ErrorOut<'_>,

@@ -57,6 +57,7 @@ impl<T> Recent<T> {
         }
     }
 
+    #[inline]
     fn find(&self, id: usize, removals: usize) -> Option<&T> {
         self.entries.iter().find_map(|entry| match entry {
             Some((i, r, value)) if *i == id && *r == removals => Some(&**value),
@@ -124,6 +125,7 @@ impl<T> Registry<T> {
         id
     }
 
+    #[inline]
     pub(super) fn get(&self, id: usize) -> Option<Arc<T>> {
         self.live
             .read()
@@ -137,6 +139,7 @@ impl<T> Registry<T> {
     /// remembered): no reference count to raise and drop on a hit, for the
     /// per-message calls. `f` runs outside the lock and may call into the
     /// registry again.
+    #[inline]
     pub(super) fn with_recent<R>(
         &self,
         recent: RecentKey<T>,
