@@ -16,7 +16,8 @@ import { WebSocketServer, WebSocket } from 'ws';
 const PEER = 'node';
 const PATTERN = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz');
 const SUBPROTOCOLS = ['wsio.v2', 'wsio.v1'];
-// Bigger than the 10 MiB messages the tests send, below the module's 16 MiB.
+// Bigger than the largest message the tests send (16 MiB, the module's
+// default Max Message Size).
 const MAX_PAYLOAD = 64 * 1024 * 1024;
 
 function option(name) {

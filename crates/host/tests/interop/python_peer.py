@@ -43,7 +43,8 @@ from websockets.asyncio.server import broadcast, serve
 PEER = "python"
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 SUBPROTOCOLS = ["wsio.v2", "wsio.v1"]
-# Bigger than the 10 MiB messages the tests send, below the module's 16 MiB.
+# Bigger than the largest message the tests send (16 MiB, the module's
+# default Max Message Size).
 MAX_SIZE = 64 * 1024 * 1024
 
 # How long /forward waits for each message to come back (a large one in a
