@@ -160,6 +160,19 @@ int iom_instance_destroy(iom_instance *instance);
  * waiting for a server that does not read (one larger message is taken
  * when nothing waits); retry later.
  * A connection lost before the message was written is logged, never silent.
+ *
+ * Actions see the firing message only through `variables`, so an action
+ * that depends on whether it was binary reads that from them, by this
+ * convention: the firing message was binary when there are at least two
+ * variables and the last one is exactly "binary" (the Message Type
+ * variable of Messages Received, which iom_trigger_test_ex() always puts
+ * last, given IOM_DATA_BINARY). Send Message with Message Type "As
+ * Received" then reads its Message, placeholders filled, as hex (so "<1>",
+ * the message's hex, sends the original bytes in a binary frame) and
+ * otherwise sends it as text. A host that passes a matched trigger's
+ * variables unchanged, as wires do, needs nothing more; one that tests
+ * with iom_trigger_test() (flags 0) gets Message Type "text" for every
+ * message, so As Received sends text.
  */
 int iom_instance_action(iom_instance *instance, const char *action, const char *properties_json,
                         const iom_str *variables, size_t n_variables, char **error);
@@ -180,7 +193,8 @@ iom_prepared_action *iom_action_prepare(iom_instance *instance, const char *acti
  * Run a prepared action with the firing trigger's variables (for <1>, <2>
  * ... placeholders; `variables` may be NULL when n_variables is 0). Same
  * return codes and ordering as iom_instance_action(), without parsing JSON
- * per call: the fast way to run a wire. Thread-safe.
+ * per call: the fast way to run a wire. Send Message's As Received reads
+ * `variables` as iom_instance_action() says. Thread-safe.
  */
 int iom_action_run(const iom_prepared_action *prepared, const iom_str *variables,
                    size_t n_variables, char **error);

@@ -69,11 +69,13 @@ fuzz_target!(|data: &[u8]| {
     // The template as each string property of the actions that take one.
     if !filled.contains(MARKER) {
         check("Send Message", &json!({"Message": template}), variables);
-        check(
-            "Send Message",
-            &json!({"Message": template, "Message Type": "Binary"}),
-            variables,
-        );
+        for kind in ["Binary", "As Received"] {
+            check(
+                "Send Message",
+                &json!({"Message": template, "Message Type": kind}),
+                variables,
+            );
+        }
     }
     // A bearer token planted around the template (and its placeholders).
     let token = format!("{template}{MARKER}");

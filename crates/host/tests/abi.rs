@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::Message;
 use serde_json::{Value, json};
 use support::{EchoServer, TIMEOUT};
 
@@ -1005,6 +1006,88 @@ fn fire_trigger_ex_carries_the_binary_flag_to_trigger_test_ex() {
     assert_eq!(variables.last().map(Vec::as_slice), Some(&b"binary"[..]));
     let (_, variables) = test_data(&any, data);
     assert_eq!(variables.last().map(Vec::as_slice), Some(&b"text"[..]));
+}
+
+#[test]
+fn as_received_sends_a_binary_message_back_as_its_bytes_from_the_variables_alone() {
+    // The C ABI passes variables as byte ranges: As Received reads the
+    // firing message's type from the last one (iom.h), so a host that runs
+    // a wire with iom_trigger_test_ex's variables forwards binary as binary.
+    let server = EchoServer::start();
+    let instance = Instance::create_with(14, &echo_properties(&server), |callbacks| {
+        callbacks.fire_trigger_ex = Some(on_fire_trigger_ex);
+    });
+    instance.connect();
+    let original = [0x00_u8, 0xff, 0x7e, 0x80, b'A'];
+    assert_eq!(server.send_to_all(original.to_vec()), 1);
+    instance
+        .recorder
+        .expect("the binary message", |e| e.fired("Messages Received") == 1);
+    let (data, flags) = {
+        let events = instance.recorder.lock();
+        let at = events
+            .triggers
+            .iter()
+            .position(|(t, _)| t == "Messages Received")
+            .unwrap();
+        (events.triggers[at].1.clone(), events.flags[at].1)
+    };
+    assert_eq!(flags, IOM_DATA_BINARY);
+    let any = prepare(instance.raw, "Messages Received", "{}").expect("prepare");
+    let (_, binary_vars) = test_flagged(any.raw(), data.as_ptr(), data.len(), Some(flags));
+    let (_, text_vars) = test_data(&any, &data);
+    fn borrowed(v: &[Vec<u8>]) -> Vec<&[u8]> {
+        v.iter().map(Vec::as_slice).collect()
+    }
+
+    let forward = prepare_action(
+        instance.raw,
+        "Send Message",
+        r#"{"Message": "<1>", "Message Type": "As Received"}"#,
+    )
+    .expect("prepare As Received");
+    assert_eq!(run_action(forward, &borrowed(&binary_vars)), (IOM_OK, None));
+    // Without the binary flag the same message is text: sent as its hex.
+    assert_eq!(run_action(forward, &borrowed(&text_vars)), (IOM_OK, None));
+    // iom_instance_action reads the variables the same way.
+    let as_str: Vec<&str> = binary_vars
+        .iter()
+        .map(|v| std::str::from_utf8(v).unwrap())
+        .collect();
+    instance.expect_ok(
+        "Send Message",
+        r#"{"Message": "01 <1>", "Message Type": "As Received"}"#,
+        &as_str,
+    );
+    // A Message that is not hex for a binary message is refused, saying why.
+    let (code, error) = instance.action(
+        "Send Message",
+        r#"{"Message": "got <1>", "Message Type": "As Received"}"#,
+        &as_str,
+    );
+    assert_eq!(code, IOM_ERR_INVALID_ARGUMENT);
+    let error = error.unwrap();
+    assert!(
+        error.contains("not hex") && error.contains("As Received"),
+        "{error}"
+    );
+
+    assert!(
+        server.wait_for(|o| o.messages.len() >= 3, TIMEOUT),
+        "the three messages reach the server"
+    );
+    let sent = server.snapshot().messages;
+    assert_eq!(
+        sent,
+        [
+            Message::Binary(original.to_vec().into()),
+            Message::Text("00ff7e8041".into()),
+            Message::Binary([&[0x01][..], &original].concat().into()),
+        ]
+    );
+    // SAFETY: prepared above, freed once.
+    unsafe { (api().action_free)(forward) };
+    drop(any);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Messaging beyond the classic module, end to end on 127.0.0.1: binary
-//! frames, the offline queue across a server restart, rate limits (checked
+//! frames, forwarding a message as it came (Message Type As Received), the offline queue across a server restart, rate limits (checked
 //! by counting, never by timing), the traffic counters, and messages of
 //! every size in bulk and in a trickle (the driver's read-ahead).
 
@@ -10,7 +10,7 @@ use serde_json::json;
 use std::sync::Arc;
 use support::{EchoServer, Recorder, TIMEOUT, send_hex, tls_identity};
 use wsio::{ActionError, Instance, Options};
-use wsio::{PreparedTrigger, Trigger};
+use wsio::{PreparedAction, PreparedTrigger, Trigger};
 
 fn start(rec: &Arc<Recorder>, mut props: serde_json::Value, port: u16) -> Instance {
     props["Hostname"] = json!("127.0.0.1");
@@ -100,6 +100,78 @@ fn binary_as_text_delivers_valid_utf8_as_text() {
         rec.snapshot().data_of(Trigger::MessagesReceived),
         vec!["hé"]
     );
+}
+
+/// A wire "Messages Received → Send Message `<1>` As Received" run by hand
+/// on the message that fired last, as a controller runs it.
+fn forward_last(rec: &Recorder, instance: &Instance) -> Result<(), ActionError> {
+    let when = PreparedTrigger::prepare("Messages Received", &json!({})).unwrap();
+    let then = PreparedAction::prepare(
+        "Send Message",
+        &json!({"Message": "<1>", "Message Type": "As Received"}),
+    )
+    .unwrap();
+    let (data, binary) = rec.read(|r| {
+        let binary = *r.message_binary_flags().last().unwrap();
+        (r.messages.last().unwrap().clone(), binary)
+    });
+    assert!(when.test(&data));
+    instance.run(then.action(&when.variables(&data, binary))?)
+}
+
+#[test]
+fn as_received_sends_each_message_back_the_way_it_came() {
+    let (server, rec, instance) = connected_to_echo(json!({}));
+    let large: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let messages = [
+        Message::Binary(vec![0x00, 0xff, 0x7e, 0x80].into()),
+        Message::Text("héllo 00ff".into()),
+        Message::Binary(Vec::new().into()),
+        Message::Binary(b"ascii, still binary".to_vec().into()),
+        Message::Binary(large.into()),
+    ];
+    for (i, message) in messages.iter().enumerate() {
+        assert_eq!(server.send_to_all(message.clone()), 1);
+        // Each forwarded message is echoed back: two triggers per message.
+        rec.expect("the message", |r| {
+            r.count(Trigger::MessagesReceived) == 2 * i + 1
+        });
+        forward_last(&rec, &instance).unwrap();
+        assert!(
+            server.wait_for(|o| o.messages.len() == i + 1, TIMEOUT),
+            "message {i} came back"
+        );
+        rec.expect("its echo", |r| {
+            r.count(Trigger::MessagesReceived) == 2 * i + 2
+        });
+    }
+    let back = server.snapshot().messages;
+    assert_each_arrived(&back, &messages, Message::len);
+    assert_eq!(
+        rec.snapshot().message_binary_flags(),
+        [true, true, false, false, true, true, true, true, true, true]
+    );
+}
+
+#[test]
+fn as_received_refuses_the_text_of_binary_as_text_instead_of_guessing() {
+    let (server, rec, instance) = connected_to_echo(json!({"Binary As Text": true}));
+    assert_eq!(
+        server.send_to_all(Message::Binary(b"h\xc3\xa9".to_vec().into())),
+        1
+    );
+    rec.expect("the message", |r| r.count(Trigger::MessagesReceived) == 1);
+    let ActionError::Invalid(e) = forward_last(&rec, &instance).unwrap_err() else {
+        panic!("not refused as invalid")
+    };
+    assert!(
+        e.message.contains("'h' at offset 0") && e.message.contains("turn it off"),
+        "{}",
+        e.message
+    );
+    assert!(server.snapshot().messages.is_empty(), "nothing was sent");
 }
 
 #[test]

@@ -400,3 +400,38 @@ then = {{ instance = "b", action = "Send Message", properties = {{ Message = "<1
     host.wait_for_line(r#"b: Messages Received fired: "00ff10 is binary, group ff""#);
     assert!(host.terminate().success());
 }
+
+#[test]
+fn a_wire_bridges_a_binary_message_as_it_came() {
+    let server = demo_server();
+    let port = server.local_addr().port();
+    // "a" hears its own binary message back and the first wire bridges it
+    // to "b" with As Received; "b" hears that back and says which Message
+    // Type it came as (a text "00ff10" would say text).
+    let project = format!(
+        r#"{}{}
+[[wire]]
+when = {{ instance = "a", trigger = "Messages Received", properties = {{ "Match Mode" = "Starts With", "Match String" = "00ff" }} }}
+then = {{ instance = "b", action = "Send Message", properties = {{ Message = "<1>", "Message Type" = "As Received" }} }}
+
+[[wire]]
+when = {{ instance = "b", trigger = "Messages Received", properties = {{ "Match Mode" = "Exact", "Match String" = "00ff10" }} }}
+then = {{ instance = "b", action = "Send Message", properties = {{ Message = "b got <1> as <2>" }} }}
+"#,
+        instance("a", port, "/v3/a?api_key=test&notify_self=1"),
+        instance("b", port, "/v3/b?api_key=test&notify_self=1"),
+    );
+    let mut host = Host::run_project("bridge", &project);
+    host.wait_for_lines(&[
+        "a: WebSocket Established fired",
+        "b: WebSocket Established fired",
+    ]);
+    let (status, _) = host.post(
+        "/io_modules/a/actions/Send%20Message",
+        r#"{"Message":"00 ff 10","Message Type":"Binary"}"#,
+    );
+    assert_eq!(status, 200);
+    host.wait_for_line(r#"b: Messages Received fired: "b got 00ff10 as binary""#);
+    assert!(!host.saw("failed"), "{}", host.seen.join("\n"));
+    assert!(host.terminate().success());
+}

@@ -67,6 +67,21 @@ fn control<'a>(html: &'a str, name: &str) -> &'a str {
     &html[start..end]
 }
 
+/// The options of the first `<select>` named `name`, in order.
+fn options<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    let tag = control(html, name);
+    assert!(
+        tag.starts_with("<select"),
+        "{name} is not a dropdown: {tag}"
+    );
+    let start = html.find(tag).unwrap() + tag.len();
+    let end = start + html[start..].find("</select>").unwrap();
+    html[start..end]
+        .split("</option>")
+        .filter_map(|o| o.rsplit_once('>').map(|(_, text)| text))
+        .collect()
+}
+
 fn manifest() -> toml::Value {
     toml::from_str(include_str!("../../wsio/module.toml")).unwrap()
 }
@@ -127,6 +142,18 @@ fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
                 assert!(!tag.contains("value="), "{tag}");
             } else if text(property, "editor") == "text" {
                 assert!(tag.starts_with("<textarea"), "{tag}");
+            } else if let Some(choices) = property.get("options") {
+                let choices: Vec<String> = choices
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| escape(o.as_str().unwrap()))
+                    .collect();
+                assert_eq!(
+                    options(html, &property_name),
+                    choices,
+                    "the {property_name} dropdown offers the manifest's options"
+                );
             }
             let label = format!(">{property_name}</label>");
             assert!(
@@ -135,6 +162,11 @@ fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
             );
         }
     }
+    // Send Message can forward a message as it came.
+    assert_eq!(
+        options(html, "Message Type"),
+        ["Text", "Binary", "As Received"]
+    );
     for status in list(&manifest, "status") {
         let key = escape(text(status, "key"));
         assert_eq!(forms(&format!(r#"<tr data-key="{key}">"#)), 2, "{key}");

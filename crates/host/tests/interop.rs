@@ -12,7 +12,11 @@
 //! Each peer starts on a free port, prints `LISTENING <port>`, and exits when
 //! its stdin closes. The same scenarios run against every peer: echo (text
 //! and binary), broadcast, close codes, subprotocols, pings from the server,
-//! 10 MiB messages both ways, handshake headers and the bearer token.
+//! 10 MiB messages both ways, handshake headers and the bearer token, and
+//! a wire that sends every message back as it came (Send Message `<1>` with
+//! Message Type As Received), checked byte for byte by the peer: text,
+//! binary, empty, fragmented and 16 MiB binary messages, through the Rust
+//! API and, against Python, through the host binary (the C ABI).
 //!
 //! The peers are installed by `bash tests/interop/setup.sh` (which `.ci/run`
 //! calls). Without them each test prints why it is skipped and passes, so a
@@ -26,12 +30,12 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Recorded, Recorder, send_hex, test_pki};
-use wsio::Trigger;
+use wsio::{ActionError, Host, LogLevel, PreparedAction, PreparedTrigger, StatusVariable, Trigger};
 use wsio::{Instance, Options};
 
 /// The bound on every wait: generous for a loaded 2-core machine running a
@@ -40,6 +44,11 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Ten MiB messages take longer in a debug build (masking, UTF-8 checks).
 const LARGE_TIMEOUT: Duration = Duration::from_secs(90);
 const LARGE: usize = 10 * 1024 * 1024;
+/// The largest message the peers' `/forward/<bytes>` sends: the default Max
+/// Message Size, every byte of it accepted and forwarded.
+const FORWARDED: usize = 16 * 1024 * 1024;
+/// What the peers report when every `/forward` message came back as sent.
+const FORWARDED_REPORT: &str = "forward: 6 messages came back as sent";
 /// The byte pattern of the peers' `/large/<bytes>` message.
 const PATTERN: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -177,8 +186,9 @@ fn scratch_dir(what: &str) -> PathBuf {
 // ------------------------------------------------------------- child processes
 
 /// A child process with its stdout lines on a channel and its stderr kept
-/// for the failure message. Stopped on drop: stdin closed, then SIGKILL if
-/// it has not exited within a few seconds.
+/// for the failure message (and on the channel too, as `stderr: <line>`).
+/// Stopped on drop: stdin closed, then SIGKILL if it has not exited within
+/// a few seconds.
 struct Process {
     name: String,
     child: Child,
@@ -198,25 +208,25 @@ impl Process {
         let stdin = child.stdin.take();
         let (sender, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        let from_stdout = sender.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
+                if from_stdout.send(line).is_err() {
                     break;
                 }
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
+        let mut pipe = BufReader::new(child.stderr.take().unwrap());
         let kept = stderr.clone();
         std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                kept.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            let mut line = Vec::new();
+            while pipe.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                kept.lock().unwrap().push_str(&text);
+                // Nobody may be listening (a peer's stderr): that is fine.
+                let _ = sender.send(format!("stderr: {}", text.trim_end()));
+                line.clear();
             }
         });
         Process {
@@ -250,6 +260,27 @@ impl Process {
                     "{} exited ({:?}) before printing {prefix:?}; stderr:\n{}",
                     self.name,
                     self.child.try_wait(),
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Reads on until a stderr line contains `needle`; returns that line.
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => match line.strip_prefix("stderr: ") {
+                    Some(log) if log.contains(needle) => return log.to_owned(),
+                    _ => {}
+                },
+                Err(e) => panic!(
+                    "{} logged no line with {needle:?} within {timeout:?} ({e:?}); stderr:\n{}",
+                    self.name,
                     self.stderr()
                 ),
             }
@@ -543,6 +574,7 @@ fn run_scenarios(target: &Target) {
     pings_from_the_peer_are_answered(target);
     ten_mib_messages_both_ways(target);
     handshake_headers_and_bearer_token(target);
+    a_wire_forwards_every_message_as_it_came(target);
 }
 
 fn echo_text_and_binary(target: &Target) {
@@ -751,6 +783,100 @@ fn handshake_headers_and_bearer_token(target: &Target) {
     }
 }
 
+/// A controller's wire in Rust: Messages Received (any message) → Send
+/// Message `<1>` with Message Type As Received on the same instance, tested
+/// and run right inside the callback as the Host trait allows; everything
+/// is recorded too.
+struct Forwarder {
+    rec: Arc<Recorder>,
+    when: PreparedTrigger,
+    then: PreparedAction,
+    instance: OnceLock<Weak<Instance>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Host for Forwarder {
+    fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool) {
+        self.rec.fire_trigger(trigger, data, binary);
+        if trigger != self.when.trigger() || !self.when.test(data) {
+            return;
+        }
+        let Some(instance) = self.instance.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let variables = self.when.variables(data, binary);
+        let result = self
+            .then
+            .action(&variables)
+            .map_err(ActionError::from)
+            .and_then(|action| instance.run(action));
+        if let Err(e) = result {
+            self.errors.lock().unwrap().push(e.to_string());
+        }
+    }
+
+    fn status_changed(&self, variable: &StatusVariable) {
+        self.rec.status_changed(variable);
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.rec.log(level, message);
+    }
+}
+
+fn a_wire_forwards_every_message_as_it_came(target: &Target) {
+    let rec = Recorder::new();
+    let forwarder = Arc::new(Forwarder {
+        rec: rec.clone(),
+        when: PreparedTrigger::prepare("Messages Received", &json!({})).unwrap(),
+        then: PreparedAction::prepare(
+            "Send Message",
+            &json!({"Message": "<1>", "Message Type": "As Received"}),
+        )
+        .unwrap(),
+        instance: OnceLock::new(),
+        errors: Mutex::new(Vec::new()),
+    });
+    let properties = target.properties(&format!("/forward/{FORWARDED}"), json!({}));
+    let instance = Arc::new(
+        Instance::from_json(
+            &properties.to_string(),
+            forwarder.clone(),
+            Options::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: properties refused: {e}", target.name)),
+    );
+    let _ = forwarder.instance.set(Arc::downgrade(&instance));
+    let what = format!("{} /forward (Rust API)", target.name);
+    instance.connect(None).unwrap();
+    let report = |r: &Recorded| {
+        r.messages
+            .iter()
+            .find(|m| m.starts_with(b"forward"))
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+    };
+    rec.expect_within(&format!("{what}: the peer's report"), LARGE_TIMEOUT, |r| {
+        report(r).is_some()
+    });
+    let r = rec.snapshot();
+    let errors = forwarder.errors.lock().unwrap().clone();
+    assert_eq!(
+        report(&r).unwrap(),
+        FORWARDED_REPORT,
+        "{what}: action errors: {errors:?}"
+    );
+    assert!(errors.is_empty(), "{what}: {errors:?}");
+    // What the module received: the text as text, the rest as binary,
+    // the 16 MiB one whole.
+    assert_eq!(
+        r.message_binary_flags()[..6],
+        [false, true, true, true, true, true],
+        "{what}"
+    );
+    assert_eq!(r.messages[5].len(), 2 * FORWARDED, "{what}: hex of 16 MiB");
+    drop(instance);
+}
+
 // ------------------------------------------------------------- the tests
 
 fn direct(kind: Kind, tls: bool) {
@@ -906,6 +1032,50 @@ then = {{ instance = "peer", action = "Send Message", properties = {{ Message = 
         log.contains("peer: Disconnected fired"),
         "no Disconnected on shutdown; stderr:\n{log}"
     );
+}
+
+/// The `wsio` host binary (libwsio.so through the C ABI: fire_trigger_ex,
+/// iom_trigger_test_ex, iom_action_run) runs the wire "Messages Received →
+/// Send Message `<1>` As Received" against the Python peer, which checks
+/// every message that comes back byte for byte, 16 MiB binary included.
+#[test]
+fn the_host_binary_forwards_messages_as_they_came() {
+    if !available(
+        "the_host_binary_forwards_messages_as_they_came",
+        &[needs(Kind::Python)],
+    ) {
+        return;
+    }
+    let peer = Peer::start(Kind::Python, false);
+    let dir = scratch_dir("forward");
+    let instance =
+        support::project_instance("peer", peer.port, &format!("/forward/{FORWARDED}"), "");
+    let project = format!(
+        r#"{instance}
+[[wire]]
+when = {{ instance = "peer", trigger = "Messages Received" }}
+then = {{ instance = "peer", action = "Send Message", properties = {{ Message = "<1>", "Message Type" = "As Received" }} }}
+"#
+    );
+    let path = dir.join("project.toml");
+    std::fs::write(&path, project).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsio"));
+    command
+        .arg("run")
+        .arg(&path)
+        .arg("--http")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "info");
+    let mut host = Process::spawn("wsio run", command);
+    let report = host.wait_for_log("peer: Messages Received fired: \"forward", LARGE_TIMEOUT);
+    let log = host.stderr();
+    assert!(
+        report.ends_with(&format!("{FORWARDED_REPORT:?}")),
+        "{report}\nstderr:\n{log}"
+    );
+    assert!(!log.contains("failed"), "an action failed; stderr:\n{log}");
+    drop(host);
+    drop(peer);
 }
 
 /// GET `path` from the host's HTTP API as JSON.

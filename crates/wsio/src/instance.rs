@@ -34,6 +34,7 @@ use crate::inbox::Inbox;
 use crate::machine::{Machine, Outbound, Settings};
 use crate::manifest::{Manifest, names};
 use crate::matching::{fill_placeholders, has_placeholders};
+use crate::message_type::{MessageType, compose};
 use crate::properties::{
     Properties, PropertyError, PropertyValues, Protocol, validate_bearer_token,
 };
@@ -152,6 +153,9 @@ pub enum Action {
 impl Action {
     /// Parses an action by manifest name. String properties have `<1>`,
     /// `<2>` … replaced by `variables` (the firing trigger's variables).
+    /// Send Message's Message Type As Received reads them too: it sends a
+    /// binary frame when they are those of a binary message (the last, the
+    /// Message Type, is `binary`), a text frame otherwise.
     pub fn parse<S: AsRef<str>>(
         name: &str,
         properties: &Value,
@@ -168,11 +172,10 @@ impl Action {
             });
         };
         let owner = format!("action \"{name}\"");
-        let mut values = PropertyValues::parse(&spec.properties, properties, &owner)?;
-        values.map_strings(|s| fill_placeholders(s, variables));
+        let values = PropertyValues::parse(&spec.properties, properties, &owner)?;
         Ok(match name {
             names::ACTION_CONNECT => {
-                let token = values.string(names::BEARER_TOKEN);
+                let token = fill_placeholders(&values.string(names::BEARER_TOKEN), variables);
                 let token = token.trim();
                 if token.is_empty() {
                     Action::Connect { bearer_token: None }
@@ -186,15 +189,13 @@ impl Action {
             names::ACTION_DISCONNECT => Action::Disconnect,
             names::ACTION_RESET_RECONNECT => Action::ResetReconnect,
             names::ACTION_CLEAR_QUEUE => Action::ClearQueue,
-            _ => {
-                let text = values.string(names::MESSAGE);
-                let message = if values.string(names::MESSAGE_TYPE) == "Binary" {
-                    Outbound::Binary(parse_hex(&text)?.into())
-                } else {
-                    Outbound::Text(Utf8Bytes::from(text))
-                };
-                Action::SendMessage { message }
-            }
+            _ => Action::SendMessage {
+                message: compose(
+                    &values.string(names::MESSAGE),
+                    MessageType::from_option(&values.string(names::MESSAGE_TYPE)),
+                    variables,
+                )?,
+            },
         })
     }
 }
@@ -207,16 +208,17 @@ impl Action {
 pub struct PreparedAction {
     name: String,
     properties: Value,
-    /// The action when no string property holds a placeholder.
+    /// The action when it does not depend on the firing trigger's variables.
     fixed: Option<Action>,
-    /// Send Message (Text) with placeholders: its Message.
-    text_template: Option<String>,
+    /// Send Message that does: its Message and Message Type.
+    template: Option<(String, MessageType)>,
 }
 
 impl PreparedAction {
     /// Checks and compiles an action's properties (see [`Action::parse`]).
     /// A Binary message with placeholders is checked for hex when it runs,
-    /// since its digits may come from the variables.
+    /// since its digits may come from the variables; so is As Received,
+    /// which is hex or text by the firing message.
     pub fn prepare(name: &str, properties: &Value) -> Result<PreparedAction, PropertyError> {
         let templated = match properties {
             Value::Object(map) => map
@@ -229,19 +231,24 @@ impl PreparedAction {
             name: name.to_owned(),
             properties: properties.clone(),
             fixed: None,
-            text_template: None,
+            template: None,
         };
+        let kind = properties
+            .get(names::MESSAGE_TYPE)
+            .and_then(Value::as_str)
+            .map_or(MessageType::Text, MessageType::from_option);
         match parsed {
-            Ok(action) if !templated => prepared.fixed = Some(action),
-            Ok(Action::SendMessage {
-                message: Outbound::Text(_),
-            }) => {
-                let message = properties.get(names::MESSAGE).and_then(Value::as_str);
-                prepared.text_template = message.map(str::to_owned);
+            Ok(action) if !templated && kind != MessageType::AsReceived => {
+                prepared.fixed = Some(action)
+            }
+            Ok(Action::SendMessage { .. }) => {
+                prepared.template = Some(send_template(properties, kind))
             }
             Ok(_) => {}
             // Hex that a variable completes: checked per run.
-            Err(e) if templated && e.property == names::MESSAGE => {}
+            Err(e) if templated && e.property == names::MESSAGE => {
+                prepared.template = Some(send_template(properties, kind))
+            }
             Err(e) => return Err(e),
         }
         Ok(prepared)
@@ -257,40 +264,20 @@ impl PreparedAction {
         if let Some(action) = &self.fixed {
             return Ok(action.clone());
         }
-        if let Some(template) = &self.text_template {
+        if let Some((template, kind)) = &self.template {
             return Ok(Action::SendMessage {
-                message: Outbound::Text(Utf8Bytes::from(fill_placeholders(template, variables))),
+                message: compose(template, *kind, variables)?,
             });
         }
         Action::parse(&self.name, &self.properties, variables)
     }
 }
 
-/// Hex digits (whitespace allowed between bytes) to bytes; an error names
-/// the offset of the first bad character in the Message text.
-fn parse_hex(text: &str) -> Result<Vec<u8>, PropertyError> {
-    let digits: Vec<(usize, char)> = text
-        .char_indices()
-        .filter(|(_, c)| !c.is_whitespace())
-        .collect();
-    let compact: String = digits.iter().map(|(_, c)| *c).collect();
-    hex::decode(&compact).map_err(|e| {
-        let message = match e {
-            hex::FromHexError::InvalidHexCharacter { c, index } => format!(
-                "Message is not hex: '{c}' at offset {} is not a hex digit (Message Type Binary takes hex such as 01 ff 7e)",
-                digits.get(index).map_or(index, |(offset, _)| *offset)
-            ),
-            hex::FromHexError::OddLength => format!(
-                "Message is not hex: {} hex digit(s) is an odd count; every byte takes two digits",
-                compact.len()
-            ),
-            other => format!("Message is not hex: {other}"),
-        };
-        PropertyError {
-            property: names::MESSAGE.to_owned(),
-            message,
-        }
-    })
+/// Send Message's Message (checked by parsing: a string, default blank) and
+/// Message Type, for [`PreparedAction`].
+fn send_template(properties: &Value, kind: MessageType) -> (String, MessageType) {
+    let message = properties.get(names::MESSAGE).and_then(Value::as_str);
+    (message.unwrap_or_default().to_owned(), kind)
 }
 
 /// Send Message texts up to this many bytes reach the driver copied, not
@@ -667,6 +654,44 @@ mod tests {
                 "{name} {properties}"
             );
         }
+    }
+
+    #[test]
+    fn as_received_follows_the_firing_message_prepared_or_not() {
+        let binary = ["00ff", "binary"];
+        let text = ["00ff", "text"];
+        for message in ["<1>", "7e <1>", "7e80"] {
+            let properties = json!({"Message": message, "Message Type": "As Received"});
+            let prepared = PreparedAction::prepare("Send Message", &properties).unwrap();
+            for vars in [&binary, &text] {
+                assert_eq!(
+                    prepared.action(vars).unwrap(),
+                    Action::parse("Send Message", &properties, vars).unwrap(),
+                    "{message} {vars:?}"
+                );
+            }
+        }
+        let properties = json!({"Message": "<1>", "Message Type": "As Received"});
+        let prepared = PreparedAction::prepare("Send Message", &properties).unwrap();
+        assert_eq!(
+            prepared.action(&binary).unwrap(),
+            Action::SendMessage {
+                message: Outbound::Binary(vec![0x00, 0xff].into())
+            }
+        );
+        assert_eq!(
+            prepared.action(&text).unwrap(),
+            Action::SendMessage {
+                message: Outbound::Text("00ff".into())
+            }
+        );
+        // A message that cannot be hex is refused for a binary firing
+        // message, with the reason, and sent for a text one.
+        let properties = json!({"Message": "got <1>", "Message Type": "As Received"});
+        let prepared = PreparedAction::prepare("Send Message", &properties).unwrap();
+        let e = prepared.action(&binary).unwrap_err();
+        assert!(e.message.contains("As Received"), "{}", e.message);
+        assert!(prepared.action(&text).is_ok());
     }
 
     #[test]

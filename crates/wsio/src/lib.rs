@@ -10,8 +10,8 @@
 //! `vocabulary` (the shared words: [`Trigger`], [`LogLevel`], timing) →
 //! `manifest` (module.toml, embedded) → `properties` (validated, typed;
 //! `tls` owns its settings) → `matching` (trigger properties compiled) →
-//! `machine` (the sans-IO state machine) → `status` (the status variables)
-//! → `host` (the trait the driver calls) → `driver` (one smol thread for
+//! `machine` (the sans-IO state machine) → `message_type` (the frame Send
+//! Message sends) → `status` (the status variables) → `host` (the trait the driver calls) → `driver` (one smol thread for
 //! every instance) → `instance` (the Rust API) → `abi` (the C exports).
 
 #![deny(unsafe_code)]
@@ -26,6 +26,7 @@ mod instance;
 mod machine;
 mod manifest;
 mod matching;
+mod message_type;
 mod presentation;
 mod properties;
 mod read_ahead;

@@ -479,6 +479,18 @@ mod tests {
                 "docs/reference.md lacks `{name}`"
             );
         }
+        let options = m
+            .properties
+            .iter()
+            .chain(m.triggers.iter().flat_map(|t| &t.properties))
+            .chain(m.actions.iter().flat_map(|a| &a.properties))
+            .flat_map(|p| p.options.iter().map(move |o| (&p.name, o)));
+        for (property, option) in options {
+            assert!(
+                REFERENCE.contains(&format!("`{option}`")),
+                "docs/reference.md lacks `{option}`, an option of {property}"
+            );
+        }
         for s in &m.status {
             assert!(
                 REFERENCE.contains(&s.label),

@@ -20,6 +20,14 @@ serves the same paths the same way, so one Rust test table runs on both.
                    PATTERN[i % 36]), then echo
   /headers         send a JSON object of the request's path and headers
                    (lower-case names), then echo
+  /forward/<bytes> for a client that sends every message back as it came:
+                   send the FORWARD messages below (text, binary, empty,
+                   fragmented, and one binary message of <bytes> bytes),
+                   each after the previous came back, check each reply
+                   byte for byte and by type, then send the report
+                   "forward: 6 messages came back as sent" or
+                   "forward failed: message <n> ...: <what differed>";
+                   read and drop whatever comes after
 """
 
 import argparse
@@ -35,10 +43,69 @@ from websockets.asyncio.server import broadcast, serve
 PEER = "python"
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 SUBPROTOCOLS = ["wsio.v2", "wsio.v1"]
-# Bigger than the 10 MiB messages the tests send, below the module's 16 MiB.
+# Bigger than the largest message the tests send (16 MiB, the module's
+# default Max Message Size).
 MAX_SIZE = 64 * 1024 * 1024
 
+# How long /forward waits for each message to come back (a large one in a
+# debug build takes seconds).
+FORWARD_TIMEOUT = 120
+
 broadcast_clients = set()
+
+
+def forward_messages(large):
+    """What /forward sends: (description, message, fragments). A message is
+    str (text) or bytes (binary); fragments > 1 sends it in that many
+    frames. Node's peer sends the same bytes."""
+    every_byte = bytes(range(256))
+    fragmented = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(70000))
+    # Byte i is (31 i + i / 256) mod 256, which repeats every 65536 bytes.
+    block = bytes((i * 31 + (i >> 8)) & 0xFF for i in range(65536))
+    big = (block * (large // len(block) + 1))[:large]
+    return [
+        ("text", "héllo ✓ forwarded", 1),
+        ("binary 00 ff 7e 80", bytes([0x00, 0xFF, 0x7E, 0x80]), 1),
+        ("binary of every byte value", every_byte, 1),
+        ("empty binary", b"", 1),
+        ("fragmented binary", fragmented, 3),
+        (f"binary of {large} bytes", big, 1),
+    ]
+
+
+def difference(sent, got):
+    """Why `got` is not `sent` (type, length, first differing byte)."""
+    kind = lambda m: "text" if isinstance(m, str) else "binary"
+    if kind(sent) != kind(got):
+        return f"came back as {kind(got)} of {len(got)}, not {kind(sent)}"
+    a = sent.encode() if isinstance(sent, str) else sent
+    b = got.encode() if isinstance(got, str) else got
+    if len(a) != len(b):
+        return f"came back with {len(b)} bytes, not {len(a)}"
+    first = next(i for i in range(len(a)) if a[i] != b[i])
+    return f"byte {first} came back as {b[first]:#04x}, not {a[first]:#04x}"
+
+
+async def forward(connection, large):
+    messages = forward_messages(large)
+    for n, (what, message, fragments) in enumerate(messages, 1):
+        if fragments > 1:
+            size = -(-len(message) // fragments)
+            await connection.send([message[i : i + size] for i in range(0, len(message), size)])
+        else:
+            await connection.send(message)
+        try:
+            got = await asyncio.wait_for(connection.recv(), FORWARD_TIMEOUT)
+        except asyncio.TimeoutError:
+            await connection.send(f"forward failed: message {n} ({what}): nothing came back within {FORWARD_TIMEOUT} s")
+            break
+        if got != message:
+            await connection.send(f"forward failed: message {n} ({what}): {difference(message, got)}")
+            break
+    else:
+        await connection.send(f"forward: {len(messages)} messages came back as sent")
+    async for _ in connection:
+        pass
 
 
 def pattern_text(size):
@@ -98,6 +165,8 @@ async def handler(connection):
         headers = {name.lower(): value for name, value in connection.request.headers.raw_items()}
         await connection.send(json.dumps({"path": path, "headers": headers}))
         await echo(connection)
+    elif path.startswith("/forward/"):
+        await forward(connection, int(path[len("/forward/"):]))
     else:
         await connection.close(4004, f"unknown path {path}")
 

@@ -192,13 +192,4 @@ impl<'m> PropertyValues<'m> {
             _ => self.spec(name).default.as_bool().unwrap_or_default(),
         }
     }
-
-    /// Applies `f` to every given string property (placeholder substitution).
-    pub fn map_strings(&mut self, mut f: impl FnMut(&str) -> String) {
-        for value in self.given.values_mut() {
-            if let PropertyValue::String(s) = value {
-                *s = f(s);
-            }
-        }
-    }
 }
