@@ -50,6 +50,12 @@ pub fn connection_status(state: &ConnectionState) -> String {
             delay.as_secs_f64(),
             loss(after)
         ),
+        ConnectionState::NoRetry { after } => {
+            format!(
+                "{}; no retry will follow (Auto-Reconnect is off)",
+                loss(after)
+            )
+        }
         ConnectionState::GaveUp { why } => format!("Gave up: {}", give_up_reason(why)),
         ConnectionState::WaitingForNetwork { after: None } => "Waiting for the network".to_owned(),
         ConnectionState::WaitingForNetwork { after: Some(after) } => {
@@ -265,6 +271,18 @@ mod tests {
                     },
                 },
                 "Gave up: 3 connection attempt(s) in a row failed (Reconnect Max Attempts 3); last: refused",
+            ),
+            (
+                ConnectionState::NoRetry { after: refused() },
+                "Connect failed: refused; no retry will follow (Auto-Reconnect is off)",
+            ),
+            (
+                ConnectionState::NoRetry {
+                    after: Loss::Disconnected {
+                        ending: Ending::from("closed by server: 1000 bye"),
+                    },
+                },
+                "Disconnected: closed by server: 1000 bye; no retry will follow (Auto-Reconnect is off)",
             ),
             (
                 ConnectionState::WaitingForNetwork { after: None },
