@@ -14,9 +14,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModuleManifest {
     pub module: ModuleInfo,
-    /// Instance properties (checked by the module in `iom_instance_create`).
+    /// Instance properties: the host checks their names when it loads a
+    /// project; the module checks their values in `iom_instance_create`.
     #[serde(default, rename = "property")]
-    #[allow(dead_code, reason = "parsed so a bad one is reported; not shown yet")]
     pub properties: Vec<PropertySpec>,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,

@@ -351,6 +351,19 @@ impl Project {
         manifest_of: impl Fn(&str) -> Option<&'m ModuleManifest>,
     ) -> Vec<ProjectError> {
         let mut errors = Vec::new();
+        // Instance property names only: their types and values are the
+        // module's to check when it creates the instance.
+        for instance in &self.instances {
+            if let Some(manifest) = manifest_of(instance.name.get_ref()) {
+                self.check_names(
+                    &format!("instance {:?}", instance.name.get_ref()),
+                    "instance",
+                    &manifest.properties,
+                    &instance.properties,
+                    &mut errors,
+                );
+            }
+        }
         for (w, wire) in self.wires.iter().enumerate() {
             let when = &wire.when;
             let Some(manifest) = manifest_of(when.instance.get_ref()) else {
@@ -373,6 +386,7 @@ impl Project {
                     &format!("trigger {:?}", trigger.name),
                     &trigger.properties,
                     &when.properties,
+                    when.trigger.span(),
                     &mut errors,
                 ),
             }
@@ -397,6 +411,7 @@ impl Project {
                     &format!("action {:?}", spec.name),
                     &spec.properties,
                     &action.properties,
+                    action.action.span(),
                     &mut errors,
                 ),
             }
@@ -405,27 +420,96 @@ impl Project {
         errors
     }
 
+    /// Trigger and action properties: known names, declared types, and
+    /// the required ones present and not blank. `fallback` locates a
+    /// missing one when there is no properties table.
     fn check_properties(
         &self,
         place: &str,
         what: &str,
         specs: &[PropertySpec],
         given: &Option<Spanned<Table>>,
+        fallback: Range<usize>,
         errors: &mut Vec<ProjectError>,
     ) {
-        let Some(given) = given else { return };
-        for (name, value) in given.get_ref() {
-            let problem = match specs.iter().find(|s| &s.name == name) {
-                None => Some(format!(
-                    "{what} has no property {name:?}; its properties: {}",
-                    quoted_list(specs.iter().map(|s| s.name.as_str()))
-                )),
-                Some(spec) => type_problem(spec, value),
-            };
+        // A misspelt name would also read as a missing required one: the
+        // name is the mistake to report.
+        let names_known = self.check_names(place, what, specs, given, errors);
+        let empty = Table::new();
+        let (table, at) = match given {
+            Some(given) => (given.get_ref(), given.span()),
+            None => (&empty, fallback),
+        };
+        for (name, value) in table {
+            let problem = specs
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|spec| type_problem(spec, value));
             if let Some(problem) = problem {
-                errors.push(self.error_at(given.span(), format!("{place}: {problem}")));
+                errors.push(self.error_at(at.clone(), format!("{place}: {problem}")));
             }
         }
+        for spec in specs.iter().filter(|s| s.required && names_known) {
+            let blank = match table.get(&spec.name) {
+                Some(Value::String(s)) => s.trim().is_empty(),
+                Some(_) => false,
+                None => spec
+                    .default
+                    .as_ref()
+                    .is_none_or(|d| d.as_str().is_some_and(|d| d.trim().is_empty())),
+            };
+            if blank {
+                errors.push(self.error_at(
+                    at.clone(),
+                    format!(
+                        "{place}: {what} needs property {:?}, and it must not be empty",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Every given property name is one the manifest declares; false if
+    /// one is not (and reported).
+    fn check_names(
+        &self,
+        place: &str,
+        what: &str,
+        specs: &[PropertySpec],
+        given: &Option<Spanned<Table>>,
+        errors: &mut Vec<ProjectError>,
+    ) -> bool {
+        let Some(given) = given else { return true };
+        let mut known = true;
+        for name in given.get_ref().keys() {
+            if !specs.iter().any(|s| &s.name == name) {
+                known = false;
+                errors.push(self.error_at(
+                    given.span(),
+                    format!("{place}: {}", unknown_property(what, name, specs)),
+                ));
+            }
+        }
+        known
+    }
+}
+
+/// An unknown property name: the known one it was probably meant to be
+/// (apart from case or a small typo), else every name there is. Worded as
+/// the module words it, so a project file, an HTTP body and the ABI say the
+/// same.
+fn unknown_property(what: &str, name: &str, specs: &[PropertySpec]) -> String {
+    let known = specs.iter().map(|s| s.name.as_str());
+    match wsio::closest_name(name, known) {
+        Some(meant) => format!("unknown {what} property {name:?}; did you mean {meant:?}?"),
+        None if specs.is_empty() => {
+            format!("unknown {what} property {name:?}; it takes no properties")
+        }
+        None => format!(
+            "unknown {what} property {name:?}; accepted: {}",
+            quoted_list(specs.iter().map(|s| s.name.as_str()))
+        ),
     }
 }
 
@@ -549,12 +633,61 @@ action = "Conect"
         let errors = check(text);
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].starts_with("p.toml:4: wire 1: instance \"a\" (WebSocket Client) has no trigger \"Message Received\"; its triggers: \"Connected\""), "{errors:?}");
-        assert!(errors[1].starts_with("p.toml:5: wire 1: action \"Send Message\" has no property \"Mesage\"; its properties: \"Message\""), "{errors:?}");
+        assert_eq!(
+            errors[1],
+            "p.toml:5: wire 1: unknown action \"Send Message\" property \"Mesage\"; did you mean \"Message\"?"
+        );
         assert!(
             errors[2].starts_with(
                 "p.toml:8: startup 1: instance \"a\" (WebSocket Client) has no action \"Conect\""
             ),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn property_names_off_by_case_or_a_typo_get_a_suggestion_everywhere() {
+        let text = r#"[[instance]]
+name = "a"
+[instance.properties]
+hostname = "127.0.0.1"
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "match string" = "x" } }
+then = { instance = "a", action = "Send Message", properties = { Message = "x", Colour = "red" } }
+[[startup]]
+instance = "a"
+action = "Connect"
+properties = { "Bearer token" = "t" }
+"#;
+        assert_eq!(
+            check(text),
+            [
+                "p.toml:3: instance \"a\": unknown instance property \"hostname\"; did you mean \"Hostname\"?",
+                "p.toml:6: wire 1: unknown trigger \"Messages Received\" property \"match string\"; did you mean \"Match String\"?",
+                "p.toml:7: wire 1: unknown action \"Send Message\" property \"Colour\"; accepted: \"Message\", \"Message Type\"",
+                "p.toml:11: startup 1: unknown action \"Connect\" property \"Bearer token\"; did you mean \"Bearer Token\"?",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_send_message_without_a_message_is_refused() {
+        let text = r#"[[instance]]
+name = "a"
+[[wire]]
+when = { instance = "a", trigger = "Connected" }
+then = { instance = "a", action = "Send Message" }
+[[startup]]
+instance = "a"
+action = "Send Message"
+properties = { Message = "  ", "Message Type" = "Text" }
+"#;
+        assert_eq!(
+            check(text),
+            [
+                "p.toml:5: wire 1: action \"Send Message\" needs property \"Message\", and it must not be empty",
+                "p.toml:9: startup 1: action \"Send Message\" needs property \"Message\", and it must not be empty",
+            ]
         );
     }
 
