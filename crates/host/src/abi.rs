@@ -125,6 +125,7 @@ type TriggerTestExFn = unsafe extern "C" fn(
     *mut *mut RawVariables,
 ) -> c_int;
 type TriggerFreeFn = unsafe extern "C" fn(*mut RawPreparedTrigger);
+type TriggerVariableCountFn = unsafe extern "C" fn(*const RawPreparedTrigger) -> isize;
 type ActionPrepareFn = unsafe extern "C" fn(
     *mut RawInstance,
     *const c_char,
@@ -169,6 +170,8 @@ struct Api {
     /// Optional (modules built before the ABI 1 addition lack it).
     trigger_test_ex: Option<TriggerTestExFn>,
     trigger_free: TriggerFreeFn,
+    /// Optional: how many variables a prepared trigger's matches give.
+    trigger_variable_count: Option<TriggerVariableCountFn>,
     prepared_actions: Option<PreparedActionApi>,
     variables_count: VariablesCountFn,
     variables_get: VariablesGetFn,
@@ -557,6 +560,8 @@ impl Module {
             trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
             trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),
             trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
+            trigger_variable_count: unsafe { symbol(&library, path, "iom_trigger_variable_count") }
+                .ok(),
             prepared_actions: (|| {
                 Some(PreparedActionApi {
                     prepare: unsafe { symbol(&library, path, "iom_action_prepare") }.ok()?,
@@ -945,6 +950,17 @@ impl PreparedTrigger {
         // SAFETY: freed once, after the last borrow from it.
         unsafe { (self.api.variables_free)(variables) };
         Ok(Some(copied))
+    }
+}
+
+impl PreparedTrigger {
+    /// How many variables every match gives, as the module says
+    /// (`iom_trigger_variable_count`; -1: it varies with the data). None
+    /// when the module does not export it.
+    pub fn variable_count(&self) -> Option<isize> {
+        let count = self.api.trigger_variable_count?;
+        // SAFETY: `raw` is live until Drop.
+        Some(unsafe { count(self.raw) })
     }
 }
 

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::{Spanned, Table, Value};
 
-use super::manifest::{ModuleManifest, PropertySpec, line_column, quoted_list};
+use super::manifest::{ModuleManifest, PropertySpec, TriggerSpec, line_column, quoted_list};
 
 /// A problem in a project file, located for the person who has to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +420,54 @@ impl Project {
         errors
     }
 
+    /// The actions of wire `w` (0-based) use no placeholder its trigger
+    /// leaves unfilled: `count` is how many variables the prepared trigger
+    /// gives (`<1>` to `<count>`). Text such as `<3>` with two variables
+    /// would otherwise be sent as it is, which is never what was meant.
+    /// Startup actions run with no trigger and are not checked: their
+    /// text is sent as written.
+    pub fn check_placeholders(
+        &self,
+        w: usize,
+        trigger: &TriggerSpec,
+        count: usize,
+    ) -> Vec<ProjectError> {
+        let mut errors = Vec::new();
+        for (place, action) in self.wire_actions(w) {
+            let Some(properties) = &action.properties else {
+                continue;
+            };
+            for (name, value) in properties.get_ref() {
+                let Value::String(text) = value else { continue };
+                let mut used: Vec<String> = Vec::new();
+                for (digits, n) in placeholders(text) {
+                    let shown = format!("<{digits}>");
+                    if (n == 0 || n > count) && !used.contains(&shown) {
+                        used.push(shown);
+                    }
+                }
+                if used.is_empty() {
+                    continue;
+                }
+                let gives = match count {
+                    0 => "gives no variables".to_owned(),
+                    1 => format!("gives 1 variable here: {}", trigger.placeholders(1)),
+                    n => format!("gives {n} variables here: {}", trigger.placeholders(n)),
+                };
+                errors.push(self.error_at(
+                    properties.span(),
+                    format!(
+                        "{place}: action {:?} property {name:?} uses {}, but trigger {:?} {gives}",
+                        action.action.get_ref(),
+                        used.join(", "),
+                        trigger.name
+                    ),
+                ));
+            }
+        }
+        errors
+    }
+
     /// Trigger and action properties: known names, declared types, and
     /// the required ones present and not blank. `fallback` locates a
     /// missing one when there is no properties table.
@@ -493,6 +541,19 @@ impl Project {
         }
         known
     }
+}
+
+/// The `<n>` placeholders in `text`, in order: their digits as written and
+/// their number (one too large for usize reads as usize::MAX: no trigger
+/// fills it).
+fn placeholders(text: &str) -> impl Iterator<Item = (&str, usize)> + '_ {
+    text.split('<').skip(1).filter_map(|after| {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0 && after.as_bytes().get(digits) == Some(&b'>')).then(|| {
+            let digits = &after[..digits];
+            (digits, digits.parse().unwrap_or(usize::MAX))
+        })
+    })
 }
 
 /// An unknown property name: the known one it was probably meant to be
@@ -687,6 +748,46 @@ properties = { Message = "  ", "Message Type" = "Text" }
             [
                 "p.toml:5: wire 1: action \"Send Message\" needs property \"Message\", and it must not be empty",
                 "p.toml:9: startup 1: action \"Send Message\" needs property \"Message\", and it must not be empty",
+            ]
+        );
+    }
+
+    /// Placeholder errors of `text`, with `counts[w]` variables for wire w.
+    fn check_placeholders(text: &str, counts: &[usize]) -> Vec<String> {
+        let project = Project::parse("p.toml", text).unwrap();
+        let manifest = manifest();
+        let mut errors = Vec::new();
+        for (w, wire) in project.wires.iter().enumerate() {
+            let trigger = manifest.trigger(wire.when.trigger.get_ref()).unwrap();
+            errors.extend(project.check_placeholders(w, trigger, counts[w]));
+        }
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn placeholders_beyond_the_trigger_variables_are_refused_naming_those_there_are() {
+        let text = r#"[[instance]]
+name = "a"
+[[wire]]
+when = { instance = "a", trigger = "Messages Received" }
+then = { instance = "a", action = "Send Message", properties = { Message = "<1> <2> <3> <3> <b>" } }
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Mode" = "Regex", "Match String" = "(a)(b)" } }
+then = { instance = "a", action = "Send Message", properties = { Message = "<4> <5>" } }
+[[wire]]
+when = { instance = "a", trigger = "Connected" }
+then = [{ instance = "a", action = "Connect" }, { instance = "a", action = "Send Message", properties = { Message = "hi <1>" } }]
+[[wire]]
+when = { instance = "a", trigger = "Disconnected" }
+then = { instance = "a", action = "Send Message", properties = { Message = "<0> <1> <99999999999999999999999>" } }
+"#;
+        assert_eq!(
+            check_placeholders(text, &[2, 4, 0, 1]),
+            [
+                "p.toml:5: wire 1: action \"Send Message\" property \"Message\" uses <3>, but trigger \"Messages Received\" gives 2 variables here: <1> \"Message\", <2> \"Message Type\"",
+                "p.toml:8: wire 2: action \"Send Message\" property \"Message\" uses <5>, but trigger \"Messages Received\" gives 4 variables here: <1> \"Message\", <2> \"Capture or Value\", <3>, <4> \"Message Type\"",
+                "p.toml:11: wire 3, action 2: action \"Send Message\" property \"Message\" uses <1>, but trigger \"Connected\" gives no variables",
+                "p.toml:14: wire 4: action \"Send Message\" property \"Message\" uses <0>, <99999999999999999999999>, but trigger \"Disconnected\" gives 1 variable here: <1> \"Reason\"",
             ]
         );
     }

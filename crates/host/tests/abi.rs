@@ -849,6 +849,33 @@ fn trigger_prepare_and_test_refuse_bad_input() {
 }
 
 #[test]
+fn a_prepared_trigger_says_how_many_variables_every_match_gives() {
+    let count = |trigger: &str, properties: &str| {
+        let prepared = prepare(ptr::null_mut(), trigger, properties).unwrap();
+        // SAFETY: a live prepared trigger.
+        let count = unsafe { (api().trigger_variable_count)(prepared.raw()) };
+        // What a match gives agrees with what the count said.
+        let (code, variables) = test_bytes(prepared.raw(), b"temp kitchen=21");
+        if code == 1 {
+            assert_eq!(variables.len() as isize, count, "{trigger} {properties}");
+        }
+        count
+    };
+    assert_eq!(count("Messages Received", r#"{"Match String": "temp"}"#), 2);
+    assert_eq!(
+        count(
+            "Messages Received",
+            r#"{"Match Mode": "Regex", "Match String": "temp (\\w+)=(\\d+)"}"#
+        ),
+        4
+    );
+    assert_eq!(count("Disconnected", "{}"), 1);
+    assert_eq!(count("Connected", "{}"), 0);
+    // SAFETY: NULL is allowed and answered with -1.
+    assert_eq!(unsafe { (api().trigger_variable_count)(ptr::null()) }, -1);
+}
+
+#[test]
 fn stale_and_made_up_handles_are_errors_not_crashes() {
     let mut instance = Instance::create(5, r#"{"Hostname": "127.0.0.1", "Port": 9}"#);
     let stale = instance.raw;
