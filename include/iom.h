@@ -252,6 +252,13 @@ int iom_trigger_test_ex(const iom_prepared_trigger *prepared, const uint8_t *dat
 
 void iom_trigger_free(iom_prepared_trigger *prepared);
 
+/* Optional (a host looks it up and does without it): how many variables
+ * every match of this prepared trigger gives, so a host can refuse a wire
+ * whose action uses a placeholder no variable fills (<3> where there are 2)
+ * before anything fires. -1 when the number varies with the data or the
+ * handle is not a prepared trigger. */
+ptrdiff_t iom_trigger_variable_count(const iom_prepared_trigger *prepared);
+
 /* Trigger variables: variable number n is index n-1. */
 size_t iom_variables_count(const iom_variables *variables);
 /* Borrowed from `variables`; {NULL, 0} when the index is out of range. */

@@ -4,7 +4,8 @@
 //! 1. check the project file's structure (no module needed);
 //! 2. load each distinct module once and check every trigger, action and
 //!    property name against its manifest;
-//! 3. prepare every wire's trigger test (the module compiles them);
+//! 3. prepare every wire's trigger test (the module compiles them) and
+//!    check that the wire's actions use only the placeholders it fills;
 //! 4. bind the HTTP port, then create the instances — if one is refused,
 //!    the ones created are destroyed and nothing has started;
 //! 5. serve HTTP, run the startup actions, and run the engine until Ctrl-C
@@ -135,6 +136,29 @@ pub fn run(
                 ));
             }
         }
+    }
+    if !errors.is_empty() {
+        return Err(RunError::Project(errors));
+    }
+
+    // A placeholder no variable fills (`<3>` where the trigger gives 2)
+    // would be sent as written: refused now. The prepared trigger says how
+    // many variables it gives (they depend on its properties: regex
+    // groups); a module that does not say is taken at its manifest's word,
+    // and one whose count varies with the data is not checked.
+    for (w, (wire, test)) in project.wires.iter().zip(&tests).enumerate() {
+        let module = module_of[wire.when.instance.get_ref().as_str()];
+        let Some(trigger) = module.manifest().trigger(wire.when.trigger.get_ref()) else {
+            continue;
+        };
+        let count = match test.variable_count() {
+            None => trigger.variables.len(),
+            Some(count) => match usize::try_from(count) {
+                Ok(count) => count,
+                Err(_) => continue,
+            },
+        };
+        errors.extend(project.check_placeholders(w, trigger, count));
     }
     if !errors.is_empty() {
         return Err(RunError::Project(errors));

@@ -14,9 +14,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModuleManifest {
     pub module: ModuleInfo,
-    /// Instance properties (checked by the module in `iom_instance_create`).
+    /// Instance properties: the host checks their names when it loads a
+    /// project; the module checks their values in `iom_instance_create`.
     #[serde(default, rename = "property")]
-    #[allow(dead_code, reason = "parsed so a bad one is reported; not shown yet")]
     pub properties: Vec<PropertySpec>,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
@@ -67,6 +67,40 @@ pub struct TriggerSpec {
     pub name: String,
     #[serde(default, rename = "property")]
     pub properties: Vec<PropertySpec>,
+    #[serde(default, rename = "variable")]
+    pub variables: Vec<VariableSpec>,
+}
+
+/// A trigger variable: what `<number>` in a wired action's properties
+/// stands for.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VariableSpec {
+    /// 1, 2, ...; 0 for a variable that always comes last (its number
+    /// depends on the trigger's properties, e.g. after regex captures).
+    pub number: usize,
+    pub name: String,
+}
+
+impl TriggerSpec {
+    /// `<1> "Message", <2> "Message Type"`: the placeholders a trigger
+    /// giving `count` variables fills, named from the manifest where it
+    /// names them.
+    pub fn placeholders(&self, count: usize) -> String {
+        let last = self.variables.iter().find(|v| v.number == 0);
+        (1..=count)
+            .map(|n| {
+                let named = match last {
+                    Some(last) if n == count => Some(last),
+                    _ => self.variables.iter().find(|v| v.number == n),
+                };
+                match named {
+                    Some(v) => format!("<{n}> {:?}", v.name),
+                    None => format!("<{n}>"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::{Spanned, Table, Value};
 
-use super::manifest::{ModuleManifest, PropertySpec, line_column, quoted_list};
+use super::manifest::{ModuleManifest, PropertySpec, TriggerSpec, line_column, quoted_list};
 
 /// A problem in a project file, located for the person who has to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +351,19 @@ impl Project {
         manifest_of: impl Fn(&str) -> Option<&'m ModuleManifest>,
     ) -> Vec<ProjectError> {
         let mut errors = Vec::new();
+        // Instance property names only: their types and values are the
+        // module's to check when it creates the instance.
+        for instance in &self.instances {
+            if let Some(manifest) = manifest_of(instance.name.get_ref()) {
+                self.check_names(
+                    &format!("instance {:?}", instance.name.get_ref()),
+                    "instance",
+                    &manifest.properties,
+                    &instance.properties,
+                    &mut errors,
+                );
+            }
+        }
         for (w, wire) in self.wires.iter().enumerate() {
             let when = &wire.when;
             let Some(manifest) = manifest_of(when.instance.get_ref()) else {
@@ -373,6 +386,7 @@ impl Project {
                     &format!("trigger {:?}", trigger.name),
                     &trigger.properties,
                     &when.properties,
+                    when.trigger.span(),
                     &mut errors,
                 ),
             }
@@ -397,6 +411,7 @@ impl Project {
                     &format!("action {:?}", spec.name),
                     &spec.properties,
                     &action.properties,
+                    action.action.span(),
                     &mut errors,
                 ),
             }
@@ -405,27 +420,157 @@ impl Project {
         errors
     }
 
+    /// The actions of wire `w` (0-based) use no placeholder its trigger
+    /// leaves unfilled: `count` is how many variables the prepared trigger
+    /// gives (`<1>` to `<count>`). Text such as `<3>` with two variables
+    /// would otherwise be sent as it is, which is never what was meant.
+    /// Startup actions run with no trigger and are not checked: their
+    /// text is sent as written.
+    pub fn check_placeholders(
+        &self,
+        w: usize,
+        trigger: &TriggerSpec,
+        count: usize,
+    ) -> Vec<ProjectError> {
+        let mut errors = Vec::new();
+        for (place, action) in self.wire_actions(w) {
+            let Some(properties) = &action.properties else {
+                continue;
+            };
+            for (name, value) in properties.get_ref() {
+                let Value::String(text) = value else { continue };
+                let mut used: Vec<String> = Vec::new();
+                for (digits, n) in placeholders(text) {
+                    let shown = format!("<{digits}>");
+                    if (n == 0 || n > count) && !used.contains(&shown) {
+                        used.push(shown);
+                    }
+                }
+                if used.is_empty() {
+                    continue;
+                }
+                let gives = match count {
+                    0 => "gives no variables".to_owned(),
+                    1 => format!("gives 1 variable here: {}", trigger.placeholders(1)),
+                    n => format!("gives {n} variables here: {}", trigger.placeholders(n)),
+                };
+                errors.push(self.error_at(
+                    properties.span(),
+                    format!(
+                        "{place}: action {:?} property {name:?} uses {}, but trigger {:?} {gives}",
+                        action.action.get_ref(),
+                        used.join(", "),
+                        trigger.name
+                    ),
+                ));
+            }
+        }
+        errors
+    }
+
+    /// Trigger and action properties: known names, declared types, and
+    /// the required ones present and not blank. `fallback` locates a
+    /// missing one when there is no properties table.
     fn check_properties(
         &self,
         place: &str,
         what: &str,
         specs: &[PropertySpec],
         given: &Option<Spanned<Table>>,
+        fallback: Range<usize>,
         errors: &mut Vec<ProjectError>,
     ) {
-        let Some(given) = given else { return };
-        for (name, value) in given.get_ref() {
-            let problem = match specs.iter().find(|s| &s.name == name) {
-                None => Some(format!(
-                    "{what} has no property {name:?}; its properties: {}",
-                    quoted_list(specs.iter().map(|s| s.name.as_str()))
-                )),
-                Some(spec) => type_problem(spec, value),
-            };
+        // A misspelt name would also read as a missing required one: the
+        // name is the mistake to report.
+        let names_known = self.check_names(place, what, specs, given, errors);
+        let empty = Table::new();
+        let (table, at) = match given {
+            Some(given) => (given.get_ref(), given.span()),
+            None => (&empty, fallback),
+        };
+        for (name, value) in table {
+            let problem = specs
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|spec| type_problem(spec, value));
             if let Some(problem) = problem {
-                errors.push(self.error_at(given.span(), format!("{place}: {problem}")));
+                errors.push(self.error_at(at.clone(), format!("{place}: {problem}")));
             }
         }
+        for spec in specs.iter().filter(|s| s.required && names_known) {
+            let blank = match table.get(&spec.name) {
+                Some(Value::String(s)) => s.trim().is_empty(),
+                Some(_) => false,
+                None => spec
+                    .default
+                    .as_ref()
+                    .is_none_or(|d| d.as_str().is_some_and(|d| d.trim().is_empty())),
+            };
+            if blank {
+                errors.push(self.error_at(
+                    at.clone(),
+                    format!(
+                        "{place}: {what} needs property {:?}, and it must not be empty",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Every given property name is one the manifest declares; false if
+    /// one is not (and reported).
+    fn check_names(
+        &self,
+        place: &str,
+        what: &str,
+        specs: &[PropertySpec],
+        given: &Option<Spanned<Table>>,
+        errors: &mut Vec<ProjectError>,
+    ) -> bool {
+        let Some(given) = given else { return true };
+        let mut known = true;
+        for name in given.get_ref().keys() {
+            if !specs.iter().any(|s| &s.name == name) {
+                known = false;
+                errors.push(self.error_at(
+                    given.span(),
+                    format!("{place}: {}", unknown_property(what, name, specs)),
+                ));
+            }
+        }
+        known
+    }
+}
+
+/// The `<n>` placeholders in `text`, in order: their digits as written and
+/// their number (one too large for usize reads as usize::MAX: no trigger
+/// fills it).
+fn placeholders(text: &str) -> impl Iterator<Item = (&str, usize)> + '_ {
+    text.split('<').skip(1).filter_map(|after| {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0 && after.as_bytes().get(digits) == Some(&b'>')).then(|| {
+            let digits = &after[..digits];
+            (digits, digits.parse().unwrap_or(usize::MAX))
+        })
+    })
+}
+
+/// An unknown property name: the known one it was probably meant to be
+/// (apart from case or a small typo), else every name there is. Worded as
+/// the module words it, so a project file, an HTTP body and the ABI say the
+/// same.
+fn unknown_property(what: &str, name: &str, specs: &[PropertySpec]) -> String {
+    let known = specs.iter().map(|s| s.name.as_str());
+    match wsio::closest_name(name, known) {
+        Some(meant) => format!("unknown {what} property {name:?}; did you mean {meant:?}?"),
+        None if specs.is_empty() => {
+            format!("unknown {what} property {name:?}; it takes no properties")
+        }
+        None => format!(
+            "unknown {what} property {name:?}; accepted: {}",
+            quoted_list(specs.iter().map(|s| s.name.as_str()))
+        ),
     }
 }
 
@@ -452,142 +597,4 @@ fn type_problem(spec: &PropertySpec, value: &Value) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DEMO: &str = include_str!("../../../fixtures/projects/demo.toml");
-
-    fn manifest() -> ModuleManifest {
-        ModuleManifest::parse(include_str!("../../wsio/module.toml")).unwrap()
-    }
-
-    fn check(text: &str) -> Vec<String> {
-        let project = match Project::parse("p.toml", text) {
-            Ok(p) => p,
-            Err(e) => return vec![e.to_string()],
-        };
-        let mut errors = project.check_structure();
-        if errors.is_empty() {
-            let manifest = manifest();
-            errors = project.check_against_manifests(|_| Some(&manifest));
-        }
-        errors.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn the_demo_project_is_valid() {
-        assert_eq!(check(DEMO), Vec::<String>::new());
-    }
-
-    #[test]
-    fn then_takes_one_action_or_an_array() {
-        let text = r#"
-[[instance]]
-name = "a"
-[[wire]]
-when = { instance = "a", trigger = "Connected" }
-then = { instance = "a", action = "Send Message", properties = { Message = "x" } }
-[[wire]]
-when = { instance = "a", trigger = "Connected" }
-then = [ { instance = "a", action = "Connect" }, { instance = "a", action = "Disconnect" } ]
-"#;
-        let project = Project::parse("p.toml", text).unwrap();
-        assert_eq!(project.wires[0].then.0.len(), 1);
-        assert_eq!(project.wires[1].then.0.len(), 2);
-        assert_eq!(project.wires[1].then.0[1].action.get_ref(), "Disconnect");
-        let json = properties_json(&project.wires[0].then.0[0].properties);
-        assert_eq!(json["Message"], "x");
-    }
-
-    #[test]
-    fn syntax_errors_carry_line_and_column() {
-        let errors = check("[[instance]]\nname = \"a\"\nproperties = { Port = }\n");
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("p.toml:3:"), "{errors:?}");
-    }
-
-    #[test]
-    fn unknown_fields_are_refused_with_their_line() {
-        let errors = check("[[instance]]\nname = \"a\"\nmodul = \"x.so\"\n");
-        assert!(errors[0].starts_with("p.toml:3:"), "{errors:?}");
-        assert!(errors[0].contains("modul"), "{errors:?}");
-    }
-
-    #[test]
-    fn an_undeclared_instance_is_named_with_the_declared_ones() {
-        let text = "[[instance]]\nname = \"piesocket\"\n\n[[wire]]\nwhen = { instance = \"piesocket\", trigger = \"Connected\" }\nthen = { instance = \"piesocket\", action = \"Connect\" }\n\n[[wire]]\nwhen = { instance = \"piesoket\", trigger = \"Connected\" }\nthen = { instance = \"piesocket\", action = \"Connect\" }\n";
-        let errors = check(text);
-        assert_eq!(
-            errors,
-            [
-                "p.toml:9: wire 2 names instance \"piesoket\" which is not declared; declared instances: \"piesocket\""
-            ]
-        );
-    }
-
-    #[test]
-    fn duplicate_instance_names_are_refused() {
-        let errors = check("[[instance]]\nname = \"a\"\n[[instance]]\nname = \"a\"\n");
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with("p.toml:4: instance name \"a\" is declared twice"),
-            "{errors:?}"
-        );
-    }
-
-    #[test]
-    fn unknown_triggers_actions_and_properties_list_what_exists() {
-        let text = r#"[[instance]]
-name = "a"
-[[wire]]
-when = { instance = "a", trigger = "Message Received" }
-then = { instance = "a", action = "Send Message", properties = { Mesage = "x" } }
-[[startup]]
-instance = "a"
-action = "Conect"
-"#;
-        let errors = check(text);
-        assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].starts_with("p.toml:4: wire 1: instance \"a\" (WebSocket Client) has no trigger \"Message Received\"; its triggers: \"Connected\""), "{errors:?}");
-        assert!(errors[1].starts_with("p.toml:5: wire 1: action \"Send Message\" has no property \"Mesage\"; its properties: \"Message\""), "{errors:?}");
-        assert!(
-            errors[2].starts_with(
-                "p.toml:8: startup 1: instance \"a\" (WebSocket Client) has no action \"Conect\""
-            ),
-            "{errors:?}"
-        );
-    }
-
-    #[test]
-    fn property_types_are_checked_against_the_manifest() {
-        let text = r#"[[instance]]
-name = "a"
-[[wire]]
-when = { instance = "a", trigger = "Messages Received", properties = { "Match String" = 5 } }
-then = { instance = "a", action = "Disconnect" }
-"#;
-        let errors = check(text);
-        assert_eq!(
-            errors,
-            ["p.toml:4: wire 1: property \"Match String\" must be a string, got 5"]
-        );
-    }
-
-    #[test]
-    fn an_empty_project_says_what_to_add() {
-        let errors = check("");
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with("p.toml: the project declares no instance"),
-            "{errors:?}"
-        );
-    }
-
-    #[test]
-    fn a_then_of_the_wrong_shape_is_explained() {
-        let text = "[[instance]]\nname = \"a\"\n[[wire]]\nwhen = { instance = \"a\", trigger = \"Connected\" }\nthen = \"Connect\"\n";
-        let errors = check(text);
-        assert!(errors[0].starts_with("p.toml:5:"), "{errors:?}");
-        assert!(errors[0].contains("an action {"), "{errors:?}");
-    }
-}
+mod tests;

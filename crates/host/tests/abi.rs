@@ -589,6 +589,22 @@ fn create_refuses_bad_input_with_a_message_naming_it() {
     let e = refused(create(&good, 3, br#"{"Hostname": "h", "Colour": "red"}"#));
     assert!(e.contains("\"Colour\"") && e.contains("Hostname"), "{e}");
 
+    // A name off by case or a small typo: the one meant, not the whole list.
+    let e = refused(create(&good, 3, br#"{"hostname": "127.0.0.1"}"#));
+    assert_eq!(
+        e,
+        "unknown instance property \"hostname\"; did you mean \"Hostname\"?"
+    );
+    let e = refused(create(
+        &good,
+        3,
+        br#"{"Hostname": "h", "Auto Reconnect": true}"#,
+    ));
+    assert_eq!(
+        e,
+        "unknown instance property \"Auto Reconnect\"; did you mean \"Auto-Reconnect\"?"
+    );
+
     let e = refused(create(&good, 3, br#"{"Hostname": "wss://x"}"#));
     assert!(e.contains("wss://") && e.contains("WSS"), "{e}");
 
@@ -687,6 +703,17 @@ fn actions_refuse_bad_input_with_a_message_naming_it() {
             "Message must be a string",
         ),
         ("Send Message", r#"{"Text": "x"}"#, "accepted: \"Message\""),
+        (
+            "Send Message",
+            r#"{"message": "x"}"#,
+            "unknown action \"Send Message\" property \"message\"; did you mean \"Message\"?",
+        ),
+        ("Send Message", "{}", "Message is required"),
+        (
+            "Connect",
+            r#"{"Bearer token": "t"}"#,
+            "unknown action \"Connect\" property \"Bearer token\"; did you mean \"Bearer Token\"?",
+        ),
         ("Send Message", "[1, 2]", "must be a JSON object"),
         ("Send Message", "{", "not valid JSON"),
         ("Disconnect", r#"{"x": 1}"#, "it takes no properties"),
@@ -732,6 +759,17 @@ fn trigger_prepare_and_test_refuse_bad_input() {
     .err()
     .unwrap();
     assert!(e.contains("Match String must be a string"), "{e}");
+    let e = prepare(
+        ptr::null_mut(),
+        "Messages Received",
+        r#"{"Match string": "x"}"#,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e,
+        "unknown trigger \"Messages Received\" property \"Match string\"; did you mean \"Match String\"?"
+    );
     let e = prepare_raw(ptr::null_mut(), ptr::null(), ptr::null())
         .err()
         .unwrap();
@@ -809,6 +847,33 @@ fn trigger_prepare_and_test_refuse_bad_input() {
             "NULL variables: match reported, nothing stored"
         );
     }
+}
+
+#[test]
+fn a_prepared_trigger_says_how_many_variables_every_match_gives() {
+    let count = |trigger: &str, properties: &str| {
+        let prepared = prepare(ptr::null_mut(), trigger, properties).unwrap();
+        // SAFETY: a live prepared trigger.
+        let count = unsafe { (api().trigger_variable_count)(prepared.raw()) };
+        // What a match gives agrees with what the count said.
+        let (code, variables) = test_bytes(prepared.raw(), b"temp kitchen=21");
+        if code == 1 {
+            assert_eq!(variables.len() as isize, count, "{trigger} {properties}");
+        }
+        count
+    };
+    assert_eq!(count("Messages Received", r#"{"Match String": "temp"}"#), 2);
+    assert_eq!(
+        count(
+            "Messages Received",
+            r#"{"Match Mode": "Regex", "Match String": "temp (\\w+)=(\\d+)"}"#
+        ),
+        4
+    );
+    assert_eq!(count("Disconnected", "{}"), 1);
+    assert_eq!(count("Connected", "{}"), 0);
+    // SAFETY: NULL is allowed and answered with -1.
+    assert_eq!(unsafe { (api().trigger_variable_count)(ptr::null()) }, -1);
 }
 
 #[test]
@@ -1262,6 +1327,11 @@ fn prepared_actions_run_many_times_and_refuse_bad_input() {
     assert!(e.contains("accepted: \"Message\""), "{e}");
     let e = prepare_action(instance.raw, "Send Message", "{nope").unwrap_err();
     assert!(e.contains("not valid JSON"), "{e}");
+    // A Send Message with no Message is refused when it is prepared.
+    let e = prepare_action(instance.raw, "Send Message", "{}").unwrap_err();
+    assert!(e.starts_with("Message is required"), "{e}");
+    let e = prepare_action(instance.raw, "Send Message", r#"{"Message": ""}"#).unwrap_err();
+    assert!(e.starts_with("Message is required"), "{e}");
     let e = prepare_action(instance.raw, "Connect", r#"{"Bearer Token": "sec ret"}"#).unwrap_err();
     assert!(!e.contains("sec"), "a token must not be echoed: {e}");
 

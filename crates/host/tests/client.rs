@@ -244,7 +244,9 @@ fn a_close_from_the_server_shows_code_and_reason() {
     );
     assert_eq!(
         r.status_value("ConnectionStatus").as_deref(),
-        Some("Disconnected: closed by server: 4000 maintenance")
+        Some(
+            "Disconnected: closed by server: 4000 maintenance; no retry will follow (Auto-Reconnect is off)"
+        )
     );
     drop(instance);
     assert_eq!(
@@ -295,6 +297,12 @@ fn a_refused_tcp_connect_fires_nothing_and_is_shown_in_status_and_log() {
         r.trigger_names()
     );
     assert!(r.log_text().contains("Critical: connect to ws://127.0.0.1"));
+    let status = r.status_value("ConnectionStatus").unwrap_or_default();
+    assert!(
+        status.ends_with("; no retry will follow (Auto-Reconnect is off)"),
+        "{status}"
+    );
+    assert_eq!(r.status_value("ConnectionState").as_deref(), Some("failed"));
 }
 
 #[test]

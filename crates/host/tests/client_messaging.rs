@@ -92,6 +92,27 @@ fn binary_messages_round_trip_as_hex_with_their_message_type() {
 }
 
 #[test]
+fn log_comms_shows_binary_frames_as_hex_both_ways() {
+    let (_server, rec, instance) = connected_to_echo(json!({"Log Comms": true}));
+    // 300 bytes, most of them not UTF-8: the log shows the first 200 as hex.
+    let bytes: Vec<u8> = (0..=255u8).rev().cycle().take(300).collect();
+    send_hex(&instance, &hex::encode(&bytes)).unwrap();
+    rec.expect("the binary echo", |r| {
+        r.count(Trigger::MessagesReceived) == 1
+    });
+    let shown = format!("binary 300 bytes: {}…", hex::encode(&bytes[..200]));
+    rec.expect("both comms lines", |r| {
+        let log = r.log_text();
+        log.contains(&format!("comms -> {shown}")) && log.contains(&format!("comms <- {shown}"))
+    });
+    let log = rec.snapshot().log_text();
+    assert!(
+        !log.contains('\u{fffd}'),
+        "no replacement characters: {log}"
+    );
+}
+
+#[test]
 fn binary_as_text_delivers_valid_utf8_as_text() {
     let (_server, rec, instance) = connected_to_echo(json!({"Binary As Text": true}));
     send_hex(&instance, "68 c3 a9").unwrap();

@@ -2,7 +2,9 @@
 //! TCP reset, a FIN without a close frame, closes with 1000/1001/1011/4000,
 //! a close frame not followed by the end of TCP,
 //! handshakes answered with redirects, refusals, plain HTTP or garbage, a
-//! handshake answer trickled a byte a second. (The long loops that watch
+//! handshake answer trickled a byte a second, servers that close without
+//! answering (a refused subprotocol), WS aimed at a TLS port and WSS at a
+//! plain one. (The long loops that watch
 //! memory and descriptors are in `fault_leaks.rs`, alone in their process.)
 //!
 //! Each test is one story: the fault, the triggers in order, the status
@@ -513,4 +515,109 @@ fn a_server_that_sends_close_but_keeps_tcp_open_is_dropped_after_the_close_timeo
     rec.expect("the healthy server's greeting", |e| e.message_count == 2);
     assert_eq!(rec.read(|e| e.texts()), ["one", "welcome back"]);
     assert_invariants(&rec, instance, Some(2));
+}
+
+/// The first ending of an instance with `more` properties (Auto-Reconnect
+/// off) against 127.0.0.1:`port`: Disconnected's reason and Last Error.
+fn first_ending_against(port: u16, more: serde_json::Value) -> (String, String) {
+    let rec = Recorder::new();
+    let properties = with(
+        with(fault_properties(port), json!({"Auto-Reconnect": false})),
+        more,
+    );
+    let _instance = connect_instance(&rec, properties);
+    rec.expect("Disconnected", disconnected(1));
+    rec.expect("Last Error", |e| !status(e, "LastError").is_empty());
+    let e = rec.snapshot();
+    (
+        e.reasons_of(Trigger::Disconnected).remove(0),
+        status(&e, "LastError"),
+    )
+}
+
+const CHECK_PORT: &str =
+    "check Port and Protocol (WS for a plain port, WSS for a TLS port) and Path";
+
+#[test]
+fn a_server_that_closes_before_answering_the_handshake_is_told_with_what_to_check() {
+    let server = ScriptServer::start(|mut peer| {
+        if peer.read_request().is_some() {
+            drop(peer);
+        }
+    });
+    let (reason, last_error) = first_ending_against(server.port(), json!({}));
+    let expected = format!(
+        "WebSocket handshake failed: the server closed the connection without answering; {CHECK_PORT}"
+    );
+    assert_eq!(reason, expected);
+    assert_eq!(last_error, format!("{expected} (stage: WebSocket)"));
+    assert!(!reason.contains("Handshake not finished"), "{reason}");
+}
+
+#[test]
+fn a_server_that_refuses_the_subprotocol_by_closing_names_the_subprotocols_asked_for() {
+    // What mosquitto does with a subprotocol it does not know: it reads the
+    // request and closes without an answer.
+    let server = ScriptServer::start(|mut peer| {
+        let Some(request) = peer.read_request() else {
+            return;
+        };
+        if request.header("sec-websocket-protocol") == Some("mqttv9, mqtt-x") {
+            drop(peer);
+        } else if peer.write(Peer::upgrade_response(&request).as_bytes()) {
+            peer.hold();
+        }
+    });
+    let (reason, _) =
+        first_ending_against(server.port(), json!({"Subprotocols": "mqttv9, mqtt-x"}));
+    assert_eq!(
+        reason,
+        format!(
+            "WebSocket handshake failed: the server closed the connection without answering; {CHECK_PORT}; \
+             a server also closes like this when it accepts none of the Subprotocols asked for (\"mqttv9\", \"mqtt-x\")"
+        )
+    );
+    assert_eq!(server.snapshot().handshakes.len(), 1);
+}
+
+#[test]
+fn ws_pointed_at_a_tls_port_says_to_check_the_protocol() {
+    let server = support::EchoServer::start_tls();
+    let (reason, last_error) = first_ending_against(server.port(), json!({"Protocol": "WS"}));
+    assert!(
+        reason.starts_with("WebSocket handshake failed: the server's answer is not HTTP ("),
+        "{reason}"
+    );
+    assert!(reason.ends_with(&format!("; {CHECK_PORT}")), "{reason}");
+    assert!(last_error.ends_with("(stage: WebSocket)"), "{last_error}");
+}
+
+#[test]
+fn wss_pointed_at_a_plain_port_says_to_check_the_protocol() {
+    // A WebSocket server closes on a TLS hello.
+    let plain = support::EchoServer::start();
+    let (reason, last_error) = first_ending_against(plain.port(), json!({"Protocol": "WSS"}));
+    let expected = format!(
+        "TLS handshake with 127.0.0.1 failed: the server closed the connection without answering TLS; {CHECK_PORT}"
+    );
+    assert_eq!(reason, expected);
+    assert_eq!(last_error, format!("{expected} (stage: TLS)"));
+    assert!(!reason.contains("tls handshake eof"), "{reason}");
+
+    // A plain HTTP server answers a TLS hello with an HTTP error instead.
+    let http = ScriptServer::start(|mut peer| {
+        let mut hello = [0u8; 5];
+        if std::io::Read::read_exact(&mut peer.stream, &mut hello).is_ok()
+            && peer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        {
+            peer.hold();
+        }
+    });
+    let (reason, _) = first_ending_against(http.port(), json!({"Protocol": "WSS"}));
+    assert_eq!(
+        reason,
+        format!(
+            "TLS handshake with 127.0.0.1 failed: the server answered with something that is not TLS; {CHECK_PORT}"
+        )
+    );
 }

@@ -232,6 +232,34 @@ fn io_modules_shows_modules_and_instances_and_bad_requests_say_what_exists() {
     );
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("Mesage"), "{body}");
+    // A name off by case or a typo: the answer names the one meant.
+    assert!(
+        body["error"].as_str().unwrap().ends_with(
+            r#"unknown action "Send Message" property "Mesage"; did you mean "Message"?"#
+        ),
+        "{body}"
+    );
+    let (status, body) = host.post(
+        "/io_modules/piesocket/actions/Connect",
+        r#"{"bearer token":"t"}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().ends_with(
+            r#"unknown action "Connect" property "bearer token"; did you mean "Bearer Token"?"#
+        ),
+        "{body}"
+    );
+    // A Send Message with no Message is refused, not sent empty.
+    let (status, body) = host.post("/io_modules/piesocket/actions/Send%20Message", "{}");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Message is required"),
+        "{body}"
+    );
 
     // The controller's network going down and up reaches the instance.
     let (status, body) = host.post("/io_modules/piesocket/network", r#"{"up":false}"#);

@@ -258,3 +258,81 @@ fn an_action_the_module_refuses_stops_the_project_at_load_naming_its_place() {
     );
     assert!(errors[1].contains("hex"), "{errors:?}");
 }
+
+#[test]
+fn a_property_name_off_by_case_or_a_typo_is_refused_naming_the_one_meant() {
+    let errors = refused(
+        "did-you-mean",
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Strng" = "x" } }
+then = { instance = "a", action = "Send Message", properties = { message = "x" } }
+"#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"project.toml:3: instance "a": unknown instance property "hostname"; did you mean "Hostname"?"#,
+            r#"project.toml:7: wire 1: unknown trigger "Messages Received" property "Match Strng"; did you mean "Match String"?"#,
+            r#"project.toml:8: wire 1: unknown action "Send Message" property "message"; did you mean "Message"?"#,
+        ]
+    );
+}
+
+#[test]
+fn a_send_message_without_a_message_is_refused_at_load() {
+    let errors = refused(
+        "no-message",
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "a", trigger = "Connected" }
+then = { instance = "a", action = "Send Message", properties = { "Message Type" = "Text" } }
+"#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"project.toml:8: wire 1: action "Send Message" needs property "Message", and it must not be empty"#
+        ]
+    );
+}
+
+#[test]
+fn a_placeholder_beyond_the_trigger_variables_is_refused_at_load_naming_those_there_are() {
+    let errors = refused(
+        "placeholders",
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match String" = "ping" } }
+then = { instance = "a", action = "Send Message", properties = { Message = "pong <1> <3>" } }
+
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Mode" = "Regex", "Match String" = 'temp (\w+)=(\d+)' } }
+then = { instance = "a", action = "Send Message", properties = { Message = "<2> is <3> (<4>) <5>" } }
+
+[[wire]]
+when = { instance = "a", trigger = "WebSocket Established" }
+then = { instance = "a", action = "Send Message", properties = { Message = "hello <1>" } }
+"#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"project.toml:8: wire 1: action "Send Message" property "Message" uses <3>, but trigger "Messages Received" gives 2 variables here: <1> "Message", <2> "Message Type""#,
+            r#"project.toml:12: wire 2: action "Send Message" property "Message" uses <5>, but trigger "Messages Received" gives 4 variables here: <1> "Message", <2> "Capture or Value", <3>, <4> "Message Type""#,
+            r#"project.toml:16: wire 3: action "Send Message" property "Message" uses <1>, but trigger "WebSocket Established" gives no variables"#,
+        ]
+    );
+}

@@ -176,6 +176,11 @@ c_functions! {
     ) -> c_int;
     /// `iom_trigger_free`: frees a prepared trigger.
     iom_trigger_free: TriggerFreeFn = fn(prepared: *mut IomPreparedTrigger);
+    /// `iom_trigger_variable_count` (optional: a host looks it up and does
+    /// without it): how many variables every match gives; -1 when it varies
+    /// with the data or the handle is not a prepared trigger.
+    iom_trigger_variable_count: TriggerVariableCountFn =
+        fn(prepared: *const IomPreparedTrigger) -> isize;
     /// `iom_variables_count`: how many variables a match has.
     iom_variables_count: VariablesCountFn = fn(variables: *const IomVariables) -> usize;
     /// `iom_variables_get`: variable number `index + 1`, borrowed from

@@ -41,7 +41,7 @@ pub use functions::{
     FireTriggerExFn, FireTriggerFn, Function, InstanceActionFn, InstanceCreateFn,
     InstanceDestroyFn, InstanceNetworkFn, InstanceStatusFn, LogFn, ModuleManifestFn,
     StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn, TriggerTestExFn, TriggerTestFn,
-    VariablesCountFn, VariablesFreeFn, VariablesGetFn,
+    TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
 };
 pub use types::{
     CALLBACKS_BASE_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction, IomPreparedTrigger,

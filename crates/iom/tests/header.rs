@@ -39,6 +39,7 @@ fn c_type(rust: &str) -> String {
         "u32" => "uint32_t",
         "u64" => "uint64_t",
         "usize" => "size_t",
+        "isize" => "ptrdiff_t",
         "IomLogLevel" => "iom_log_level",
         "IomStr" => "iom_str",
         "IomHostCallbacks" => "iom_host_callbacks",

@@ -42,7 +42,7 @@ pub use instance::{
 pub use machine::Outbound;
 pub use manifest::MANIFEST_TOML;
 pub use matching::PreparedTrigger;
-pub use properties::{Properties, PropertyError};
+pub use properties::{Properties, PropertyError, closest_name};
 pub use status::StatusVariable;
 pub use vocabulary::{LogLevel, Secret, Timing, Trigger};
 

@@ -201,6 +201,22 @@ impl PreparedTrigger {
         }
     }
 
+    /// How many variables [`PreparedTrigger::variables`] gives for every
+    /// match: fixed once the trigger is prepared (a regex group that did not
+    /// take part is an empty variable), so a controller can check a wire's
+    /// placeholders before anything fires.
+    pub fn variable_count(&self) -> usize {
+        match self.trigger {
+            Trigger::MessagesReceived => match (&self.test, self.mode) {
+                (Test::Regex(regex), MatchMode::Regex) => regex.captures_len() + 1,
+                (Test::Json(_), _) => 3,
+                _ => 2,
+            },
+            Trigger::Disconnected | Trigger::GaveUp => 1,
+            Trigger::Connected | Trigger::Established => 0,
+        }
+    }
+
     /// The trigger variables for matched data. Messages Received: 1 = the
     /// message, then the regex captures (2, 3, …) or the JSON value (2),
     /// then the Message Type ("text"/"binary") last. Disconnected and Gave
@@ -516,6 +532,50 @@ mod tests {
             prepared("JSON", "", true).test(b"[1,2]"),
             "blank pointer: any JSON"
         );
+    }
+
+    #[test]
+    fn the_variable_count_is_what_every_match_gives() {
+        let cases = [
+            ("Messages Received", json!({"Match String": "a"}), 2),
+            (
+                "Messages Received",
+                json!({"Match Mode": "Exact", "Match String": "a", "Case Sensitive": false}),
+                2,
+            ),
+            (
+                "Messages Received",
+                json!({"Match Mode": "Regex", "Match String": "(a)(b)?"}),
+                4,
+            ),
+            (
+                "Messages Received",
+                json!({"Match Mode": "Regex", "Match String": "a"}),
+                2,
+            ),
+            (
+                "Messages Received",
+                json!({"Match Mode": "JSON", "Match String": "/a"}),
+                3,
+            ),
+            ("Disconnected", json!({}), 1),
+            ("Gave Up", json!({}), 1),
+            ("Connected", json!({}), 0),
+            ("WebSocket Established", json!({}), 0),
+        ];
+        for (trigger, properties, count) in cases {
+            let t = PreparedTrigger::prepare(trigger, &properties).unwrap();
+            assert_eq!(t.variable_count(), count, "{trigger} {properties}");
+            for data in [&b"a"[..], br#"{"a": 1}"#] {
+                if t.test(data) {
+                    assert_eq!(
+                        t.variables(data, false).len(),
+                        count,
+                        "{trigger} {properties}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub fn connection_status(state: &ConnectionState) -> String {
             delay.as_secs_f64(),
             loss(after)
         ),
+        ConnectionState::NoRetry { after } => {
+            format!(
+                "{}; no retry will follow (Auto-Reconnect is off)",
+                loss(after)
+            )
+        }
         ConnectionState::GaveUp { why } => format!("Gave up: {}", give_up_reason(why)),
         ConnectionState::WaitingForNetwork { after: None } => "Waiting for the network".to_owned(),
         ConnectionState::WaitingForNetwork { after: Some(after) } => {
@@ -191,6 +197,24 @@ pub fn gave_up_log(why: &GiveUp) -> String {
     format!("auto-reconnect gave up: {}", give_up_reason(why))
 }
 
+/// What to check when the server at the other end does not speak the
+/// protocol the client started: the handshake was closed unanswered, or
+/// answered with bytes that are not HTTP (WebSocket) or not TLS (WSS).
+/// `subprotocols` are the ones the client asked for: a server that
+/// supports none of them may close instead of answering.
+pub fn wrong_peer_advice(subprotocols: &[String]) -> String {
+    let mut advice =
+        "check Port and Protocol (WS for a plain port, WSS for a TLS port) and Path".to_owned();
+    if !subprotocols.is_empty() {
+        let asked: Vec<String> = subprotocols.iter().map(|p| format!("\"{p}\"")).collect();
+        advice.push_str(&format!(
+            "; a server also closes like this when it accepts none of the Subprotocols asked for ({})",
+            asked.join(", ")
+        ));
+    }
+    advice
+}
+
 /// "30 s", "0.2 s": durations in log lines and reasons.
 pub fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -265,6 +289,18 @@ mod tests {
                     },
                 },
                 "Gave up: 3 connection attempt(s) in a row failed (Reconnect Max Attempts 3); last: refused",
+            ),
+            (
+                ConnectionState::NoRetry { after: refused() },
+                "Connect failed: refused; no retry will follow (Auto-Reconnect is off)",
+            ),
+            (
+                ConnectionState::NoRetry {
+                    after: Loss::Disconnected {
+                        ending: Ending::from("closed by server: 1000 bye"),
+                    },
+                },
+                "Disconnected: closed by server: 1000 bye; no retry will follow (Auto-Reconnect is off)",
             ),
             (
                 ConnectionState::WaitingForNetwork { after: None },

@@ -10,7 +10,8 @@ use iom::{
     AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, IOM_ABI_VERSION, IOM_ERR_IN_CALLBACK,
     IOM_OK, InstanceActionFn, InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn,
     InstanceStatusFn, ModuleManifestFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
-    TriggerTestExFn, TriggerTestFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
+    TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn,
+    VariablesGetFn,
 };
 use libloading::Library;
 
@@ -46,6 +47,8 @@ pub(super) struct Api {
     /// Optional (modules built before the ABI 1 addition lack it).
     pub(super) trigger_test_ex: Option<TriggerTestExFn>,
     pub(super) trigger_free: TriggerFreeFn,
+    /// Optional: how many variables a prepared trigger's matches give.
+    pub(super) trigger_variable_count: Option<TriggerVariableCountFn>,
     pub(super) prepared_actions: Option<PreparedActionApi>,
     pub(super) variables_count: VariablesCountFn,
     pub(super) variables_get: VariablesGetFn,
@@ -157,6 +160,8 @@ impl Api {
             trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
             trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),
             trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
+            trigger_variable_count: unsafe { symbol(&library, path, "iom_trigger_variable_count") }
+                .ok(),
             prepared_actions: (|| {
                 Some(PreparedActionApi {
                     prepare: unsafe { symbol(&library, path, "iom_action_prepare") }.ok()?,

@@ -72,6 +72,17 @@ impl PreparedTrigger {
     }
 }
 
+impl PreparedTrigger {
+    /// How many variables every match gives, as the module says
+    /// (`iom_trigger_variable_count`; -1: it varies with the data). None
+    /// when the module does not export it.
+    pub fn variable_count(&self) -> Option<isize> {
+        let count = self.api.trigger_variable_count?;
+        // SAFETY: `raw` is live until Drop.
+        Some(unsafe { count(self.raw) })
+    }
+}
+
 impl Drop for PreparedTrigger {
     fn drop(&mut self) {
         // SAFETY: freed once; `api` keeps the library loaded until after this.

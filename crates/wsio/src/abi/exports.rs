@@ -338,6 +338,21 @@ pub unsafe extern "C" fn iom_trigger_test_ex(
     })
 }
 
+/// See iom.h. Reads no caller memory: the handle is only looked up.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_trigger_variable_count(prepared: *const IomPreparedTrigger) -> isize {
+    guard(-1, ErrorOut::none(), |_| {
+        if prepared.is_null() {
+            return -1;
+        }
+        triggers()
+            .with_recent(&RECENT_TRIGGERS, prepared as usize, |trigger| {
+                isize::try_from(trigger.variable_count()).unwrap_or(-1)
+            })
+            .unwrap_or(-1)
+    })
+}
+
 /// See iom.h.
 #[unsafe(no_mangle)]
 pub extern "C" fn iom_trigger_free(prepared: *mut IomPreparedTrigger) {

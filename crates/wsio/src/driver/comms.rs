@@ -1,5 +1,7 @@
 //! Log Comms: one log line per frame, in either direction, that shows its
-//! kind, its length and its first bytes.
+//! kind, its length and its first bytes: text as quoted text, everything
+//! else (binary, ping, pong payloads) as lowercase hex, so a binary
+//! protocol reads byte for byte instead of as replacement characters.
 
 use async_tungstenite::tungstenite::Message;
 
@@ -8,12 +10,12 @@ const COMMS_PREVIEW: usize = 200;
 
 /// A Log Comms line: direction, opcode, length, the first bytes.
 pub(super) fn comms_line(direction: &str, message: &Message) -> String {
-    let (opcode, payload): (&str, &[u8]) = match message {
-        Message::Text(t) => ("text", t.as_bytes()),
-        Message::Binary(b) => ("binary", b),
-        Message::Ping(b) => ("ping", b),
-        Message::Pong(b) => ("pong", b),
-        Message::Frame(f) => ("frame", f.payload()),
+    let (opcode, payload, text): (&str, &[u8], bool) = match message {
+        Message::Text(t) => ("text", t.as_bytes(), true),
+        Message::Binary(b) => ("binary", b, false),
+        Message::Ping(b) => ("ping", b, false),
+        Message::Pong(b) => ("pong", b, false),
+        Message::Frame(f) => ("frame", f.payload(), false),
         // The code and reason, not the raw payload.
         Message::Close(Some(f)) => {
             let code = u16::from(f.code);
@@ -27,10 +29,14 @@ pub(super) fn comms_line(direction: &str, message: &Message) -> String {
     } else {
         ""
     };
+    let shown = if text {
+        format!("{:?}", String::from_utf8_lossy(shown))
+    } else {
+        hex::encode(shown)
+    };
     format!(
-        "comms {direction} {opcode} {} bytes: {:?}{more}",
-        payload.len(),
-        String::from_utf8_lossy(shown)
+        "comms {direction} {opcode} {} bytes: {shown}{more}",
+        payload.len()
     )
 }
 
@@ -48,7 +54,7 @@ mod tests {
         assert_eq!(shown.matches('x').count(), COMMS_PREVIEW);
         assert!(line.ends_with('…'));
         let line = comms_line("->", &Message::binary(vec![0u8, 159, 146, 150]));
-        assert!(line.starts_with("comms -> binary 4 bytes: "), "{line}");
+        assert_eq!(line, "comms -> binary 4 bytes: 009f9296");
         let bye = Message::Close(Some(CloseFrame {
             code: 4000.into(),
             reason: "bye".into(),
@@ -57,6 +63,26 @@ mod tests {
         assert_eq!(
             comms_line("->", &Message::Close(None)),
             "comms -> close without a code"
+        );
+    }
+
+    #[test]
+    fn binary_frames_show_their_first_200_bytes_as_hex() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let line = comms_line("<-", &Message::binary(bytes.clone()));
+        let expected = format!(
+            "comms <- binary 300 bytes: {}…",
+            hex::encode(&bytes[..COMMS_PREVIEW])
+        );
+        assert_eq!(line, expected);
+        assert!(!line.contains('\u{fffd}'), "no replacement characters");
+        assert_eq!(
+            comms_line("->", &Message::Ping(vec![1, 2].into())),
+            "comms -> ping 2 bytes: 0102"
+        );
+        assert_eq!(
+            comms_line("<-", &Message::Pong(Vec::new().into())),
+            "comms <- pong 0 bytes: "
         );
     }
 }

@@ -3,7 +3,7 @@
 //! through the inbox (`TcpConnected`, then `Established` or `Failed`), each
 //! failure naming its stage.
 
-use super::endings::{handshake_failure, tls_failure};
+use super::endings::{handshake_failure, tls_connect_failure};
 use super::executor::driver;
 use super::{Input, proxy};
 use crate::inbox::Inbox;
@@ -78,7 +78,7 @@ pub(super) async fn open_connection(
                 })?;
                 let tls = Box::pin(TlsConnector::from(config).connect(name, tcp))
                     .await
-                    .map_err(|e| tls_failure(host, &e))?;
+                    .map_err(|e| tls_connect_failure(&props, &e))?;
                 MaybeTls::Tls(Box::new(tls))
             }
         };
@@ -89,7 +89,7 @@ pub(super) async fn open_connection(
             Some(ws_config),
         ))
         .await
-        .map_err(|e| handshake_failure(host, &e))?;
+        .map_err(|e| handshake_failure(&props, &e))?;
         let subprotocol = response
             .headers()
             .get("Sec-WebSocket-Protocol")

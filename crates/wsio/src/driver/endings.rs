@@ -4,6 +4,8 @@
 //! no secret reaches the text.
 
 use crate::machine::{Closure, Ending, Stage};
+use crate::presentation::wrong_peer_advice;
+use crate::properties::Properties;
 use crate::tls::is_certificate_failure;
 use async_tungstenite::tungstenite;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -27,9 +29,51 @@ pub(super) fn tls_failure(host: &str, error: &std::io::Error) -> Ending {
     }
 }
 
+/// The TLS handshake failed. A peer that does not speak TLS at all (a
+/// plain WebSocket or HTTP port) is told apart from a TLS failure: it
+/// closes on the client's hello, or answers with bytes that are no TLS
+/// record, and the advice is then about the port and protocol.
+pub(super) fn tls_connect_failure(props: &Properties, error: &std::io::Error) -> Ending {
+    let host = props.hostname.as_str();
+    let what = match rustls_error(error) {
+        Some(rustls::Error::InvalidMessage(_)) => {
+            "the server answered with something that is not TLS"
+        }
+        Some(_) => return tls_failure(host, error),
+        None if closed_early(error) => "the server closed the connection without answering TLS",
+        None => return tls_failure(host, error),
+    };
+    Ending::error(
+        Stage::Tls,
+        format!(
+            "TLS handshake with {host} failed: {what}; {}",
+            wrong_peer_advice(&props.subprotocols)
+        ),
+    )
+}
+
+/// The peer ended the connection while the client waited for its answer.
+fn closed_early(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
+}
+
 /// Handshake errors, without echoing request headers (the token).
-pub(super) fn handshake_failure(host: &str, error: &tungstenite::Error) -> Ending {
+pub(super) fn handshake_failure(props: &Properties, error: &tungstenite::Error) -> Ending {
     use tungstenite::error::ProtocolError;
+    let host = props.hostname.as_str();
+    let wrong_peer = |what: String| {
+        Ending::error(
+            Stage::WebSocket,
+            format!(
+                "WebSocket handshake failed: {what}; {}",
+                wrong_peer_advice(&props.subprotocols)
+            ),
+        )
+    };
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status();
@@ -51,6 +95,20 @@ pub(super) fn handshake_failure(host: &str, error: &tungstenite::Error) -> Endin
                 Stage::HttpUpgrade,
                 format!("subprotocol negotiation failed: {e}"),
             )
+        }
+        // Closed unanswered: a TLS port spoken to in plain WebSocket, or a
+        // server refusing the request (mosquitto does so for a subprotocol
+        // it does not know).
+        tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
+            wrong_peer("the server closed the connection without answering".to_owned())
+        }
+        tungstenite::Error::Io(e) if closed_early(e) => wrong_peer(format!(
+            "the server closed the connection without answering ({e})"
+        )),
+        // Bytes that are not an HTTP answer: often a TLS alert from a port
+        // that wants WSS.
+        tungstenite::Error::Protocol(ProtocolError::HttparseError(e)) => {
+            wrong_peer(format!("the server's answer is not HTTP ({e})"))
         }
         tungstenite::Error::Io(e) => Ending::error(
             Stage::HttpUpgrade,

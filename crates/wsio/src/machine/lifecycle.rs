@@ -395,7 +395,7 @@ impl Machine {
         self.record(&ending);
         let reason = Bytes::from(ending.reason.clone().into_bytes());
         let loss = Loss::Disconnected { ending };
-        self.show(loss.clone().state());
+        self.show(self.state_after(loss.clone()));
         self.fire(Trigger::Disconnected, reason);
         self.after_loss(now, loss);
     }

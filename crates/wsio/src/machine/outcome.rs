@@ -237,6 +237,9 @@ pub enum ConnectionState {
         attempt: u32,
         after: Loss,
     },
+    /// A connection ended or an attempt failed with Auto-Reconnect off:
+    /// nothing follows until the next Connect.
+    NoRetry { after: Loss },
     /// Auto-Reconnect gave up (Gave Up fired).
     GaveUp { why: GiveUp },
     /// The controller's network is down; `after` ended the last connection
@@ -259,6 +262,9 @@ impl ConnectionState {
             ConnectionState::Closing => "closing",
             ConnectionState::Failed { .. } => "failed",
             ConnectionState::Reconnecting { .. } => "reconnecting",
+            // Still the loss's own word: the state a controller acts on is
+            // the same; only the sentence adds what follows.
+            ConnectionState::NoRetry { after } => after.clone().state().word(),
             ConnectionState::GaveUp { .. } => "gave-up",
             ConnectionState::WaitingForNetwork { .. } => "waiting-for-network",
         }

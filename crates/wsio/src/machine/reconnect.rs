@@ -61,8 +61,9 @@ impl Machine {
             return;
         }
         if !(self.wanted && self.settings.auto_reconnect) {
+            let state = self.state_after(loss);
             self.wanted = false;
-            self.show(loss.state());
+            self.show(state);
             return;
         }
         let failures = self.attempt.saturating_add(1);
@@ -100,6 +101,24 @@ impl Machine {
                 self.attempt + 1,
                 delay.as_millis()
             ));
+        }
+    }
+
+    /// The state that shows `loss` when nothing reconnects at once: with
+    /// Auto-Reconnect off after a Connect, it says that no retry follows (a
+    /// Disconnect action's own ending needs no such note). The Disconnected
+    /// trigger's status shows the same, so it is pushed once.
+    pub(super) fn state_after(&self, loss: Loss) -> ConnectionState {
+        // Reconnecting, connecting at once, waiting for the network and
+        // shutting down each say what follows already.
+        let something_follows = self.settings.auto_reconnect
+            || self.connect_after_close
+            || self.shutting_down
+            || !self.network_up;
+        if self.wanted && !something_follows {
+            ConnectionState::NoRetry { after: loss }
+        } else {
+            loss.state()
         }
     }
 

@@ -128,7 +128,7 @@ fn triggers_fire_in_order_connected_established_message_disconnected() {
     );
     assert_eq!(
         last_connection_status(&all).unwrap(),
-        "Disconnected: closed by server: 1000 bye"
+        "Disconnected: closed by server: 1000 bye; no retry will follow (Auto-Reconnect is off)"
     );
     assert!(h.m.is_idle(), "no auto-reconnect: stays disconnected");
 }
@@ -148,8 +148,100 @@ fn failed_tcp_connect_fires_no_trigger_but_is_logged_and_shown() {
     );
     assert_eq!(
         last_connection_status(&effects).unwrap(),
-        "Connect failed: connection refused"
+        "Connect failed: connection refused; no retry will follow (Auto-Reconnect is off)"
     );
+}
+
+/// Every Connection Status and Connection State value pushed, in order.
+fn shown_states(effects: &[Effect]) -> Vec<(StatusKey, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Status { key, value }
+                if matches!(
+                    key,
+                    StatusKey::ConnectionStatus | StatusKey::ConnectionState
+                ) =>
+            {
+                Some((*key, value.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_auto_reconnect_the_status_says_no_retry_follows_once() {
+    let mut h = Harness::new(false, false);
+    let conn = h.establish();
+    h.m.handle_closed(h.now, conn, "closed by server: 1000 bye");
+    let effects = h.drain();
+    assert_eq!(
+        shown_states(&effects),
+        vec![
+            (
+                StatusKey::ConnectionStatus,
+                "Disconnected: closed by server: 1000 bye; no retry will follow (Auto-Reconnect is off)"
+                    .to_owned()
+            ),
+            (StatusKey::ConnectionState, "disconnected".to_owned()),
+        ],
+        "pushed once, before Disconnected fires, with the loss's own word"
+    );
+    let status_at = effects.iter().position(|e| {
+        matches!(
+            e,
+            Effect::Status {
+                key: StatusKey::ConnectionStatus,
+                ..
+            }
+        )
+    });
+    let fired_at = effects.iter().position(|e| {
+        matches!(
+            e,
+            Effect::Fire {
+                trigger: Trigger::Disconnected,
+                ..
+            }
+        )
+    });
+    assert!(status_at < fired_at, "{effects:?}");
+    assert!(h.m.is_idle());
+
+    h.m.handle_connect(h.now, None);
+    let conn = open_conn(&h.drain());
+    h.m.handle_closed(h.now, conn, "connection refused");
+    let effects = h.drain();
+    assert_eq!(
+        shown_states(&effects),
+        vec![
+            (
+                StatusKey::ConnectionStatus,
+                "Connect failed: connection refused; no retry will follow (Auto-Reconnect is off)"
+                    .to_owned()
+            ),
+            (StatusKey::ConnectionState, "failed".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn the_no_retry_note_is_only_for_losses_nothing_follows() {
+    // A Disconnect action's ending says itself why nothing follows.
+    let mut h = Harness::new(false, false);
+    let conn = h.establish();
+    h.m.handle_disconnect(h.now);
+    h.m.handle_closed(h.now, conn, "closed");
+    let status = last_connection_status(&h.drain()).unwrap();
+    assert!(!status.contains("no retry"), "{status}");
+    // With Auto-Reconnect on, a retry follows and the status says when.
+    let mut h = Harness::new(false, true);
+    let conn = h.establish();
+    h.m.handle_closed(h.now, conn, "closed by server: 1000 bye");
+    let status = last_connection_status(&h.drain()).unwrap();
+    assert!(status.starts_with("Reconnecting in "), "{status}");
+    assert!(!status.contains("no retry"), "{status}");
 }
 
 #[test]

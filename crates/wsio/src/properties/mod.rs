@@ -18,7 +18,7 @@ mod formats;
 mod values;
 
 pub use formats::{parse_proxy, validate_bearer_token};
-pub use values::PropertyValues;
+pub use values::{PropertyValues, closest_name};
 
 use crate::manifest::{Manifest, names};
 use crate::tls::TlsSettings;

@@ -94,9 +94,68 @@ fn unknown_protocol_lists_the_options() {
 
 #[test]
 fn unknown_property_lists_the_accepted_names() {
-    let message = err(json!({"Hostname": "h", "Hostnme": "x"}));
-    assert!(message.starts_with("unknown instance property \"Hostnme\"; accepted: \"Hostname\""));
+    let message = err(json!({"Hostname": "h", "Colour": "x"}));
+    assert!(message.starts_with("unknown instance property \"Colour\"; accepted: \"Hostname\""));
     assert!(message.contains("\"Log Comms\""));
+}
+
+#[test]
+fn a_name_off_by_case_or_a_small_typo_gets_a_suggestion() {
+    assert_eq!(
+        err(json!({"hostname": "h"})),
+        "unknown instance property \"hostname\"; did you mean \"Hostname\"?"
+    );
+    assert_eq!(
+        err(json!({"Hostname": "h", "Hostnme": "x"})),
+        "unknown instance property \"Hostnme\"; did you mean \"Hostname\"?"
+    );
+    assert_eq!(
+        err(json!({"Hostname": "h", "auto-reconect": true})),
+        "unknown instance property \"auto-reconect\"; did you mean \"Auto-Reconnect\"?"
+    );
+    // Trigger and action properties say the same.
+    let trigger = wsio_trigger_error("Messages Received", json!({"match string": "x"}));
+    assert_eq!(
+        trigger,
+        "unknown trigger \"Messages Received\" property \"match string\"; did you mean \"Match String\"?"
+    );
+    let action = PropertyValues::parse(
+        &crate::manifest::Manifest::get()
+            .action("Send Message")
+            .unwrap()
+            .properties,
+        &json!({"Mesage": "x"}),
+        "action \"Send Message\"",
+    )
+    .unwrap_err()
+    .message;
+    assert_eq!(
+        action,
+        "unknown action \"Send Message\" property \"Mesage\"; did you mean \"Message\"?"
+    );
+}
+
+fn wsio_trigger_error(trigger: &str, properties: serde_json::Value) -> String {
+    match crate::matching::PreparedTrigger::prepare(trigger, &properties) {
+        Ok(_) => panic!("{trigger} accepted {properties}"),
+        Err(e) => e.message,
+    }
+}
+
+#[test]
+fn closest_name_offers_only_close_names() {
+    let known = ["Hostname", "Port", "Path", "Log Comms"];
+    let closest = |name: &str| closest_name(name, known.iter().copied());
+    assert_eq!(closest("PORT"), Some("Port"));
+    assert_eq!(
+        closest("Pth"),
+        None,
+        "short names need an exact match apart from case"
+    );
+    assert_eq!(closest("Paht"), Some("Path"), "a swap is one edit");
+    assert_eq!(closest("log coms"), Some("Log Comms"));
+    assert_eq!(closest("Colour"), None);
+    assert_eq!(closest("Host"), None);
 }
 
 #[test]

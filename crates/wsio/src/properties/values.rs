@@ -46,6 +46,26 @@ fn shown(spec: &PropertySpec, value: &Value) -> String {
     }
 }
 
+/// The known name `name` was probably meant to be: the same apart from
+/// case, or a small typo (an edit or two, fewer for short names). None when
+/// nothing is that close, so a wrong guess is not offered.
+pub fn closest_name<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let wanted = name.to_lowercase();
+    let limit = match wanted.chars().count() {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    };
+    known
+        .map(|candidate| {
+            let distance = strsim::damerau_levenshtein(&wanted, &candidate.to_lowercase());
+            (distance, candidate)
+        })
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
 impl<'m> PropertyValues<'m> {
     /// Checks `json` (an object of property name → value, or `null` for none)
     /// against `specs`. `owner` names the property set in messages, e.g.
@@ -76,7 +96,10 @@ impl<'m> PropertyValues<'m> {
         let mut given = BTreeMap::new();
         for (name, value) in object {
             let Some(spec) = specs.iter().find(|s| &s.name == name) else {
-                let accepted = if specs.is_empty() {
+                let known = specs.iter().map(|s| s.name.as_str());
+                let accepted = if let Some(meant) = closest_name(name, known) {
+                    format!("did you mean \"{meant}\"?")
+                } else if specs.is_empty() {
                     "it takes no properties".to_owned()
                 } else {
                     format!(
