@@ -236,14 +236,13 @@ unsafe extern "C" fn on_fire_trigger_ex(
     len: usize,
     flags: u32,
 ) {
+    // The flags first: a test that sees the trigger (on_fire_trigger
+    // notifies) then finds its flags too.
+    // SAFETY: as in on_fire_trigger.
+    let (recorder, name) = unsafe { (&*user_data.cast::<Recorder>(), callback_text(trigger)) };
+    recorder.lock().flags.push((name, flags));
     // SAFETY: as in on_fire_trigger, whose contract this shares.
     unsafe { on_fire_trigger(user_data, instance_id, trigger, data, len) };
-    // SAFETY: as in on_fire_trigger.
-    let (recorder, trigger) = unsafe { (&*user_data.cast::<Recorder>(), callback_text(trigger)) };
-    let mut events = recorder.lock();
-    events.flags.push((trigger, flags));
-    drop(events);
-    recorder.changed.notify_all();
 }
 
 unsafe extern "C" fn on_status_changed(
