@@ -42,16 +42,10 @@ function hasExactly(locator, text) {
 
 test('the status page shows live status, runs actions from the manifest and logs them', { timeout: 120_000 }, async (t) => {
   assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
-  const browser = await chromium.launch(LAUNCH);
-  t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
+  const { context, page, problems } = await openPage(t);
   // Every script error and every failed request is a problem, except the
   // one refusal this test provokes (listed in `refusalExpected`).
-  const problems = [];
   let refusalExpected = null;
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
     if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
       problems.push(`console error: ${message.text()}`);
@@ -150,6 +144,19 @@ test('the status page shows live status, runs actions from the manifest and logs
   assert.deepEqual(problems, []);
 });
 
+/** A fresh browser and page for test `t` (closed after it), with the
+ * page's script errors collected in `problems`. */
+async function openPage(t) {
+  const browser = await chromium.launch(LAUNCH);
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  return { context, page, problems };
+}
+
 /** A named step, so a failure says which part of the story broke. */
 async function step(name, body) {
   try {
@@ -166,13 +173,7 @@ async function step(name, body) {
 // demo cannot reach on demand are shown too.
 test('the badge and the reconnect countdown follow Connection State and Next Retry', { timeout: 60_000 }, async (t) => {
   assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
-  const browser = await chromium.launch(LAUNCH);
-  t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  const { context, page, problems } = await openPage(t);
 
   const now = new Date();
   const stamp = (date) => date.toISOString().replace('Z', '+00:00');
@@ -247,13 +248,7 @@ test('while the host does not answer, every badge is Unknown until the feed is b
   assert.ok(HOST_BIN, 'WSIO_BIN is not set: run this through tests/browser/run.sh');
   const first = await startHost('127.0.0.1:0');
   t.after(() => first.stop());
-  const browser = await chromium.launch(LAUNCH);
-  t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  const { context, page, problems } = await openPage(t);
   await page.goto(first.url);
 
   const visitor = page.locator('article[data-instance="visitor"] .connection');
