@@ -140,6 +140,38 @@ impl NetNs {
     /// (the same effect: drop, and report success to the sender). Returns
     /// which one it used.
     pub fn drop_all_packets(&self) -> &'static str {
+        // Pin each side's neighbour first: with ARP dropped too, the kernel
+        // gives up on the address after its ARP retries and fails the next
+        // connects at once (EHOSTUNREACH), which is not a black hole.
+        let ns_mac = self.mac(Some(&self.name), &self.ns_if);
+        let host_mac = self.mac(None, &self.host_if);
+        let (ns_addr, host_addr) = (self.ns_addr.to_string(), self.host_addr.to_string());
+        ip(&[
+            "neigh",
+            "replace",
+            &ns_addr,
+            "lladdr",
+            &ns_mac,
+            "dev",
+            &self.host_if,
+            "nud",
+            "permanent",
+        ])
+        .unwrap_or_else(|e| panic!("cannot pin the neighbour {ns_addr}: {e}"));
+        ip(&[
+            "-n",
+            &self.name,
+            "neigh",
+            "replace",
+            &host_addr,
+            "lladdr",
+            &host_mac,
+            "dev",
+            &self.ns_if,
+            "nud",
+            "permanent",
+        ])
+        .unwrap_or_else(|e| panic!("cannot pin the neighbour {host_addr}: {e}"));
         let mut used = "netem loss 100%";
         for (namespace, dev) in [(None, &self.host_if), (Some(&self.name), &self.ns_if)] {
             let mut base: Vec<&str> = Vec::new();
@@ -156,6 +188,22 @@ impl NetNs {
             }
         }
         used
+    }
+
+    /// The MAC address of `dev` (inside `namespace`, if given).
+    fn mac(&self, namespace: Option<&str>, dev: &str) -> String {
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(namespace) = namespace {
+            args.extend(["-n", namespace]);
+        }
+        args.extend(["link", "show", "dev", dev]);
+        let out = ip(&args).unwrap_or_else(|e| panic!("cannot read {dev}'s address: {e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|word| *word != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no link/ether address for {dev}"))
+            .to_owned()
     }
 
     /// The path works again.
