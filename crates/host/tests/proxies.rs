@@ -152,9 +152,10 @@ fn a_wrong_password_is_fatal(kind: ProxyKind, status: &str) {
     // The first retry would come within 1 s: QUIET is longer.
     assert!(
         !rec.wait_for(|r| attempts(r) >= 2, QUIET),
-        "{}: retried after refused credentials:\n{}",
+        "{}: retried after refused credentials:\n{}\n{}",
         kind.name(),
-        rec.snapshot().log_text()
+        rec.snapshot().log_text(),
+        proxy.diagnostics()
     );
     assert_eq!(rec.snapshot().count(Trigger::Established), 0);
     assert_eq!(echo.snapshot().connections(), 0);
@@ -180,7 +181,13 @@ fn no_credentials_say_none_were_given(kind: ProxyKind) {
         "{}: {last_error}",
         kind.name()
     );
-    assert!(!rec.wait_for(|r| attempts(r) >= 2, QUIET), "no retry");
+    assert!(
+        !rec.wait_for(|r| attempts(r) >= 2, QUIET),
+        "{}: retried:\n{}\n{}",
+        kind.name(),
+        rec.snapshot().log_text(),
+        proxy.diagnostics()
+    );
 }
 
 /// Use System Proxy: the proxy comes from HTTP_PROXY (a `wsio run` child,

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use super::{HOST_TIMEOUT, free_port};
@@ -38,11 +38,15 @@ impl ProxyKind {
         }
     }
 
-    /// The line a proxy logs once it accepts connections.
+    /// The line a proxy logs once it listens. squid's "Accepting HTTP
+    /// Socket connections" comes before its listen(), and under load a
+    /// connection made right after it is refused; its TCP acceptor's
+    /// closure handler is set up right after listen(), and debug section 5
+    /// at level 4 (see the configuration) logs that.
     fn ready_line(self) -> &'static str {
         match self {
             ProxyKind::Tinyproxy => "Accepting connections",
-            ProxyKind::Squid => "Accepting HTTP Socket connections",
+            ProxyKind::Squid => "Comm::TcpAcceptor::handleClosure constructed",
         }
     }
 }
@@ -52,6 +56,10 @@ pub struct RealProxy {
     pub kind: ProxyKind,
     pub port: u16,
     child: Child,
+    /// The proxy's output lines; disconnected once it has exited.
+    lines: Receiver<String>,
+    /// squid's service name, which prefixes its shared-memory segments.
+    service: Option<String>,
     dir: PathBuf,
     /// What the proxy printed while starting (shown when a test fails).
     pub startup_output: Vec<String>,
@@ -71,6 +79,8 @@ impl RealProxy {
         let dir = temp_dir(kind);
         let port = free_port();
         let mut command = Command::new(&binary);
+        let service =
+            (kind == ProxyKind::Squid).then(|| format!("wsio{}x{port}", std::process::id()));
         match kind {
             ProxyKind::Tinyproxy => {
                 let config = dir.join("tinyproxy.conf");
@@ -84,8 +94,15 @@ impl RealProxy {
                 std::fs::write(&passwords, format!("{user}:{}\n", apr1_hash(password))).unwrap();
                 let config = dir.join("squid.conf");
                 std::fs::write(&config, squid_config(&dir, port, &passwords, target_port)).unwrap();
-                // -N: no daemon; -d 1: startup messages on stderr.
-                command.args(["-N", "-d", "1", "-f"]).arg(&config);
+                // -N: no daemon; -d 4: messages up to debug_options'
+                // levels on stderr; -n: a
+                // service name of its own, which names its shared-memory
+                // segments (two squids with one name collide).
+                command
+                    .args(["-N", "-d", "4", "-n"])
+                    .args(service.as_slice())
+                    .arg("-f")
+                    .arg(&config);
             }
         }
         let mut child = command
@@ -108,16 +125,24 @@ impl RealProxy {
                 }
             });
         }
+        // Only the readers hold senders: the channel ends when both pipes
+        // do, i.e. when the proxy exits.
+        drop(sender);
         let mut proxy = RealProxy {
             kind,
             port,
             child,
+            lines,
+            service,
             dir,
             startup_output: Vec::new(),
         };
         let deadline = Instant::now() + HOST_TIMEOUT;
         loop {
-            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match proxy
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(line) => {
                     let ready = line.contains(kind.ready_line());
                     proxy.startup_output.push(line);
@@ -139,6 +164,17 @@ impl RealProxy {
         }
     }
 
+    /// What the proxy printed while starting, and squid's cache log: shown
+    /// when a story fails.
+    pub fn diagnostics(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("cache.log")).unwrap_or_default();
+        format!(
+            "{} started with:\n{}\n{log}",
+            self.kind.name(),
+            self.startup_output.join("\n")
+        )
+    }
+
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -152,9 +188,34 @@ impl RealProxy {
 
 impl Drop for RealProxy {
     fn drop(&mut self) {
-        // SIGKILL: squid's helpers read EOF on their pipes and exit too.
+        // SIGTERM first, so that squid removes its shared-memory segments
+        // (shutdown_lifetime 0: at once); its output ends when it has
+        // exited. SIGKILL if it has not within the deadline.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + HOST_TIMEOUT;
+        while let Ok(_) | Err(RecvTimeoutError::Timeout) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Whatever squid left behind in /dev/shm under its service name.
+        if let Some(service) = &self.service
+            && let Ok(entries) = std::fs::read_dir("/dev/shm")
+        {
+            let prefix = format!("{service}-");
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -237,6 +298,7 @@ fn squid_config(dir: &Path, port: u16, passwords: &Path, target_port: u16) -> St
          visible_hostname wsio-test-proxy\n\
          dns_nameservers 127.0.0.1\n\
          pinger_enable off\n\
+         debug_options ALL,1 5,4\n\
          cache deny all\n\
          access_log stdio:{dir}/access.log\n\
          cache_log {dir}/cache.log\n\
