@@ -5,7 +5,9 @@
 //! handshake then run inside the tunnel as if connected directly. The
 //! proxy comes from the `Proxy` property or, with `Use System Proxy`, from
 //! `HTTPS_PROXY` (WSS) / `HTTP_PROXY` (WS) minus `NO_PROXY`. The answer is
-//! parsed with `httparse`; credentials never reach a log line.
+//! parsed with `httparse`; credentials never reach a log line. A proxy that
+//! refuses the credentials (407, or 401 as tinyproxy answers) ends the
+//! attempt fatally, with advice naming where they came from.
 
 use crate::machine::{Ending, Stage};
 use crate::properties::{ProxyConfig, ProxySetting, ProxySource, parse_proxy};
@@ -55,7 +57,7 @@ pub fn resolve(
 /// The proxy `setting` gives for `host` as log lines show it: "via proxy
 /// http://host:port (the Proxy property)", without user or password; None
 /// when connecting directly. An environment variable that does not parse
-/// shows as itself (redacted) so that the log still says a proxy is meant.
+/// still shows that a proxy is meant (each connect then fails naming it).
 pub fn shown_route(setting: &ProxySetting, host: &str, tls: bool) -> Option<String> {
     match resolve(setting, host, tls) {
         Ok(None) => None,
