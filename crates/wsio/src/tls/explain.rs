@@ -170,12 +170,14 @@ fn date(time: UnixTime) -> String {
 
 /// An enum variant's name in lower-case words: `CaUsedAsEndEntity` → "ca
 /// used as end entity". Only the name: fields (and their braces, quotes
-/// and numbers) are dropped.
+/// and numbers) are dropped, and so is rustls' `Context` suffix of the
+/// variants that carry them.
 fn words(debug: &str) -> String {
     let name: String = debug
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
+    let name = name.strip_suffix("Context").unwrap_or(&name);
     let mut out = String::with_capacity(name.len() + 8);
     let mut previous_lower = false;
     for c in name.chars() {
@@ -279,5 +281,9 @@ mod tests {
         );
         assert_eq!(words("Unknown(42)"), "unknown");
         assert_eq!(words("BadDer"), "bad der");
+        assert_eq!(
+            words("UnsupportedSignatureAlgorithmContext { signature_algorithm_id: [6] }"),
+            "unsupported signature algorithm"
+        );
     }
 }
