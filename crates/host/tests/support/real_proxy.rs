@@ -9,7 +9,7 @@
 //! unless `WSIO_PROXIES_REQUIRED=1` (CI), when it fails the test.
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -277,6 +277,14 @@ fn apr1_hash(password: &str) -> String {
 }
 
 fn tinyproxy_config(port: u16, user: &str, password: &str, target_port: u16) -> String {
+    // Run as root (CI), tinyproxy would keep root after binding; it drops
+    // to an unprivileged user when told to.
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let drop_to = if as_root {
+        "User nobody\nGroup nogroup\n"
+    } else {
+        ""
+    };
     format!(
         "Port {port}\n\
          Listen 127.0.0.1\n\
@@ -285,7 +293,8 @@ fn tinyproxy_config(port: u16, user: &str, password: &str, target_port: u16) -> 
          Allow 127.0.0.1\n\
          ConnectPort {target_port}\n\
          BasicAuth {user} {password}\n\
-         LogLevel Info\n"
+         LogLevel Info\n\
+         {drop_to}"
     )
 }
 
