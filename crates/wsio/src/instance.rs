@@ -28,7 +28,7 @@
 //! instance.action("Connect", &serde_json::json!({}), &[] as &[&str]).unwrap();
 //! ```
 
-use crate::driver::{Input, Runner, Shared, on_driver_thread, spawn};
+use crate::driver::{Input, Runner, Shared, on_driver_thread, shown_route, spawn};
 use crate::host::Host;
 use crate::inbox::Inbox;
 use crate::machine::{Machine, Outbound, Settings};
@@ -354,6 +354,13 @@ impl Instance {
             auto_reconnect: properties.auto_reconnect,
             extended_logging: properties.extended_logging,
             display_url: properties.display_url(),
+            // The environment (Use System Proxy) is the process's own: what
+            // it names now is what each connect will read.
+            route: shown_route(
+                &properties.proxy,
+                &properties.hostname,
+                properties.protocol == Protocol::Wss,
+            ),
         };
         let seed = options.jitter_seed.unwrap_or_else(|| fastrand::u64(..));
         let machine = Machine::new(settings, seed);

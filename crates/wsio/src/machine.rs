@@ -166,6 +166,10 @@ pub struct Settings {
     pub extended_logging: bool,
     /// The URL without its query, for log lines.
     pub display_url: String,
+    /// The proxy connections go through, as log lines name it ("via proxy
+    /// http://host:port (the Proxy property)", never its password); None
+    /// for a direct connection.
+    pub route: Option<String>,
 }
 
 #[derive(Debug)]

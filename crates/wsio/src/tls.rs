@@ -6,7 +6,10 @@
 //! extra roots from [`Options`](crate::Options), and a PEM file named by
 //! `WSIO_EXTRA_CA_FILE`. `Pin SHA-256` replaces CA and host-name checks
 //! with an exact certificate fingerprint (the safe answer for self-signed
-//! devices); `Skip Certificate Verification (insecure)` accepts anything and
+//! devices). A server certificate that is byte for byte one given in `CA
+//! Certificate` is trusted even when it is marked as a CA, as `openssl req
+//! -x509` makes them ([`given`]). `Skip Certificate Verification
+//! (insecure)` accepts anything and
 //! the driver warns on every connection. Both still check the handshake
 //! signatures, so the server must hold the certificate's private key.
 //! `Client Certificate` + `Client Key` enable mutual TLS.
@@ -15,9 +18,18 @@
 //! rustls' session cache), larger than the rest of an idle instance, so
 //! [`shared_client_config`] hands instances with identical settings one
 //! `Arc` (see there for what "identical" means).
+//!
+//! [`explain`] turns rustls' errors into the text a person reads.
+
+mod explain;
+mod given;
+
+pub(crate) use explain::explain_io;
+use explain::{explain, explain_certificate};
 
 use futures_rustls::pki_types::pem::PemObject;
 use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use futures_rustls::rustls::client::WebPkiServerVerifier;
 use futures_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -238,23 +250,42 @@ pub fn client_config(
         if !settings.trust_only_given_ca {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             for cert in extra_roots {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| format!("an extra root certificate is not usable: {e}"))?;
+                roots.add(cert.clone()).map_err(|e| {
+                    format!(
+                        "an extra root certificate is not usable: {}",
+                        explain_certificate(&e)
+                    )
+                })?;
             }
         }
         for cert in &settings.ca_certificates {
-            roots
-                .add(cert.clone())
-                .map_err(|e| format!("CA Certificate is not a usable CA certificate: {e}"))?;
+            roots.add(cert.clone()).map_err(|e| {
+                format!(
+                    "CA Certificate is not a usable CA certificate: {}",
+                    explain_certificate(&e)
+                )
+            })?;
         }
-        builder.with_root_certificates(roots)
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(given::TrustGivenCertificates {
+                webpki,
+                given: settings.ca_certificates.clone(),
+            }))
     };
     let config = match &settings.client_identity {
         None => builder.with_no_client_auth(),
         Some(identity) => builder
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-            .map_err(|e| format!("Client Certificate and Client Key do not work together: {e}"))?,
+            .map_err(|e| {
+                format!(
+                    "Client Certificate and Client Key do not work together: {}",
+                    explain(&e)
+                )
+            })?,
     };
     Ok(Arc::new(config))
 }

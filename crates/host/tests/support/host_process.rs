@@ -59,9 +59,15 @@ impl HostProcess {
     /// Runs `wsio ARGS` with `RUST_LOG=log` and waits until it prints its
     /// status page address.
     pub fn spawn(args: &[&str], log: &str) -> HostProcess {
+        Self::spawn_with_env(args, log, &[])
+    }
+
+    /// [`HostProcess::spawn`] with these environment variables set.
+    pub fn spawn_with_env(args: &[&str], log: &str, env: &[(&str, &str)]) -> HostProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsio"))
             .args(args)
             .env("RUST_LOG", log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

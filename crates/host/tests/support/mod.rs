@@ -16,6 +16,8 @@
 //! - [`BlackHoleServer`]: accepts TCP, never answers the handshake.
 //! - [`ConnectProxy`]: an HTTP CONNECT proxy, optionally requiring Basic
 //!   credentials; records targets and `Proxy-Authorization`.
+//! - [`RealProxy`]: tinyproxy or squid from Debian, as a child process with
+//!   a configuration of its own on a free port.
 //! - [`test_pki`]: CAs, server and client certificates, and server TLS
 //!   configurations (with client authentication) for
 //!   [`EchoServer::start_tls_with`]; TLS fixtures record the client's
@@ -47,6 +49,7 @@ mod netns;
 mod observations;
 mod pki;
 mod proxy;
+mod real_proxy;
 mod recorder;
 mod script_server;
 mod server_process;
@@ -65,6 +68,7 @@ pub use pki::{
     sha256_fingerprint, sha256_fingerprint_colons, test_pki,
 };
 pub use proxy::{ConnectProxy, ProxyObserved, ProxyRequest};
+pub use real_proxy::{PROXIES_REQUIRED, ProxyKind, RealProxy};
 pub use recorder::{PASSWORD, Recorded, Recorder, SECRETS, TOKEN, driver_panics};
 // The fault suite (tests/fault_*.rs).
 pub use faults::{

@@ -6,7 +6,7 @@
 use crate::machine::{Closure, Ending, Stage};
 use crate::presentation::wrong_peer_advice;
 use crate::properties::Properties;
-use crate::tls::is_certificate_failure;
+use crate::tls::{explain_io, is_certificate_failure};
 use async_tungstenite::tungstenite;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures_rustls::rustls;
@@ -24,7 +24,7 @@ pub(super) fn tls_failure(host: &str, error: &std::io::Error) -> Ending {
         fatal,
         ..Ending::error(
             Stage::Tls,
-            format!("TLS handshake with {host} failed: {error}"),
+            format!("TLS handshake with {host} failed: {}", explain_io(error)),
         )
     }
 }
@@ -138,7 +138,9 @@ pub(super) fn lost(error: &tungstenite::Error) -> Ending {
         E::ConnectionClosed | E::AlreadyClosed => {
             (Stage::WebSocket, "connection closed".to_owned())
         }
-        E::Io(e) if rustls_error(e).is_some() => (Stage::Tls, format!("TLS error: {e}")),
+        E::Io(e) if rustls_error(e).is_some() => {
+            (Stage::Tls, format!("TLS error: {}", explain_io(e)))
+        }
         E::Io(e) => (Stage::Tcp, format!("connection lost: {e}")),
         E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => (
             Stage::Tcp,

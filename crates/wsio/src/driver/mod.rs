@@ -31,6 +31,7 @@ mod runner;
 mod shared;
 
 pub(crate) use executor::{on_driver_thread, spawn};
+pub(crate) use proxy::shown_route;
 pub(crate) use runner::Runner;
 pub use runner::STATUS_EVERY;
 pub(crate) use shared::Shared;

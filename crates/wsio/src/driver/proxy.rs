@@ -5,10 +5,12 @@
 //! handshake then run inside the tunnel as if connected directly. The
 //! proxy comes from the `Proxy` property or, with `Use System Proxy`, from
 //! `HTTPS_PROXY` (WSS) / `HTTP_PROXY` (WS) minus `NO_PROXY`. The answer is
-//! parsed with `httparse`; credentials never reach a log line.
+//! parsed with `httparse`; credentials never reach a log line. A proxy that
+//! refuses the credentials (407, or 401 as tinyproxy answers) ends the
+//! attempt fatally, with advice naming where they came from.
 
 use crate::machine::{Ending, Stage};
-use crate::properties::{ProxyConfig, ProxySetting, parse_proxy};
+use crate::properties::{ProxyConfig, ProxySetting, ProxySource, parse_proxy};
 use base64::Engine;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
@@ -49,6 +51,57 @@ pub fn resolve(
                 .map(Some)
                 .map_err(|e| Ending::error(Stage::Proxy, e.message))
         }
+    }
+}
+
+/// The proxy `setting` gives for `host` as log lines show it: "via proxy
+/// http://host:port (the Proxy property)", without user or password; None
+/// when connecting directly. An environment variable that does not parse
+/// still shows that a proxy is meant (each connect then fails naming it).
+pub fn shown_route(setting: &ProxySetting, host: &str, tls: bool) -> Option<String> {
+    match resolve(setting, host, tls) {
+        Ok(None) => None,
+        Ok(Some(proxy)) => Some(format!("via proxy {}", shown(&proxy))),
+        Err(_) => {
+            Some("via the system proxy (Use System Proxy), whose setting is not usable".to_owned())
+        }
+    }
+}
+
+/// "http://host:port (the Proxy property)": never the password.
+pub fn shown(proxy: &ProxyConfig) -> String {
+    let host = if proxy.host.contains(':') {
+        format!("[{}]", proxy.host)
+    } else {
+        proxy.host.clone()
+    };
+    let source = match &proxy.source {
+        ProxySource::Property => "the Proxy property".to_owned(),
+        ProxySource::Environment(name) => format!("{name}, Use System Proxy"),
+    };
+    format!("http://{host}:{} ({source})", proxy.port)
+}
+
+/// What to fix when the proxy asks for credentials (`code` 407, or 401 as
+/// tinyproxy answers): the place they came from, or that none were given.
+fn credentials_advice(proxy: &ProxyConfig, code: u16, text: &str) -> String {
+    let status = format!("{code} {text}");
+    let status = status.trim_end();
+    match (&proxy.auth, &proxy.source) {
+        (Some(auth), ProxySource::Property) => format!(
+            "the proxy refused the credentials ({status}): check the user \"{}\" and its password in the Proxy property",
+            auth.username
+        ),
+        (Some(auth), ProxySource::Environment(name)) => format!(
+            "the proxy refused the credentials ({status}): check the user \"{}\" and its password in the environment variable {name} (Use System Proxy is on)",
+            auth.username
+        ),
+        (None, ProxySource::Property) => format!(
+            "the proxy requires credentials ({status}) and none were given: write them into the Proxy property as http://user:password@host:port"
+        ),
+        (None, ProxySource::Environment(name)) => format!(
+            "the proxy requires credentials ({status}) and none were given: the environment variable {name} (Use System Proxy is on) holds no user:password; set it to http://user:password@host:port"
+        ),
     }
 }
 
@@ -153,11 +206,11 @@ pub async fn connect(proxy: &ProxyConfig, host: &str, port: u16) -> Result<TcpSt
     let text = response.reason.unwrap_or("");
     match code {
         200..=299 => Ok(stream),
-        407 => Err(Ending {
+        // 407 is what RFC 9110 asks of a proxy; tinyproxy answers a wrong
+        // password with 401. Either way retrying cannot help.
+        401 | 407 => Err(Ending {
             fatal: true,
-            ..err(format!(
-                "the proxy refused the credentials: 407 {text}; check the user and password in Proxy"
-            ))
+            ..err(credentials_advice(proxy, code, text))
         }),
         _ => Err(err(format!(
             "the proxy refused to open a tunnel to {authority}: {code} {text}"
@@ -194,5 +247,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((got.host.as_str(), got.port), ("proxy", 3128));
+    }
+
+    #[test]
+    fn the_route_and_the_advice_name_where_the_proxy_came_from_never_the_password() {
+        let given = parse_proxy("http://alice:s3cret@proxy:3128", "Proxy").unwrap();
+        let route = shown_route(&ProxySetting::Explicit(given.clone()), "h", false).unwrap();
+        assert_eq!(route, "via proxy http://proxy:3128 (the Proxy property)");
+        let advice = credentials_advice(&given, 407, "Proxy Authentication Required");
+        assert_eq!(
+            advice,
+            "the proxy refused the credentials (407 Proxy Authentication Required): check the user \"alice\" and its password in the Proxy property"
+        );
+        let from_env = parse_proxy("http://bob:s3cret@[::1]:8888", "HTTPS_PROXY").unwrap();
+        assert_eq!(
+            shown(&from_env),
+            "http://[::1]:8888 (HTTPS_PROXY, Use System Proxy)"
+        );
+        let advice = credentials_advice(&from_env, 401, "Unauthorized");
+        assert!(
+            advice.starts_with("the proxy refused the credentials (401 Unauthorized): check the user \"bob\" and its password in the environment variable HTTPS_PROXY"),
+            "{advice}"
+        );
+        let none = parse_proxy("proxy:3128", "Proxy").unwrap();
+        assert!(
+            credentials_advice(&none, 407, "")
+                .starts_with("the proxy requires credentials (407) and none were given"),
+        );
+        let none = parse_proxy("proxy:3128", "HTTP_PROXY").unwrap();
+        assert!(credentials_advice(&none, 401, "Unauthorized").contains(
+            "the environment variable HTTP_PROXY (Use System Proxy is on) holds no user:password"
+        ),);
+        for text in [route, shown(&from_env)] {
+            assert!(!text.contains("s3cret") && !text.contains("alice") && !text.contains("bob"));
+        }
     }
 }

@@ -301,8 +301,13 @@ impl Machine {
         self.show(ConnectionState::Connecting {
             attempt: self.attempt + 1,
         });
+        let route = self
+            .settings
+            .route
+            .as_ref()
+            .map_or_else(String::new, |via| format!(" {via}"));
         self.extended(format!(
-            "connecting to {} (attempt {})",
+            "connecting to {}{route} (attempt {})",
             self.settings.display_url,
             self.attempt + 1
         ));

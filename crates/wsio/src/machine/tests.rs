@@ -15,6 +15,7 @@ fn settings(keep_alive: bool, auto_reconnect: bool) -> Settings {
         auto_reconnect,
         extended_logging: true,
         display_url: "ws://example.test:80/".into(),
+        route: None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! URLs, host names, paths and bearer tokens. Each parser names the property
 //! and what is accepted; none shows a secret.
 
-use super::{BasicAuth, Header, PropertyError, PropertyValues, ProxyConfig};
+use super::{BasicAuth, Header, PropertyError, PropertyValues, ProxyConfig, ProxySource};
 use crate::manifest::names;
 use crate::tls::{ClientIdentity, TlsSettings};
 use crate::vocabulary::Secret;
@@ -258,7 +258,8 @@ pub(super) fn parse_sha256(text: &str) -> Result<[u8; 32], PropertyError> {
 }
 
 /// Parses `http://[user[:password]@]host[:port]` (the password is never
-/// shown in errors). `property` names the source in messages.
+/// shown in errors). `property` names the source in messages: the `Proxy`
+/// property, or the environment variable it was read from.
 pub fn parse_proxy(text: &str, property: &str) -> Result<ProxyConfig, PropertyError> {
     let shown = redact_userinfo(text);
     let err = |why: &str| {
@@ -297,7 +298,17 @@ pub fn parse_proxy(text: &str, property: &str) -> Result<ProxyConfig, PropertyEr
         username: decode(url.username()),
         password: Secret::new(url.password().map(decode).unwrap_or_default()),
     });
-    Ok(ProxyConfig { host, port, auth })
+    let source = if property == names::PROXY {
+        ProxySource::Property
+    } else {
+        ProxySource::Environment(property.to_owned())
+    };
+    Ok(ProxyConfig {
+        host,
+        port,
+        auth,
+        source,
+    })
 }
 
 /// `http://user:secret@host` → `http://user:***@host`. The userinfo ends

@@ -100,6 +100,17 @@ pub struct ProxyConfig {
     pub host: String,
     pub port: u16,
     pub auth: Option<BasicAuth>,
+    /// Where it was given: what to fix when the proxy refuses credentials.
+    pub source: ProxySource,
+}
+
+/// Where a proxy, and so its credentials, came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxySource {
+    /// The `Proxy` property.
+    Property,
+    /// This environment variable, with `Use System Proxy`.
+    Environment(String),
 }
 
 /// Which proxy to use.
