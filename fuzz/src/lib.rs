@@ -8,8 +8,8 @@ use serde_json::Value;
 pub const MARKER: &str = "Zq9xSECRETmarker";
 
 /// Splits `data` at NUL bytes into at most `n` UTF-8 (lossy) parts; missing
-/// parts are empty. Seeds are written the same way (see fuzz/README in the
-/// crate README's fuzzing section).
+/// parts are empty. Seeds are written the same way (see docs/reliability.md,
+/// fuzzing).
 pub fn parts(data: &[u8], n: usize) -> Vec<String> {
     let mut out: Vec<String> = data
         .splitn(n, |b| *b == 0)

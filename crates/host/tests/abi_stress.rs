@@ -471,7 +471,7 @@ fn destroy_while_a_bursting_server_fires_triggers_returns_and_silences_callbacks
 }
 
 #[test]
-#[ignore = "long: five rounds of destroy under a burst; run by .ci/run (see README, Real peers, ABI abuse and fuzzing)"]
+#[ignore = "long: five rounds of destroy under a burst; run by .ci/run (see docs/reliability.md)"]
 fn destroy_while_a_bursting_server_fires_triggers_five_times() {
     let _serial = serial();
     destroy_under_burst(5);
@@ -655,7 +655,7 @@ fn eight_host_threads_share_instances_briefly() {
 }
 
 #[test]
-#[ignore = "long: 8 host threads for 10 s; run by .ci/run (see README, Real peers, ABI abuse and fuzzing)"]
+#[ignore = "long: 8 host threads for 10 s; run by .ci/run (see docs/reliability.md)"]
 fn eight_host_threads_share_instances_for_ten_seconds() {
     let _serial = serial();
     hammer(8, 3, usize::MAX, Duration::from_secs(10));
@@ -747,7 +747,7 @@ fn a_hundred_instances_connected_and_destroyed_leave_no_descriptor_behind() {
 }
 
 #[test]
-#[ignore = "long: a thousand instances; run by .ci/run (see README, Real peers, ABI abuse and fuzzing)"]
+#[ignore = "long: a thousand instances; run by .ci/run (see docs/reliability.md)"]
 fn a_thousand_instances_connected_and_destroyed_leak_nothing() {
     let _serial = serial();
     no_leak(1_000);

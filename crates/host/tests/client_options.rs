@@ -154,7 +154,7 @@ fn a_ca_given_as_pem_text_or_as_a_file_path_is_trusted() {
 #[test]
 fn instances_with_the_same_tls_settings_share_one_configuration() {
     // Sharing the rustls configuration is what keeps an idle wss instance
-    // small (README, "Performance"). It shows on the wire: the second
+    // small (docs/performance.md). It shows on the wire: the second
     // instance resumes the TLS session the first one's handshake left in
     // their configuration's session cache, while an instance whose settings
     // differ in anything (here: no extra root) has its own configuration,
