@@ -38,12 +38,12 @@ pub use constants::{
 };
 pub use functions::{
     AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, CALLBACKS, FUNCTIONS,
-    FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, Function, InstanceActionFn, InstanceCreateFn,
-    InstanceDestroyFn, InstanceNetworkFn, InstanceResumeFn, InstanceStatusFn, LogFn, ModuleManifestFn,
-    StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn, TriggerTestExFn, TriggerTestFn,
-    VariablesCountFn, VariablesFreeFn, VariablesGetFn,
+    FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, Function, InstanceActionFn,
+    InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn, InstanceResumeFn, InstanceStatusFn,
+    LogFn, ModuleManifestFn, StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
+    TriggerTestExFn, TriggerTestFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
 };
 pub use types::{
-    CALLBACKS_BASE_SIZE, CALLBACKS_EX_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction, IomPreparedTrigger,
-    IomStr, IomVariables,
+    CALLBACKS_BASE_SIZE, CALLBACKS_EX_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction,
+    IomPreparedTrigger, IomStr, IomVariables,
 };
