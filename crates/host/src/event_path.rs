@@ -29,6 +29,10 @@ use super::state::shorten;
 /// module meanwhile.
 pub const TEST_HERE_MAX: usize = 64 * 1024;
 
+/// A matched wire: its index in the engine's list and the trigger
+/// variables.
+pub type WireRun = (usize, Vec<Vec<u8>>);
+
 /// A fired trigger, as far as the engine must still handle it.
 #[derive(Debug)]
 pub struct Fired {
@@ -39,7 +43,7 @@ pub struct Fired {
     pub shown: Option<String>,
     /// Wires tested where the trigger arrived that matched: the wire's
     /// index in the engine's list, and the trigger variables.
-    pub runs: Vec<(usize, Vec<Vec<u8>>)>,
+    pub runs: Vec<WireRun>,
     /// Data (and flags) the engine tests against every wire of this
     /// instance and trigger: large data, or wires not known yet.
     pub untested: Option<(Vec<u8>, u32)>,
@@ -84,6 +88,9 @@ pub struct Counters {
     pub wire_runs: AtomicU64,
     /// Triggers that could neither be queued nor held (should stay 0).
     pub events_lost: AtomicU64,
+    /// Times the host refused a trigger and the module held it (flow
+    /// control at work: the instance's connection was paused).
+    pub refusals: AtomicU64,
 }
 
 impl Counters {
@@ -140,6 +147,7 @@ impl Counters {
             "triggers": triggers,
             "wire_runs": self.wire_runs.load(Ordering::Relaxed),
             "events_lost": self.events_lost.load(Ordering::Relaxed),
+            "refusals": self.refusals.load(Ordering::Relaxed),
         })
     }
 }
@@ -175,8 +183,10 @@ impl InstanceEvents {
         }
     }
 
-    /// Tests the wires of `fired`'s trigger where it arrived.
-    fn test_wires(&self, fired: &FiredTrigger<'_>) -> (Vec<(usize, Vec<Vec<u8>>)>, bool) {
+    /// Tests the wires of `fired`'s trigger where it arrived: the matched
+    /// wires, and whether the engine must test the data instead (too large
+    /// here, or the wires are not known yet).
+    fn test_wires(&self, fired: &FiredTrigger<'_>) -> (Vec<WireRun>, bool) {
         let Some(wires) = self.wires.get() else {
             return (Vec::new(), true);
         };
@@ -244,7 +254,10 @@ impl EventSink for InstanceEvents {
             .offer(HostEvent::Fired(work), bytes, recorded, admission, self.id)
         {
             Admitted::Queued => {}
-            Admitted::Full => return false,
+            Admitted::Full => {
+                self.counters.refusals.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
             Admitted::Dropped if must => {
                 self.counters.events_lost.fetch_add(1, Ordering::Relaxed);
                 self.queue.lost();
@@ -297,6 +310,7 @@ mod tests {
                 "triggers": {"Connected": 0, "Messages Received": 2, "Surprise": 1},
                 "wire_runs": 3,
                 "events_lost": 0,
+                "refusals": 0,
             })
         );
     }

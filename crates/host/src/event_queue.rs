@@ -28,7 +28,7 @@ use super::event_path::Fired;
 /// Refusable work is taken while fewer entries than this wait…
 pub const WAIT_ENTRIES: usize = 16 * 1024;
 /// …and fewer bytes of event data than this.
-pub const WAIT_BYTES: usize = 32 * 1024 * 1024;
+pub const WAIT_BYTES: usize = 16 * 1024 * 1024;
 /// What cannot be refused is taken up to these.
 pub const HARD_ENTRIES: usize = 2 * WAIT_ENTRIES;
 pub const HARD_BYTES: usize = 2 * WAIT_BYTES;
