@@ -17,12 +17,19 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::abi::{EventSink, FiredTrigger, ModuleEvent, PreparedTrigger};
 use super::event_queue::{Admission, Admitted, EventQueue, HostEvent};
 use super::state::shorten;
+
+/// Records (log line and page entry) of one instance's triggers per
+/// [`RECORD_WINDOW`]: a flood of messages is sampled, so the engine's thread
+/// is not kept busy logging it; every trigger is still counted.
+pub const RECORDS_PER_WINDOW: u32 = 100;
+pub const RECORD_WINDOW: Duration = Duration::from_millis(100);
 
 /// Data longer than this is tested on the engine's thread, not the
 /// module's: a Regex over megabytes would stall every instance of the
@@ -163,6 +170,8 @@ pub struct InstanceEvents {
     /// This instance's wire tests; set once the wires are prepared (until
     /// then the engine tests what fires).
     pub wires: OnceLock<Vec<WireTest>>,
+    /// The current record window's start and the records taken in it.
+    records: Mutex<(Option<Instant>, u32)>,
 }
 
 impl InstanceEvents {
@@ -180,7 +189,32 @@ impl InstanceEvents {
             counters,
             flow_control,
             wires: OnceLock::new(),
+            records: Mutex::new((None, 0)),
         }
+    }
+
+    /// Whether this trigger gets a record (see [`RECORDS_PER_WINDOW`]); the
+    /// clock is read only once a window's records are used up.
+    fn take_record(&self) -> bool {
+        if !self.queue.has_room_for_records() {
+            return false;
+        }
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, taken) = &mut *records;
+        if *taken < RECORDS_PER_WINDOW {
+            *taken += 1;
+            if start.is_none() {
+                *start = Some(Instant::now());
+            }
+            return true;
+        }
+        let now = Instant::now();
+        if start.is_none_or(|s| now.duration_since(s) >= RECORD_WINDOW) {
+            *start = Some(now);
+            *taken = 1;
+            return true;
+        }
+        false
     }
 
     /// Tests the wires of `fired`'s trigger where it arrived: the matched
@@ -226,10 +260,7 @@ impl EventSink for InstanceEvents {
     fn trigger_fired(&self, fired: FiredTrigger<'_>) -> bool {
         let (runs, engine_tests) = self.test_wires(&fired);
         let must = !runs.is_empty() || engine_tests;
-        let shown = self
-            .queue
-            .has_room_for_records()
-            .then(|| shorten(fired.data));
+        let shown = self.take_record().then(|| shorten(fired.data));
         if !must && shown.is_none() {
             self.counters.count_trigger(fired.trigger);
             self.queue.not_recorded();
