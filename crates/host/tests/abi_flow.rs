@@ -105,11 +105,20 @@ fn message(n: usize) -> Vec<u8> {
     text
 }
 
-#[test]
-fn a_full_host_pauses_the_connection_and_resume_delivers_every_message_in_order() {
-    // The server writes without blocking until the socket buffers are
-    // full, says at which message that happened, then writes on (blocking)
-    // until the client reads again.
+/// A server that writes MESSAGES messages without blocking until the
+/// socket buffers are full, says at which message that happened, then
+/// writes on (blocking) until the client reads again; and an instance
+/// connected to it through a host that is full. Returns once the server's
+/// sends have backed up.
+struct Paused {
+    server: ScriptServer,
+    host: Arc<FlowHost>,
+    instance: *mut iom::IomInstance,
+    /// Keeps the callbacks' user_data alive with the instance.
+    _callbacks: IomHostCallbacks,
+}
+
+fn paused() -> Paused {
     let (backed_up, backed_up_at) = mpsc::channel();
     let backed_up = Mutex::new(backed_up);
     let server = ScriptServer::after_upgrade(move |mut peer| {
@@ -168,6 +177,22 @@ fn a_full_host_pauses_the_connection_and_resume_delivers_every_message_in_order(
     assert!(at < MESSAGES, "backed up at message {at}");
     assert!(host.refusals.load(Ordering::SeqCst) >= 1);
     assert!(host.seen.lock().unwrap().messages.is_empty());
+    Paused {
+        server,
+        host,
+        instance,
+        _callbacks: callbacks,
+    }
+}
+
+#[test]
+fn a_full_host_pauses_the_connection_and_resume_delivers_every_message_in_order() {
+    let Paused {
+        host,
+        instance,
+        server: _server,
+        ..
+    } = paused();
     // The keep-alive is suspended while paused: no Disconnected comes.
     assert!(
         !host.wait_for(
@@ -210,4 +235,41 @@ fn a_full_host_pauses_the_connection_and_resume_delivers_every_message_in_order(
         unsafe { (api().instance_resume)(instance) },
         IOM_ERR_INVALID_ARGUMENT
     );
+}
+
+#[test]
+fn a_disconnect_while_paused_closes_and_the_held_triggers_follow_in_order_on_resume() {
+    let paused = paused();
+    let (host, instance) = (&paused.host, paused.instance);
+    // The close handshake completes although the host is still full: the
+    // module reads again to finish it (what arrives after its close frame
+    // fires no trigger).
+    let (code, error) = support::abi_host::action_on(instance, "Disconnect", "{}", &[]);
+    assert_eq!(code, IOM_OK, "{error:?}");
+    assert!(
+        paused
+            .server
+            .wait_for(|o| o.closes.iter().any(|c| c.code == 1000), TIMEOUT),
+        "the server got no close frame 1000"
+    );
+    assert!(host.seen.lock().unwrap().messages.is_empty());
+    // Disconnected waits behind the held message: order is kept.
+    assert!(
+        !host
+            .seen
+            .lock()
+            .unwrap()
+            .others
+            .iter()
+            .any(|t| t == "Disconnected")
+    );
+    host.full.store(false, Ordering::SeqCst);
+    // SAFETY: a live instance.
+    assert_eq!(unsafe { (api().instance_resume)(instance) }, IOM_OK);
+    assert!(host.wait_for(|s| s.others.iter().any(|t| t == "Disconnected"), TIMEOUT));
+    let seen = host.seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 1, "only the held message");
+    assert!(seen.messages[0].starts_with(b"m-000000-"));
+    drop(seen);
+    assert_eq!(destroy_raw(instance), IOM_OK);
 }
