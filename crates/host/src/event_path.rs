@@ -325,6 +325,102 @@ impl EventSink for InstanceEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_queue::WAIT_BYTES;
+
+    fn fired(data: &[u8], can_hold: bool) -> FiredTrigger<'_> {
+        FiredTrigger {
+            instance_id: 1,
+            trigger: "Messages Received",
+            data,
+            flags: 0,
+            can_hold,
+        }
+    }
+
+    fn sink(queue: &Arc<EventQueue>, flow_control: bool) -> InstanceEvents {
+        let counters = Arc::new(Counters::new(["Messages Received"]));
+        InstanceEvents::new(1, "a", queue.clone(), counters, flow_control)
+    }
+
+    #[test]
+    fn a_trigger_without_wires_is_counted_and_never_refused_and_records_are_sampled() {
+        let queue = Arc::new(EventQueue::default());
+        let events = sink(&queue, true);
+        let _ = events.wires.set(Vec::new());
+        // A full queue refuses work, not a trigger that needs none.
+        queue.offer(
+            HostEvent::Shutdown("fill"),
+            WAIT_BYTES,
+            false,
+            Admission::Refusable,
+            9,
+        );
+        let n = 3 * RECORDS_PER_WINDOW as usize;
+        for _ in 0..n {
+            assert!(events.trigger_fired(fired(b"x", true)));
+        }
+        assert_eq!(events.counters.fired("Messages Received"), n as u64);
+        assert_eq!(
+            queue.unrecorded.load(Ordering::Relaxed),
+            n as u64,
+            "the queue was full: no record"
+        );
+        let queue = Arc::new(EventQueue::default());
+        let events = sink(&queue, true);
+        let _ = events.wires.set(Vec::new());
+        for _ in 0..n {
+            assert!(events.trigger_fired(fired(b"x", true)));
+        }
+        // One window's worth of records (the test runs within one window,
+        // or the next one's first records are taken too).
+        let unrecorded = queue.unrecorded.load(Ordering::Relaxed);
+        assert!(
+            unrecorded >= n as u64 - 2 * u64::from(RECORDS_PER_WINDOW),
+            "{unrecorded}"
+        );
+    }
+
+    #[test]
+    fn work_the_full_queue_cannot_take_is_refused_when_the_module_can_hold_it_and_lost_otherwise() {
+        let queue = Arc::new(EventQueue::default());
+        // Wires not known yet: the engine must test the data (work).
+        let holding = sink(&queue, true);
+        let legacy = sink(&queue, false);
+        queue.offer(
+            HostEvent::Shutdown("fill"),
+            WAIT_BYTES,
+            false,
+            Admission::Refusable,
+            9,
+        );
+        assert!(!holding.trigger_fired(fired(b"x", true)), "refused");
+        assert_eq!(holding.counters.fired("Messages Received"), 0);
+        assert_eq!(holding.counters.refusals.load(Ordering::Relaxed), 1);
+        // The module called the callback that cannot be refused: taken up
+        // to the hard limit, past it counted as lost and reported.
+        assert!(legacy.trigger_fired(fired(b"x", false)));
+        assert_eq!(legacy.counters.fired("Messages Received"), 1);
+        assert_eq!(legacy.counters.events_lost.load(Ordering::Relaxed), 0);
+        while queue.offer(
+            HostEvent::Shutdown("fill"),
+            1,
+            false,
+            Admission::Unrefusable,
+            9,
+        ) == Admitted::Queued
+        {}
+        assert!(legacy.trigger_fired(fired(b"x", false)));
+        assert_eq!(legacy.counters.events_lost.load(Ordering::Relaxed), 1);
+        assert_eq!(queue.lost.load(Ordering::Relaxed), 1);
+        // Drained to half: the refused instance is resumed, once.
+        let mut resumed = Vec::new();
+        while let Some((_, resume)) = queue.try_next() {
+            resumed.extend(resume);
+        }
+        assert_eq!(resumed, [1]);
+        assert!(holding.trigger_fired(fired(b"x", true)));
+        assert_eq!(holding.counters.fired("Messages Received"), 1);
+    }
 
     #[test]
     fn counters_count_every_trigger_by_name_and_show_as_json() {
