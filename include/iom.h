@@ -122,7 +122,8 @@ typedef struct iom_host_callbacks {
                             const uint8_t *data, size_t len, uint32_t flags);
     /* Optional; a later addition to ABI 1: flow control (see "Flow control"
      * below). Like fire_trigger_ex, but the host answers: IOM_OK when it took
-     * the event, IOM_ERR_REJECTED when it cannot take it now. When present
+     * the event, IOM_ERR_REJECTED when it cannot take it now (any other value
+     * counts as taken). When present
      * (struct_size covers it and it is not NULL), the module calls it instead
      * of fire_trigger_ex and fire_trigger. */
     int (*fire_trigger_flow)(void *user_data, uint64_t instance_id, const char *trigger,
