@@ -120,7 +120,42 @@ typedef struct iom_host_callbacks {
      * fire_trigger. */
     void (*fire_trigger_ex)(void *user_data, uint64_t instance_id, const char *trigger,
                             const uint8_t *data, size_t len, uint32_t flags);
+    /* Optional; a later addition to ABI 1: flow control (see "Flow control"
+     * below). Like fire_trigger_ex, but the host answers: IOM_OK when it took
+     * the event, IOM_ERR_REJECTED when it cannot take it now (any other value
+     * counts as taken). When present
+     * (struct_size covers it and it is not NULL), the module calls it instead
+     * of fire_trigger_ex and fire_trigger. */
+    int (*fire_trigger_flow)(void *user_data, uint64_t instance_id, const char *trigger,
+                             const uint8_t *data, size_t len, uint32_t flags);
 } iom_host_callbacks;
+
+/*
+ * Flow control (fire_trigger_flow, iom_instance_resume)
+ *   A host that cannot keep up refuses a fired trigger (IOM_ERR_REJECTED)
+ *   instead of dropping it or blocking the module's thread. The module then:
+ *   - keeps that event, and every later trigger of the same instance behind
+ *     it, in order (the module's thread never waits on the host);
+ *   - stops reading that instance's connection, so TCP pushes back on the
+ *     server; other instances go on. It holds at most one message (up to its
+ *     Max Message Size) plus the few connection triggers (Disconnected, ...)
+ *     that can fire without reading;
+ *   - suspends its own keep-alive for the instance (no ping is sent, Pong
+ *     Timeout and Idle Timeout do not run: a connection that is not read
+ *     cannot see a pong) and restarts it from the moment it reads again. A
+ *     server's own pings are answered when reading resumes;
+ *   - still closes: a Disconnect or iom_instance_destroy() reads the
+ *     connection again to finish the close handshake (messages that arrive
+ *     after a close has begun fire no trigger).
+ *   When the host has room again it calls iom_instance_resume(); the module
+ *   offers the held events again, oldest first, on its own thread (each may
+ *   be refused again), then reads the connection again.
+ *   iom_instance_destroy() offers what is still held once more; an event the
+ *   host refuses then is dropped and the module logs how many were.
+ *   A host that leaves fire_trigger_flow out (or NULL) gets every event
+ *   through fire_trigger_ex / fire_trigger as before, and must take them all.
+ *   A module without iom_instance_resume never calls fire_trigger_flow.
+ */
 
 /* The ABI version the module implements (IOM_ABI_VERSION it was built with). */
 uint32_t iom_abi_version(void);
@@ -226,6 +261,16 @@ char *iom_instance_status(iom_instance *instance);
 
 /* Tell the instance the controller's network went down (0) or up (non-zero). */
 int iom_instance_network(iom_instance *instance, int up);
+
+/*
+ * Flow control: the host has room again after refusing an event with
+ * IOM_ERR_REJECTED from fire_trigger_flow. Returns at once (IOM_OK; the held
+ * events are offered again from the module's thread, then reading resumes);
+ * any thread, also from inside a callback. Harmless when nothing is held.
+ * IOM_ERR_INVALID_ARGUMENT when `instance` is not a live instance.
+ * Optional; a later addition to ABI 1.
+ */
+int iom_instance_resume(iom_instance *instance);
 
 /*
  * Compile a project trigger's properties once (e.g. the Match String of

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::abi::Module;
 use super::engine::{Engine, EventQueue, Wire};
+use super::event_path::{Counters, InstanceEvents, WireTest};
 use super::http::HttpListener;
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{ActionCall, HostState, LoadedModule, RunningInstance};
@@ -166,23 +167,36 @@ pub fn run(
 
     let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
 
-    let (queue, receiver, dropped) = EventQueue::new();
+    let queue = Arc::new(EventQueue::default());
     install_signal_handler(queue.clone())?;
 
     let mut instances = Vec::new();
+    let mut sinks = Vec::new();
     for (index, decl) in project.instances.iter().enumerate() {
         // Ids are positions from 1 (the ABI reserves 0), stable across runs
         // of the same project, so /io_modules ids mean the same thing.
         let id = index as u64 + 1;
         let properties = serde_json::Value::Object(properties_json(&decl.properties)).to_string();
         let module = &modules[module_of_instance[index]];
-        match module.create_instance(id, &properties, queue.sink()) {
+        let counters = Arc::new(Counters::new(
+            module.manifest().triggers.iter().map(|t| t.name.as_str()),
+        ));
+        let sink = Arc::new(InstanceEvents::new(
+            id,
+            decl.name.get_ref(),
+            queue.clone(),
+            counters.clone(),
+            module.has_flow_control(),
+        ));
+        match module.create_instance(id, &properties, sink.clone()) {
             Ok(instance) => {
                 log::debug!("{}: created (instance id {id})", decl.name.get_ref());
+                sinks.push(sink);
                 instances.push(RunningInstance {
                     name: decl.name.get_ref().clone(),
                     module: module_of_instance[index],
                     instance,
+                    counters,
                 });
             }
             Err(message) => {
@@ -257,7 +271,7 @@ pub fn run(
                 number: w + 1,
                 instance_id: state.instances[index].instance.id(),
                 trigger: wire.when.trigger.get_ref().clone(),
-                test,
+                test: Arc::new(test),
                 actions: project
                     .wire_actions(w)
                     .into_iter()
@@ -293,7 +307,23 @@ pub fn run(
         let _ = state.run_action(call, &[], place);
     }
 
-    let mut engine = Engine::new(state.clone(), wires, receiver, dropped);
+    // From here each instance tests its wires where its triggers arrive
+    // (before, the engine tested what fired).
+    for sink in &sinks {
+        let tests = wires
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.instance_id == sink.id)
+            .map(|(index, w)| WireTest {
+                index,
+                number: w.number,
+                trigger: w.trigger.clone(),
+                test: w.test.clone(),
+            })
+            .collect();
+        let _ = sink.wires.set(tests);
+    }
+    let mut engine = Engine::new(state.clone(), wires, queue);
     let reason = engine.run();
     log::info!("shutting down ({reason})");
     http.stop();
@@ -362,7 +392,7 @@ fn load_modules(
 
 /// Ctrl-C and SIGTERM ask the engine to shut down cleanly; a second one
 /// exits at once (for a module that does not close).
-fn install_signal_handler(queue: EventQueue) -> Result<(), RunError> {
+fn install_signal_handler(queue: Arc<EventQueue>) -> Result<(), RunError> {
     let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if signalled.swap(true, Ordering::SeqCst) {

@@ -1,76 +1,28 @@
-//! The trigger engine: the host's own thread where everything the modules
-//! report is handled, in order.
+//! The trigger engine: the host's own thread where what must happen after
+//! a trigger is done, in order.
 //!
-//! Module callbacks (on the modules' threads) only push a [`HostEvent`] into
-//! one bounded queue ([`EventQueue`]). The engine takes them out one at a time:
-//! a fired trigger is logged and recorded, and every wire whose `when` names
-//! that instance and trigger has its prepared test run on the data; on a
-//! match the wire's actions run with the trigger variables. Actions return at
-//! once, so the engine never waits on a module. Status changes go to the
-//! status page's live feed (`state`), which never blocks either. Module log
-//! lines are forwarded to `log` from here, so they interleave with trigger
-//! and action lines in the order they happened.
+//! The modules' callbacks test each fired trigger against its wires where
+//! it arrives (`event_path`) and queue only the rest ([`EventQueue`]): the
+//! matched wires with their variables, data too large to test on a module's
+//! thread, records for the log and the status page, status changes and
+//! module log lines. The engine takes them out one at a time and runs the
+//! matched wires' actions (they return at once, so the engine never waits on
+//! a module). As it catches up, it resumes the instances whose triggers the
+//! queue refused (flow control), so no trigger is dropped. Status changes go
+//! to the status page's live feed (`state`), which never blocks either.
+//! Module log lines are forwarded to `log` from here, so they interleave with
+//! trigger and action lines in the order they happened.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use chrono::Local;
 
-use super::abi::{EventSink, ModuleEvent, ModuleLogLevel, PreparedTrigger};
-use super::state::{ActionCall, HostState, RecentEvent, RecentEventKind, shorten};
-
-/// Events queued for the engine. Big enough to absorb bursts (one trigger per
-/// WebSocket message) without ever blocking a module thread.
-pub const QUEUE_CAPACITY: usize = 16 * 1024;
-
-/// What the engine handles.
-#[derive(Debug)]
-pub enum HostEvent {
-    Module(ModuleEvent),
-    /// Stop the engine (Ctrl-C, SIGTERM); the reason is logged.
-    Shutdown(&'static str),
-}
-
-/// The sending side of the engine's queue.
-#[derive(Clone)]
-pub struct EventQueue {
-    sender: SyncSender<HostEvent>,
-    /// Events lost because the queue was full: reported, never silent.
-    dropped: Arc<AtomicU64>,
-}
-
-impl EventQueue {
-    pub fn new() -> (EventQueue, Receiver<HostEvent>, Arc<AtomicU64>) {
-        let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
-        let dropped = Arc::new(AtomicU64::new(0));
-        (
-            EventQueue {
-                sender,
-                dropped: dropped.clone(),
-            },
-            receiver,
-            dropped,
-        )
-    }
-
-    /// A sink for one instance's callbacks. It never blocks the module: when
-    /// the queue is full the event is counted and the engine reports it.
-    pub fn sink(&self) -> EventSink {
-        let queue = self.clone();
-        Box::new(move |event| {
-            if let Err(TrySendError::Full(_)) = queue.sender.try_send(HostEvent::Module(event)) {
-                queue.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    }
-
-    /// Asks the engine to stop. Blocks while the queue is full (the engine
-    /// is draining it), so a shutdown request is never lost.
-    pub fn shutdown(&self, reason: &'static str) {
-        let _ = self.sender.send(HostEvent::Shutdown(reason));
-    }
-}
+use super::abi::{ModuleEvent, ModuleLogLevel, PreparedTrigger};
+use super::event_path::Fired;
+pub use super::event_queue::{EventQueue, HostEvent};
+use super::state::{ActionCall, HostState, RecentEvent, RecentEventKind};
 
 /// A project wire, prepared.
 pub struct Wire {
@@ -78,44 +30,53 @@ pub struct Wire {
     pub number: usize,
     pub instance_id: u64,
     pub trigger: String,
-    pub test: PreparedTrigger,
+    /// Shared with the instance's sink, which tests it where triggers arrive.
+    pub test: Arc<PreparedTrigger>,
     /// Run in order; the string names the action in log lines ("wire 2").
     pub actions: Vec<(String, ActionCall)>,
 }
 
+/// How often, at most, the engine says how many triggers were not logged
+/// one by one.
+const UNRECORDED_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Engine {
     state: Arc<HostState>,
     wires: Vec<Wire>,
-    events: Receiver<HostEvent>,
-    dropped: Arc<AtomicU64>,
-    dropped_reported: u64,
+    queue: Arc<EventQueue>,
+    lost_reported: u64,
+    unshown_reported: u64,
+    unrecorded_reported: u64,
+    unrecorded_at: Option<Instant>,
 }
 
 impl Engine {
-    pub fn new(
-        state: Arc<HostState>,
-        wires: Vec<Wire>,
-        events: Receiver<HostEvent>,
-        dropped: Arc<AtomicU64>,
-    ) -> Engine {
+    pub fn new(state: Arc<HostState>, wires: Vec<Wire>, queue: Arc<EventQueue>) -> Engine {
         Engine {
             state,
             wires,
-            events,
-            dropped,
-            dropped_reported: 0,
+            queue,
+            lost_reported: 0,
+            unshown_reported: 0,
+            unrecorded_reported: 0,
+            unrecorded_at: None,
         }
     }
 
     /// Handles events until a shutdown request; returns its reason.
     pub fn run(&mut self) -> &'static str {
         loop {
-            let Ok(event) = self.events.recv() else {
-                return "the event queue closed";
-            };
+            let (event, resume) = self.queue.next();
+            self.resume(&resume);
             match event {
-                HostEvent::Module(event) => self.handle(event, true),
-                HostEvent::Shutdown(reason) => return reason,
+                HostEvent::Fired(fired) => self.fired(fired, true),
+                HostEvent::Module(event) => self.module_event(event),
+                HostEvent::Shutdown(reason) => {
+                    // From now on the queue takes everything: what the
+                    // instances still hold while they close is drained below.
+                    self.queue.stop_refusing();
+                    return reason;
+                }
             }
         }
     }
@@ -124,22 +85,30 @@ impl Engine {
     /// (e.g. their Disconnected triggers): logged and recorded, but no wire
     /// runs, since no instance is left to act.
     pub fn drain(&mut self) {
-        while let Ok(event) = self.events.try_recv() {
-            if let HostEvent::Module(event) = event {
-                self.handle(event, false);
+        while let Some((event, _)) = self.queue.try_next() {
+            match event {
+                HostEvent::Fired(fired) => self.fired(fired, false),
+                HostEvent::Module(event) => self.module_event(event),
+                HostEvent::Shutdown(_) => {}
+            }
+        }
+        self.report(true);
+    }
+
+    /// The queue has room again: the instances it refused read again.
+    fn resume(&self, ids: &[u64]) {
+        for &id in ids {
+            if let Some(index) = self.state.instance_index_by_id(id)
+                && let Err(e) = self.state.instances[index].instance.resume()
+            {
+                log::debug!("{}: resume: {e}", self.name(id));
             }
         }
     }
 
-    fn handle(&mut self, event: ModuleEvent, run_wires: bool) {
-        self.report_dropped();
+    fn module_event(&mut self, event: ModuleEvent) {
+        self.report(false);
         match event {
-            ModuleEvent::TriggerFired {
-                instance_id,
-                trigger,
-                data,
-                flags,
-            } => self.trigger_fired(instance_id, &trigger, &data, flags, run_wires),
             ModuleEvent::StatusChanged {
                 instance_id,
                 key,
@@ -177,59 +146,69 @@ impl Engine {
         }
     }
 
-    fn trigger_fired(
-        &self,
-        instance_id: u64,
-        trigger: &str,
-        data: &[u8],
-        flags: u32,
-        run_wires: bool,
-    ) {
-        let name = self.name(instance_id);
-        let shown = shorten(data);
-        // Into the event ring before the log line: whoever reads the log
-        // (a person, a test) then finds it on the status page too.
-        self.state.recent.push(RecentEvent {
-            time: Local::now(),
-            kind: RecentEventKind::TriggerFired,
-            instance: name.clone(),
-            name: trigger.to_string(),
-            source: String::new(),
-            detail: shown.clone(),
-            variables: Vec::new(),
-            error: None,
-        });
-        if data.is_empty() {
-            log::info!("{name}: {trigger} fired");
-        } else {
-            log::info!("{name}: {trigger} fired: {shown:?}");
+    fn fired(&mut self, fired: Fired, run_wires: bool) {
+        self.report(false);
+        let name = self.name(fired.instance_id);
+        let trigger = &fired.trigger;
+        if let Some(shown) = fired.shown {
+            // Into the event ring before the log line: whoever reads the
+            // log (a person, a test) then finds it on the status page too.
+            self.state.recent.push(RecentEvent {
+                time: Local::now(),
+                kind: RecentEventKind::TriggerFired,
+                instance: name.clone(),
+                name: trigger.clone(),
+                source: String::new(),
+                detail: shown.clone(),
+                variables: Vec::new(),
+                error: None,
+            });
+            if shown.is_empty() {
+                log::info!("{name}: {trigger} fired");
+            } else {
+                log::info!("{name}: {trigger} fired: {shown:?}");
+            }
         }
         if !run_wires {
             return;
         }
-        for wire in &self.wires {
-            if wire.instance_id != instance_id || wire.trigger != trigger {
-                continue;
-            }
-            let variables = match wire.test.test(data, flags) {
-                Ok(Some(variables)) => variables,
-                Ok(None) => {
-                    log::debug!("wire {}: {name}: {trigger} does not match", wire.number);
+        for (index, variables) in &fired.runs {
+            self.run_wire(*index, variables);
+        }
+        if let Some((data, flags)) = &fired.untested {
+            for index in 0..self.wires.len() {
+                let wire = &self.wires[index];
+                if wire.instance_id != fired.instance_id || wire.trigger != *trigger {
                     continue;
                 }
-                Err(e) => {
-                    log::error!(
+                match wire.test.test(data, *flags) {
+                    Ok(Some(variables)) => self.run_wire(index, &variables),
+                    Ok(None) => {
+                        log::debug!("wire {}: {name}: {trigger} does not match", wire.number)
+                    }
+                    Err(e) => log::error!(
                         "wire {}: {name}: testing {trigger} failed: {e}",
                         wire.number
-                    );
-                    continue;
+                    ),
                 }
-            };
-            for (source, call) in &wire.actions {
-                // Errors are logged and recorded by run_action; the next
-                // action still runs, as on a controller.
-                let _ = self.state.run_action(call, &variables, source);
             }
+        }
+    }
+
+    fn run_wire(&self, index: usize, variables: &[Vec<u8>]) {
+        let Some(wire) = self.wires.get(index) else {
+            return;
+        };
+        for (source, call) in &wire.actions {
+            // Errors are logged and recorded by run_action; the next
+            // action still runs, as on a controller.
+            let _ = self.state.run_action(call, variables, source);
+        }
+        if let Some(i) = self.state.instance_index_by_id(wire.instance_id) {
+            self.state.instances[i]
+                .counters
+                .wire_runs
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -240,15 +219,40 @@ impl Engine {
         }
     }
 
-    fn report_dropped(&mut self) {
-        let dropped = self.dropped.load(Ordering::Relaxed);
-        if dropped > self.dropped_reported {
+    /// Says what the queue could not carry: never silent. `now`: report
+    /// triggers not logged one by one without waiting for the next second.
+    fn report(&mut self, now: bool) {
+        let lost = self.queue.lost.load(Ordering::Relaxed);
+        if lost > self.lost_reported {
             log::error!(
-                "{} module events were lost because the host's queue ({QUEUE_CAPACITY} events) \
-                 was full; the host cannot keep up with the modules",
-                dropped - self.dropped_reported
+                "{} trigger(s) were lost (counted in events_lost of GET /io_modules): the host's \
+                 queue was full and their module cannot hold them (it has no flow control)",
+                lost - self.lost_reported
             );
-            self.dropped_reported = dropped;
+            self.lost_reported = lost;
+        }
+        let unshown = self.queue.unshown.load(Ordering::Relaxed);
+        if unshown > self.unshown_reported {
+            log::warn!(
+                "{} status change(s) or module log line(s) were not shown: the host's queue was full",
+                unshown - self.unshown_reported
+            );
+            self.unshown_reported = unshown;
+        }
+        let unrecorded = self.queue.unrecorded.load(Ordering::Relaxed);
+        if unrecorded > self.unrecorded_reported
+            && (now
+                || self
+                    .unrecorded_at
+                    .is_none_or(|at| at.elapsed() >= UNRECORDED_EVERY))
+        {
+            log::info!(
+                "{} more trigger(s) fired while the host was busy and were not logged one by one \
+                 (GET /io_modules counts every trigger)",
+                unrecorded - self.unrecorded_reported
+            );
+            self.unrecorded_reported = unrecorded;
+            self.unrecorded_at = Some(Instant::now());
         }
     }
 }
@@ -256,42 +260,22 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_full_queue_counts_lost_events_instead_of_blocking() {
-        let (queue, receiver, dropped) = EventQueue::new();
-        let sink = queue.sink();
-        for _ in 0..QUEUE_CAPACITY + 3 {
-            sink(ModuleEvent::Log {
-                instance_id: 1,
-                level: ModuleLogLevel::Normal,
-                message: String::new(),
-            });
-        }
-        assert_eq!(dropped.load(Ordering::Relaxed), 3);
-        let mut engine = Engine::new(
-            Arc::new(HostState::default()),
-            Vec::new(),
-            receiver,
-            dropped,
-        );
-        engine.drain();
-        assert_eq!(engine.dropped_reported, 3);
-    }
+    use crate::event_queue::Admission;
 
     #[test]
     fn the_engine_stops_on_shutdown_and_leaves_later_events_for_drain() {
-        let (queue, receiver, dropped) = EventQueue::new();
-        let sink = queue.sink();
+        let queue = Arc::new(EventQueue::default());
         queue.shutdown("test");
-        sink(ModuleEvent::TriggerFired {
+        let fired = Fired {
             instance_id: 1,
             trigger: "Disconnected".into(),
-            data: Vec::new(),
-            flags: 0,
-        });
+            shown: Some(String::new()),
+            runs: Vec::new(),
+            untested: None,
+        };
+        queue.offer(HostEvent::Fired(fired), 10, true, Admission::Record, 1);
         let state = Arc::new(HostState::default());
-        let mut engine = Engine::new(state.clone(), Vec::new(), receiver, dropped);
+        let mut engine = Engine::new(state.clone(), Vec::new(), queue);
         assert_eq!(engine.run(), "test");
         assert!(state.recent.snapshot().is_empty());
         engine.drain();
@@ -299,5 +283,15 @@ mod tests {
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0].name, "Disconnected");
         assert_eq!(recent[0].instance, "instance 1");
+    }
+
+    #[test]
+    fn losses_are_reported_once() {
+        let queue = Arc::new(EventQueue::default());
+        queue.lost();
+        queue.lost();
+        let mut engine = Engine::new(Arc::new(HostState::default()), Vec::new(), queue);
+        engine.drain();
+        assert_eq!(engine.lost_reported, 2);
     }
 }

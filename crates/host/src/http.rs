@@ -1,6 +1,7 @@
 //! The controller's HTTP face, on its own threads (tiny_http):
 //!
-//! - `GET /io_modules`: modules and instances with their status variables,
+//! - `GET /io_modules`: modules and instances with their status variables
+//!   and counters (triggers fired by name, wire runs, events lost),
 //!   the shape controllers serve (`{"modules":[…],"instances":[…]}`);
 //! - `POST /io_modules/<instance>/actions/<action>` with a JSON object of
 //!   action properties: runs the action, as a wire would;
@@ -438,6 +439,7 @@ fn io_modules(state: &HostState) -> Value {
                 "module_id": state.modules[i.module].id,
                 "name": i.name,
                 "status": status,
+                "counters": i.counters.to_json(),
             })
         })
         .collect();

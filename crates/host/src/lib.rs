@@ -17,6 +17,8 @@ pub mod abi;
 pub mod controller;
 pub mod demo_server;
 pub mod engine;
+pub mod event_path;
+pub mod event_queue;
 pub mod event_stream;
 pub mod http;
 pub mod manifest;

@@ -175,6 +175,33 @@ pub struct InstanceView<'a> {
     pub manifest: &'a ModuleManifest,
     /// [`status_view`]s.
     pub status: Vec<Value>,
+    /// The instance's counters as `GET /io_modules` shows them (Null: none).
+    pub counters: Value,
+}
+
+/// One line for people: the triggers that fired, wire runs, events lost
+/// (page.js writes the same line from `GET /io_modules`).
+pub fn counters_text(counters: &Value) -> String {
+    if counters.is_null() {
+        return String::new();
+    }
+    let fired: Vec<String> = counters["triggers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, count)| count.as_u64().unwrap_or(0) > 0)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    format!(
+        "Triggers fired: {} · Wire runs: {} · Events lost: {}",
+        if fired.is_empty() {
+            "none".to_string()
+        } else {
+            fired.join(", ")
+        },
+        counters["wire_runs"].as_u64().unwrap_or(0),
+        counters["events_lost"].as_u64().unwrap_or(0),
+    )
 }
 
 /// The page for the running host.
@@ -184,6 +211,7 @@ pub fn render(state: &HostState) -> String {
             name: &state.instances[index].name,
             manifest: state.manifest_of(index),
             status: instance_status(state, index),
+            counters: state.instances[index].counters.to_json(),
         })
         .collect();
     render_instances(&views)
@@ -283,6 +311,11 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
             },
         );
     }
+    let _ = writeln!(
+        html,
+        r#"<p class="counters" data-counters>{}</p>"#,
+        escape(&counters_text(&instance.counters))
+    );
     let _ = write!(
         html,
         r#"</header>
@@ -478,7 +511,19 @@ mod tests {
             name: "pie<socket>",
             manifest: &manifest,
             status,
+            counters: json!({"triggers": {"Connected": 1, "Messages Received": 0}, "wire_runs": 2, "events_lost": 0}),
         }])
+    }
+
+    #[test]
+    fn the_counters_show_the_triggers_that_fired_wire_runs_and_losses() {
+        let html = page(Vec::new());
+        assert!(
+            html.contains(
+                r#"<p class="counters" data-counters>Triggers fired: Connected 1 · Wire runs: 2 · Events lost: 0</p>"#
+            ),
+            "{html}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Local};
 
 use super::abi::{CallError, Instance, Module, PreparedAction};
+use super::event_path::Counters;
 use super::manifest::ModuleManifest;
 
 /// How many events the ring keeps for the status page.
@@ -34,6 +35,8 @@ pub struct RunningInstance {
     /// Index into [`HostState::modules`].
     pub module: usize,
     pub instance: Instance,
+    /// Triggers fired, wires run, events lost (`GET /io_modules`).
+    pub counters: Arc<Counters>,
 }
 
 /// An action ready to run: properties serialised once, and a copy safe to

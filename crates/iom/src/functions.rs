@@ -93,6 +93,17 @@ c_functions! {
         len: usize,
         flags: u32,
     );
+    /// `fire_trigger_flow`: `fire_trigger_ex` that answers `IOM_OK` (taken)
+    /// or `IOM_ERR_REJECTED` (the host is full: the module holds the event
+    /// and pauses the instance until `iom_instance_resume`).
+    fire_trigger_flow: FireTriggerFlowFn = fn(
+        user_data: *mut c_void,
+        instance_id: u64,
+        trigger: *const c_char,
+        data: *const u8,
+        len: usize,
+        flags: u32,
+    ) -> c_int;
 }
 
 c_functions! {
@@ -150,6 +161,9 @@ c_functions! {
     iom_instance_status: InstanceStatusFn = fn(instance: *mut IomInstance) -> *mut c_char;
     /// `iom_instance_network`: the controller's network went down (0) or up.
     iom_instance_network: InstanceNetworkFn = fn(instance: *mut IomInstance, up: c_int) -> c_int;
+    /// `iom_instance_resume`: the host has room again after refusing an
+    /// event through `fire_trigger_flow`; returns at once.
+    iom_instance_resume: InstanceResumeFn = fn(instance: *mut IomInstance) -> c_int;
     /// `iom_trigger_prepare`: compiles a project trigger's properties once
     /// (`instance` may be NULL).
     iom_trigger_prepare: TriggerPrepareFn = fn(

@@ -38,12 +38,13 @@ pub use constants::{
 };
 pub use functions::{
     AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, CALLBACKS, FUNCTIONS,
-    FireTriggerExFn, FireTriggerFn, Function, InstanceActionFn, InstanceCreateFn,
-    InstanceDestroyFn, InstanceNetworkFn, InstanceStatusFn, LogFn, ModuleManifestFn,
-    StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn, TriggerTestExFn, TriggerTestFn,
-    TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
+    FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, Function, InstanceActionFn,
+    InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn, InstanceResumeFn, InstanceStatusFn,
+    LogFn, ModuleManifestFn, StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
+    TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn,
+    VariablesGetFn,
 };
 pub use types::{
-    CALLBACKS_BASE_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction, IomPreparedTrigger,
-    IomStr, IomVariables,
+    CALLBACKS_BASE_SIZE, CALLBACKS_EX_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction,
+    IomPreparedTrigger, IomStr, IomVariables,
 };

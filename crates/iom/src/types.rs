@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void};
 use std::marker::{PhantomData, PhantomPinned};
 
-use crate::functions::{FireTriggerExFn, FireTriggerFn, LogFn, StatusChangedFn};
+use crate::functions::{FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, LogFn, StatusChangedFn};
 
 /// `iom_str`: a borrowed byte range, not NUL-terminated (trigger data and
 /// variables may contain NUL bytes).
@@ -63,11 +63,21 @@ pub struct IomHostCallbacks {
     /// ([`IOM_DATA_BINARY`](crate::IOM_DATA_BINARY)). Used instead of
     /// `fire_trigger` when `struct_size` covers it and it is not `None`.
     pub fire_trigger_ex: Option<FireTriggerExFn>,
+    /// Optional, a later addition to ABI 1 (flow control): `fire_trigger_ex`
+    /// that may answer `IOM_ERR_REJECTED` (the host is full). The module
+    /// then holds the event, stops reading that instance's connection, and
+    /// offers it again after `iom_instance_resume`. Used instead of the
+    /// other two when `struct_size` covers it and it is not `None`.
+    pub fire_trigger_flow: Option<FireTriggerFlowFn>,
 }
 
 /// The size of [`IomHostCallbacks`] before its optional fields: what every
 /// ABI 1 host passes at least, and what a module accepts at least.
 pub const CALLBACKS_BASE_SIZE: usize = std::mem::offset_of!(IomHostCallbacks, fire_trigger_ex);
+
+/// The size of [`IomHostCallbacks`] up to and with `fire_trigger_ex`: what a
+/// host built before flow control passes.
+pub const CALLBACKS_EX_SIZE: usize = std::mem::offset_of!(IomHostCallbacks, fire_trigger_flow);
 
 /// Declares an opaque C type: never built or read in Rust, only pointed at
 /// (not `Send`, `Sync` or `Unpin`, as the nomicon recommends for FFI types).

@@ -192,6 +192,11 @@ fn check_source() -> String {
                 offset_of!(Callbacks, fire_trigger_ex),
                 size_of_field(|s: &Callbacks| &s.fire_trigger_ex),
             ),
+            (
+                "fire_trigger_flow",
+                offset_of!(Callbacks, fire_trigger_flow),
+                size_of_field(|s: &Callbacks| &s.fire_trigger_flow),
+            ),
         ],
     );
 
@@ -227,6 +232,7 @@ fn callback_fields_have_their_alias_types(c: IomHostCallbacks) {
     let _: Option<iom::StatusChangedFn> = c.status_changed;
     let _: Option<iom::LogFn> = c.log;
     let _: Option<iom::FireTriggerExFn> = c.fire_trigger_ex;
+    let _: Option<iom::FireTriggerFlowFn> = c.fire_trigger_flow;
 }
 
 #[test]

@@ -20,6 +20,16 @@ pub trait Host: Send + Sync + 'static {
     /// As Text); pass it on to
     /// [`PreparedTrigger::variables`](crate::PreparedTrigger::variables).
     fn fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool);
+    /// Flow control: like `fire_trigger`, but the host may answer `false`
+    /// (it cannot take the event now). The instance then holds the event
+    /// and every later trigger behind it, stops reading its connection and
+    /// suspends its keep-alive, until [`Instance::resume_triggers`](crate::Instance::resume_triggers)
+    /// is called; then it offers them again, in order. The default takes
+    /// every event (`fire_trigger`).
+    fn try_fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool) -> bool {
+        self.fire_trigger(trigger, data, binary);
+        true
+    }
     /// A status variable changed.
     fn status_changed(&self, variable: &StatusVariable);
     /// A log line. Extended-level lines come only with Extended Logging or

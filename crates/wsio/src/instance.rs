@@ -542,6 +542,15 @@ impl Instance {
         self.input(Input::Network(up))
     }
 
+    /// Flow control: the host has room again after refusing a trigger
+    /// ([`Host::try_fire_trigger`](crate::Host::try_fire_trigger) answered
+    /// `false`). The held triggers are offered again from the driver thread,
+    /// oldest first, then the connection is read again. Returns at once;
+    /// harmless when nothing is held.
+    pub fn resume_triggers(&self) -> Result<(), ActionError> {
+        self.input(Input::Resume)
+    }
+
     /// The status variables as of the last change.
     pub fn status(&self) -> Vec<StatusVariable> {
         self.shared

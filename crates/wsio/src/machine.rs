@@ -241,6 +241,9 @@ pub struct Machine {
     shown: Vec<Cow<'static, str>>,
     /// Where the connection stands, as last shown.
     connection: ConnectionState,
+    /// The driver does not read the connection (flow control: the host
+    /// holds back triggers), so keep-alive is suspended.
+    reading_paused: bool,
 }
 
 impl Machine {
@@ -270,6 +273,7 @@ impl Machine {
             effects: VecDeque::new(),
             last_received: None,
             connection: ConnectionState::INITIAL,
+            reading_paused: false,
             shown: StatusKey::ALL
                 .iter()
                 .map(|key| Cow::Borrowed(key.initial_value()))
@@ -375,6 +379,8 @@ impl Machine {
             State::Connecting { since, .. } | State::Handshaking { since, .. } => {
                 Some(*since + self.settings.timing.connect_timeout)
             }
+            // Not read, so no pong or frame could be seen: nothing is due.
+            State::Established { .. } if self.reading_paused => None,
             State::Established {
                 last_rx, ping_sent, ..
             } => {

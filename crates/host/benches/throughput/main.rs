@@ -349,6 +349,29 @@ fn measure(
                         line.push(Col::Raw, r);
                     }
                 }
+                // `wsio run` as a user runs it: a child process with a
+                // project file, its host testing wires where triggers arrive.
+                for (what, wire, target) in [
+                    ("no wire", None, 0.5),
+                    (
+                        "a Contains wire matching nothing",
+                        Some("no such text"),
+                        0.4,
+                    ),
+                ] {
+                    let name = format!("1 receive {label} {} (wsio run, {what})", scheme(tls));
+                    if tls || size >= 1024 || !config.wants(&name) || !config.runs_client("wsio") {
+                        continue;
+                    }
+                    let line = table.line(&name, Kind::Rate { size }, Target::RatioAtLeast(target));
+                    line.push(
+                        Col::Wsio,
+                        rate(n, wsio_rows::wsio_run_receive(ports, n, size, wire)),
+                    );
+                    if let Some(r) = raw_rate {
+                        line.push(Col::Raw, r);
+                    }
+                }
                 let line = table.line(&name, Kind::Rate { size }, Target::RatioAtLeast(0.8));
                 if let Some(p) = peers.filter(|_| config.only.is_none()) {
                     p.rate(line, ports, "recv", tls, n, size);

@@ -292,6 +292,7 @@ impl Host {
             status_changed: Some(on_status),
             log: Some(on_log),
             fire_trigger_ex: None,
+            fire_trigger_flow: None,
         }
     }
 }

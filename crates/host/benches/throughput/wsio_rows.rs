@@ -1,5 +1,7 @@
 //! The rows measured through the ABI (`module.rs`), with the host doing what
-//! a controller does: queue fired triggers, test them on its own thread.
+//! a controller does: queue fired triggers, test them on its own thread;
+//! and the `wsio run` lines: the reference host as a child process with a
+//! project file, driven like a user runs it.
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -319,4 +321,122 @@ pub fn create_many(host: &Arc<Host>, ports: &Ports, tls: bool, n: usize) -> Vec<
     (0..n)
         .map(|_| module::create(host, next_id(), &properties(ports, tls, "/idle")))
         .collect()
+}
+
+/// `wsio run` receiving `n` messages of `size` bytes from the blaster: a
+/// project with one instance, a wire that sends "go" once established, and
+/// `wire` (a Contains Match String) on Messages Received when given. From
+/// the moment `GET /io_modules` counts the connection to the moment it
+/// counts `n` Messages Received (polled every 5 ms).
+pub fn wsio_run_receive(ports: &Ports, n: usize, size: usize, wire: Option<&str>) -> Duration {
+    let dir = std::env::temp_dir().join(format!("wsio-bench-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut project = format!(
+        r#"[[instance]]
+name = "bench"
+module = {module:?}
+[instance.properties]
+Hostname = "127.0.0.1"
+Port = {port}
+Path = "/blast?n={n}&size={size}"
+
+[[startup]]
+instance = "bench"
+action = "Connect"
+
+[[wire]]
+when = {{ instance = "bench", trigger = "WebSocket Established" }}
+then = {{ instance = "bench", action = "Send Message", properties = {{ Message = "go" }} }}
+"#,
+        module = module::module_path().display().to_string(),
+        port = ports.ws,
+    );
+    if let Some(text) = wire {
+        project.push_str(&format!(
+            r#"
+[[wire]]
+when = {{ instance = "bench", trigger = "Messages Received", properties = {{ "Match String" = {text:?} }} }}
+then = {{ instance = "bench", action = "Send Message", properties = {{ Message = "matched" }} }}
+"#
+        ));
+    }
+    let path = dir.join("project.toml");
+    std::fs::write(&path, project).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsio"))
+        .args(["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the wsio binary");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    const PAGE: &str = "status page: http://";
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("wsio run printed its status page address")
+            .unwrap();
+        if let Some(at) = line.find(PAGE) {
+            break line[at + PAGE.len()..].trim_end_matches('/').to_string();
+        }
+    };
+    // Keep reading stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let fired = |trigger: &str| -> u64 {
+        let io = io_modules(&addr);
+        io["instances"][0]["counters"]["triggers"][trigger]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while fired("WebSocket Established") == 0 {
+        assert!(Instant::now() < deadline, "wsio run never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    while fired("Messages Received") < n as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "wsio run did not receive {n} messages"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    elapsed
+}
+
+/// `GET /io_modules` of a `wsio run` child, chunked or not.
+fn io_modules(addr: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the child's HTTP port");
+    write!(
+        stream,
+        "GET /io_modules HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return serde_json::from_str(body).expect("JSON");
+    }
+    let mut json = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        json.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    serde_json::from_str(&json).expect("JSON")
 }

@@ -22,7 +22,7 @@ pub struct Instance {
     /// or follow the destruction.
     pub(super) handle: RwLock<*mut IomInstance>,
     /// The `user_data` of this instance's callbacks (from `Box::into_raw`).
-    pub(super) sink: *mut EventSink,
+    pub(super) sink: *mut Arc<dyn EventSink>,
 }
 
 // SAFETY: the header allows every function to be called from any thread,
@@ -117,6 +117,23 @@ impl Instance {
         }
         // SAFETY: live handle under the read lock.
         let code = unsafe { (self.api.instance_network)(*handle, c_int::from(up)) };
+        // SAFETY: no error string (the function has no `error` argument).
+        unsafe { self.api.result(code, ptr::null_mut()) }
+    }
+
+    /// Flow control: the host has room again for triggers it refused
+    /// (`iom_instance_resume`); returns at once. Nothing to do for a module
+    /// without flow control (it never has a trigger refused).
+    pub fn resume(&self) -> Result<(), CallError> {
+        let Some(resume) = self.api.instance_resume else {
+            return Ok(());
+        };
+        let handle = self.handle.read().unwrap_or_else(|e| e.into_inner());
+        if handle.is_null() {
+            return Err(self.destroyed());
+        }
+        // SAFETY: live handle under the read lock.
+        let code = unsafe { resume(*handle) };
         // SAFETY: no error string (the function has no `error` argument).
         unsafe { self.api.result(code, ptr::null_mut()) }
     }

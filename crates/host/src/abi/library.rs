@@ -9,9 +9,9 @@ use std::path::Path;
 use iom::{
     AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, IOM_ABI_VERSION, IOM_ERR_IN_CALLBACK,
     IOM_OK, InstanceActionFn, InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn,
-    InstanceStatusFn, ModuleManifestFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
-    TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn,
-    VariablesGetFn,
+    InstanceResumeFn, InstanceStatusFn, ModuleManifestFn, StringFreeFn, TriggerFreeFn,
+    TriggerPrepareFn, TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn,
+    VariablesFreeFn, VariablesGetFn,
 };
 use libloading::Library;
 
@@ -42,6 +42,8 @@ pub(super) struct Api {
     pub(super) instance_action: InstanceActionFn,
     pub(super) instance_status: InstanceStatusFn,
     pub(super) instance_network: InstanceNetworkFn,
+    /// Optional (flow control, a later ABI 1 addition).
+    pub(super) instance_resume: Option<InstanceResumeFn>,
     pub(super) trigger_prepare: TriggerPrepareFn,
     pub(super) trigger_test: TriggerTestFn,
     /// Optional (modules built before the ABI 1 addition lack it).
@@ -156,6 +158,7 @@ impl Api {
             instance_action: unsafe { symbol(&library, path, "iom_instance_action") }?,
             instance_status: unsafe { symbol(&library, path, "iom_instance_status") }?,
             instance_network: unsafe { symbol(&library, path, "iom_instance_network") }?,
+            instance_resume: unsafe { symbol(&library, path, "iom_instance_resume") }.ok(),
             trigger_prepare: unsafe { symbol(&library, path, "iom_trigger_prepare") }?,
             trigger_test: unsafe { symbol(&library, path, "iom_trigger_test") }?,
             trigger_test_ex: unsafe { symbol(&library, path, "iom_trigger_test_ex") }.ok(),

@@ -22,7 +22,7 @@ mod module;
 mod prepared;
 
 pub use errors::{CallError, CallErrorKind, LoadError};
-pub use events::{EventSink, ModuleEvent, ModuleLogLevel};
+pub use events::{EventSink, FiredTrigger, ModuleEvent, ModuleLogLevel};
 pub use instance::Instance;
 /// The ABI version this host implements (`IOM_ABI_VERSION`).
 pub use iom::IOM_ABI_VERSION as ABI_VERSION;

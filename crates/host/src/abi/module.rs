@@ -10,7 +10,10 @@ use std::sync::{Arc, RwLock};
 use iom::{IOM_ABI_VERSION, IomHostCallbacks};
 
 use super::errors::{LoadError, c_string};
-use super::events::{EventSink, on_fire_trigger, on_fire_trigger_ex, on_log, on_status_changed};
+use super::events::{
+    EventSink, SinkBox, on_fire_trigger, on_fire_trigger_ex, on_fire_trigger_flow, on_log,
+    on_status_changed,
+};
 use super::instance::Instance;
 use super::library::Api;
 use super::prepared::PreparedTrigger;
@@ -79,6 +82,12 @@ impl Module {
         &self.manifest
     }
 
+    /// The module implements flow control (`iom_instance_resume`): a sink
+    /// may refuse its `fire_trigger_flow` calls, the module holds them.
+    pub fn has_flow_control(&self) -> bool {
+        self.api.instance_resume.is_some()
+    }
+
     /// Creates an instance (`iom_instance_create`). `properties_json` is a
     /// JSON object of instance properties; `sink` receives every callback of
     /// this instance until it is destroyed. The error is the module's message
@@ -87,11 +96,11 @@ impl Module {
         &self,
         id: u64,
         properties_json: &str,
-        sink: EventSink,
+        sink: Arc<dyn EventSink>,
     ) -> Result<Instance, String> {
         let properties = c_string("instance properties", properties_json).map_err(|e| e.message)?;
-        // Double box: the callbacks get a thin pointer to a fat `dyn Fn`.
-        let sink: *mut EventSink = Box::into_raw(Box::new(sink));
+        // Boxed: the callbacks get a thin pointer to a fat `dyn EventSink`.
+        let sink: *mut Arc<dyn EventSink> = Box::into_raw(SinkBox::new(sink));
         let callbacks = IomHostCallbacks {
             struct_size: size_of::<IomHostCallbacks>() as u32,
             abi_version: IOM_ABI_VERSION,
@@ -100,6 +109,11 @@ impl Module {
             status_changed: Some(on_status_changed),
             log: Some(on_log),
             fire_trigger_ex: Some(on_fire_trigger_ex),
+            // Offered only to a module that can be told to resume.
+            fire_trigger_flow: self
+                .api
+                .instance_resume
+                .map(|_| on_fire_trigger_flow as iom::FireTriggerFlowFn),
         };
         let mut error: *mut c_char = ptr::null_mut();
         // SAFETY: all pointers are valid for the call (the callbacks struct is

@@ -273,6 +273,37 @@
     setFeed('lost', 'This browser cannot show live updates');
   }
 
+  // ------------------------------------------------------------ counters
+
+  // What the host received and ran per instance (GET /io_modules), the
+  // same line the page was rendered with; refreshed while the page shows.
+  function countersText(counters) {
+    const fired = Object.entries(counters.triggers || {})
+      .filter(([, count]) => count > 0)
+      .map(([name, count]) => `${name} ${count}`);
+    return `Triggers fired: ${fired.length ? fired.join(', ') : 'none'}` +
+      ` · Wire runs: ${counters.wire_runs || 0} · Events lost: ${counters.events_lost || 0}`;
+  }
+
+  async function refreshCounters() {
+    if (document.hidden) return;
+    try {
+      const response = await fetch('/io_modules');
+      if (!response.ok) return;
+      const body = await response.json();
+      for (const instance of body.instances || []) {
+        if (!instance.counters) continue;
+        const article = [...document.querySelectorAll('article[data-instance]')]
+          .find((a) => a.dataset.instance === instance.name);
+        const line = article && article.querySelector('[data-counters]');
+        if (line) line.textContent = countersText(instance.counters);
+      }
+    } catch (_) {
+      // The live feed already says when the host cannot be reached.
+    }
+  }
+  setInterval(refreshCounters, 2000);
+
   // ------------------------------------------------------------ actions
 
   function clock() {

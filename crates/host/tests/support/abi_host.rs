@@ -50,6 +50,7 @@ pub fn callbacks_for<T>(
         status_changed: Some(status_changed),
         log: Some(log),
         fire_trigger_ex: None,
+        fire_trigger_flow: None,
     }
 }
 

@@ -122,6 +122,11 @@ impl HostProcess {
         }
     }
 
+    /// The process id, e.g. to read its memory use from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn saw(&self, needle: &str) -> bool {
         self.seen.iter().any(|line| line.contains(needle))
     }

@@ -5,7 +5,7 @@
 use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
 
-use iom::{IOM_DATA_BINARY, IomHostCallbacks, IomLogLevel};
+use iom::{IOM_DATA_BINARY, IOM_ERR_REJECTED, IomHostCallbacks, IomLogLevel};
 
 use crate::host::Host;
 use crate::status::StatusVariable;
@@ -69,6 +69,29 @@ impl Host for CHost {
                 )
             }
         }
+    }
+
+    fn try_fire_trigger(&self, trigger: Trigger, data: &[u8], binary: bool) -> bool {
+        let Some(f) = self.callbacks.fire_trigger_flow else {
+            self.fire_trigger(trigger, data, binary);
+            return true;
+        };
+        let flags = if binary { IOM_DATA_BINARY } else { 0 };
+        // SAFETY: the host gave us this function (struct_size covered it);
+        // every pointer is valid for the duration of the call.
+        let code = unsafe {
+            f(
+                self.callbacks.user_data,
+                self.instance_id,
+                trigger_c_name(trigger).as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                flags,
+            )
+        };
+        // Only an explicit refusal holds the event: any other answer is a
+        // host bug, and holding on it could stall the instance for good.
+        code != IOM_ERR_REJECTED
     }
 
     fn status_changed(&self, variable: &StatusVariable) {

@@ -11,7 +11,7 @@ use std::ffi::{CString, c_char, c_int};
 use std::sync::{Arc, OnceLock};
 
 use iom::{
-    CALLBACKS_BASE_SIZE, IOM_ABI_VERSION, IOM_DATA_BINARY, IOM_ERR_IN_CALLBACK,
+    CALLBACKS_BASE_SIZE, CALLBACKS_EX_SIZE, IOM_ABI_VERSION, IOM_DATA_BINARY, IOM_ERR_IN_CALLBACK,
     IOM_ERR_INVALID_ARGUMENT, IOM_ERR_PANIC, IOM_ERR_REJECTED, IOM_OK, IomHostCallbacks,
     IomInstance, IomPreparedAction, IomPreparedTrigger, IomStr, IomVariables,
 };
@@ -108,11 +108,10 @@ unsafe fn create(
     // Only whole fields: a struct_size ending inside fire_trigger_ex (a host
     // bug) must not leave half a pointer from past the host's struct there.
     let full = std::mem::size_of::<IomHostCallbacks>();
-    let copied = if size as usize >= full {
-        full
-    } else {
-        CALLBACKS_BASE_SIZE
-    };
+    let copied = [full, CALLBACKS_EX_SIZE, CALLBACKS_BASE_SIZE]
+        .into_iter()
+        .find(|&whole| size as usize >= whole)
+        .unwrap_or(CALLBACKS_BASE_SIZE);
     let mut callbacks = IomHostCallbacks {
         struct_size: 0,
         abi_version: 0,
@@ -121,6 +120,7 @@ unsafe fn create(
         status_changed: None,
         log: None,
         fire_trigger_ex: None,
+        fire_trigger_flow: None,
     };
     // SAFETY: non-NULL, version checked, and `size` (at least the base
     // size) bytes are readable per iom.h; we copy at most `size` bytes and
@@ -238,6 +238,21 @@ pub extern "C" fn iom_instance_network(instance: *mut IomInstance, up: c_int) ->
                 Ok(()) => IOM_OK,
                 Err(_) => IOM_ERR_REJECTED,
             },
+            Err(_) => IOM_ERR_INVALID_ARGUMENT,
+        }
+    })
+}
+
+/// See iom.h.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_instance_resume(instance: *mut IomInstance) -> c_int {
+    guard(IOM_ERR_PANIC, ErrorOut::none(), |_| {
+        match instance_of(instance) {
+            // A stopped instance holds nothing more to offer.
+            Ok(live) => {
+                let _ = live.resume_triggers();
+                IOM_OK
+            }
             Err(_) => IOM_ERR_INVALID_ARGUMENT,
         }
     })

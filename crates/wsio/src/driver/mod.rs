@@ -65,6 +65,8 @@ pub(crate) enum Input {
     SendText(usize),
     ClearQueue,
     Network(bool),
+    /// Flow control: the host has room again for held triggers.
+    Resume,
     Shutdown,
     /// A log line decided outside the driver thread (e.g. a refused action).
     Log(LogLevel, String),

@@ -88,6 +88,11 @@ pub(crate) struct Runner {
     pub(super) published_at: Option<Instant>,
     /// Traffic status waits until then (`STATUS_EVERY`).
     pub(super) status_due: Option<Instant>,
+    /// Flow control: triggers the host refused (the first) or that came
+    /// after a refused one, oldest first. While any is held the connection
+    /// is not read (TCP pushes back on the server), so this holds at most
+    /// one message plus the connection triggers that fire without reading.
+    pub(super) held: VecDeque<(Trigger, Bytes, bool)>,
 }
 
 enum Wake {
@@ -130,6 +135,7 @@ impl Runner {
             last_received: None,
             published_at: None,
             status_due: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -216,7 +222,8 @@ impl Runner {
                 {
                     return Poll::Ready(Wake::Inputs);
                 }
-                if let Some(conn) = self.connection.as_mut()
+                if self.reading()
+                    && let Some(conn) = self.connection.as_mut()
                     && let Poll::Ready(frame) = conn.ws.poll_next_unpin(cx)
                 {
                     return Poll::Ready(Wake::Frame(frame));
@@ -245,6 +252,9 @@ impl Runner {
                     self.execute_effects();
                     let mut cx = Context::from_waker(&task_waker);
                     for n in 1..=BATCH {
+                        if !self.reading() {
+                            break;
+                        }
                         let Some(conn) = self.connection.as_mut() else {
                             break;
                         };
@@ -270,7 +280,58 @@ impl Runner {
             }
         }
         self.execute_effects();
+        self.offer_held_at_the_end();
         self.publish();
+    }
+
+    /// Whether the connection is read: not while triggers are held for the
+    /// host (flow control), except to finish a close (once a close has
+    /// begun, messages fire no trigger, so reading holds nothing more).
+    fn reading(&self) -> bool {
+        self.held.is_empty() || !self.machine.is_established()
+    }
+
+    /// Fires a trigger, or holds it when the host refuses it or something
+    /// is held already (order is kept).
+    fn fire(&mut self, trigger: Trigger, data: &Bytes, binary: bool) {
+        if self.held.is_empty() && self.host.try_fire_trigger(trigger, data, binary) {
+            return;
+        }
+        if self.held.is_empty() {
+            self.machine.handle_reading_paused(Instant::now(), true);
+        }
+        self.held.push_back((trigger, data.clone(), binary));
+    }
+
+    /// The host has room again: offers what is held, oldest first, until
+    /// it refuses one; once all are taken, reading resumes.
+    fn offer_held(&mut self, now: Instant) {
+        while let Some((trigger, data, binary)) = self.held.front() {
+            if !self.host.try_fire_trigger(*trigger, data, *binary) {
+                return;
+            }
+            self.held.pop_front();
+        }
+        self.machine.handle_reading_paused(now, false);
+    }
+
+    /// The instance is going away: what is held is offered once more, and
+    /// what the host still refuses is dropped, saying how many.
+    fn offer_held_at_the_end(&mut self) {
+        let mut dropped = 0usize;
+        while let Some((trigger, data, binary)) = self.held.pop_front() {
+            if !self.host.try_fire_trigger(trigger, &data, binary) {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.host.log(
+                LogLevel::Critical,
+                &format!(
+                    "{dropped} trigger(s) held for the host were dropped: the instance was destroyed while the host still refused them"
+                ),
+            );
+        }
     }
 
     fn handle_input(&mut self, now: Instant, input: Input) {
@@ -288,6 +349,7 @@ impl Runner {
                     .fetch_sub(1, Ordering::SeqCst);
             }
             Input::ResetReconnect => self.machine.handle_reset_reconnect(now),
+            Input::Resume => self.offer_held(now),
             Input::Send(message) => {
                 // Leaves pending_sends with the rest of its burst (run).
                 self.sends_taken += 1;
@@ -427,8 +489,7 @@ impl Runner {
                 // The per-message path: what Effect::Fire does, without the
                 // effect queue.
                 if let Some(Received { data, binary }) = received {
-                    self.host
-                        .fire_trigger(Trigger::MessagesReceived, &data, binary);
+                    self.fire(Trigger::MessagesReceived, &data, binary);
                     self.last_received = Some(data);
                 }
             }
@@ -510,8 +571,7 @@ impl Runner {
                     data,
                     binary,
                 } => {
-                    self.host
-                        .fire_trigger(Trigger::MessagesReceived, &data, binary);
+                    self.fire(Trigger::MessagesReceived, &data, binary);
                     // The message is Last Received (Effect::Fire); status
                     // is left to the publish.
                     self.last_received = Some(data);
@@ -582,7 +642,7 @@ impl Runner {
                 // Connection triggers see up-to-date status (and the
                 // established flag Send Message checks).
                 self.publish();
-                self.host.fire_trigger(trigger, &data, binary);
+                self.fire(trigger, &data, binary);
             }
             Effect::Status { key, value } => self.status.set(key, value),
             Effect::StatusPayload {

@@ -37,9 +37,32 @@ impl Machine {
         }
     }
 
+    /// Flow control: the driver stops (`true`) or resumes (`false`)
+    /// reading the connection. While it does not read, no pong or other
+    /// frame can be seen, so keep-alive is suspended: no ping, no Pong
+    /// Timeout, no Idle Timeout. On resuming, the silence is counted from
+    /// `now`, as if a frame had just arrived.
+    pub fn handle_reading_paused(&mut self, now: Instant, paused: bool) {
+        if self.reading_paused == paused {
+            return;
+        }
+        self.reading_paused = paused;
+        if !paused
+            && let State::Established {
+                last_rx, ping_sent, ..
+            } = &mut self.state
+        {
+            *last_rx = now;
+            *ping_sent = None;
+        }
+    }
+
     /// A keep-alive or idle deadline passed while established: ping, or
     /// drop a dead link.
     pub(super) fn liveness_timeout(&mut self, now: Instant) {
+        if self.reading_paused {
+            return;
+        }
         let timing = self.settings.timing;
         let State::Established {
             conn,

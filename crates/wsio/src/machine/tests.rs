@@ -682,6 +682,29 @@ fn keep_alive_off_sends_no_pings_and_schedules_nothing() {
 }
 
 #[test]
+fn while_reading_is_paused_keep_alive_neither_pings_nor_times_out_and_restarts_on_resume() {
+    let mut h = Harness::new(true, false);
+    let conn = h.establish();
+    // A ping is out when the host holds back triggers: its pong cannot be
+    // read, so its timeout must not drop the link.
+    assert_eq!(h.fire_deadline(), KEEPALIVE_INTERVAL);
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+    h.m.handle_reading_paused(h.now, true);
+    assert_eq!(h.m.poll_deadline(), None, "nothing is due while paused");
+    h.advance(PONG_TIMEOUT * 10);
+    h.m.handle_timeout(h.now);
+    assert!(h.drain().is_empty());
+    assert!(h.m.is_established());
+    // Resumed: the silence counts from now, a fresh ping follows after a
+    // whole interval, and a dead link is still found after it.
+    h.m.handle_reading_paused(h.now, false);
+    assert_eq!(h.fire_deadline(), KEEPALIVE_INTERVAL);
+    assert_eq!(h.drain().first(), Some(&Effect::Ping { conn }));
+    assert_eq!(h.fire_deadline(), PONG_TIMEOUT);
+    assert_eq!(trigger_names(&h.drain()), [Trigger::Disconnected]);
+}
+
+#[test]
 fn backoff_is_exponential_with_full_jitter_capped_at_sixty_seconds() {
     let mut h = Harness::new(true, true);
     h.m.handle_connect(h.now, None);
