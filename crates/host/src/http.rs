@@ -497,10 +497,41 @@ fn run_action(state: &HostState, instance: &str, action: &str, body: &[u8]) -> R
         Err(reply) => return reply,
     };
     let call = ActionCall::new(index, action, &properties, manifest);
+    let ignored = (action == CONNECT)
+        .then(|| connect_ignored(state, index))
+        .flatten();
     match state.run_action(&call, &[], "http") {
-        Ok(()) => Reply::json(200, json!({ "ok": true })),
+        Ok(()) => Reply::json(
+            200,
+            match ignored {
+                None => json!({ "ok": true }),
+                Some(why) => json!({ "ok": true, "ignored": why }),
+            },
+        ),
         Err(e) => Reply::error(status_of(e.kind), e.message),
     }
+}
+
+/// The action a connection module ignores while it is connected (the
+/// module logs that too; the HTTP caller, who sees no log, is told here).
+const CONNECT: &str = "Connect";
+
+/// Why a Connect would be ignored now, read from the machine-readable
+/// Connection State (`include/iom.h`), never from prose: the instance is
+/// already connecting or connected. None for a module without it.
+fn connect_ignored(state: &HostState, index: usize) -> Option<String> {
+    let status = state.status_of(index);
+    let word = status
+        .iter()
+        .find(|s| s["key"] == page::CONNECTION_STATE)?
+        .get("value")?
+        .as_str()?;
+    matches!(word, "connecting" | "handshaking" | "established").then(|| {
+        format!(
+            "the instance is already {word}, so this Connect changes nothing: \
+             Disconnect first to connect again (for example with a new Bearer Token)"
+        )
+    })
 }
 
 fn network(state: &HostState, instance: &str, body: &[u8]) -> Reply {

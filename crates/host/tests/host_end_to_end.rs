@@ -7,6 +7,7 @@
 mod support;
 
 use std::process::Command;
+use std::time::Instant;
 
 use serde_json::Value;
 use support::host_http::{EventStream, http, is_status};
@@ -462,4 +463,44 @@ then = {{ instance = "b", action = "Send Message", properties = {{ Message = "b 
     host.wait_for_line(r#"b: Messages Received fired: "b got 00ff10 as binary""#);
     assert!(!host.saw("failed"), "{}", host.seen.join("\n"));
     assert!(host.terminate().success());
+}
+
+#[test]
+fn an_http_connect_while_connected_says_it_was_ignored_and_why() {
+    let echo = EchoServer::start();
+    let host = Host::run_project("connect-ignored", &instance("greeter", echo.port(), "/"));
+    // Established, as the module's machine-readable Connection State says:
+    // in the stream's first snapshot, or in a status push after it.
+    let mut events = EventStream::open(&host.addr);
+    let (name, snapshot) = events.next(Instant::now() + TIMEOUT);
+    assert_eq!(name, "snapshot");
+    let established = |s: &Value| s["key"] == "ConnectionState" && s["value"] == "established";
+    let already = snapshot["instances"][0]["status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(established);
+    if !already {
+        events.wait_for("status", |s| s["instance"] == "greeter" && established(s));
+    }
+
+    let (status, body) = host.post("/io_modules/greeter/actions/Connect", "{}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(
+        body["ignored"],
+        "the instance is already established, so this Connect changes nothing: \
+         Disconnect first to connect again (for example with a new Bearer Token)",
+        "{body}"
+    );
+    assert_eq!(echo.snapshot().connections(), 1, "no second connection");
+
+    // Once disconnected, a Connect is a Connect: no note.
+    let (status, _) = host.post("/io_modules/greeter/actions/Disconnect", "{}");
+    assert_eq!(status, 200);
+    events.wait_for("status", |s| {
+        s["instance"] == "greeter" && s["key"] == "ConnectionState" && s["value"] == "disconnected"
+    });
+    let (status, body) = host.post("/io_modules/greeter/actions/Connect", "{}");
+    assert_eq!((status, &body), (200, &serde_json::json!({"ok": true})));
 }
