@@ -5,13 +5,13 @@
 //! `benches/peers/setup.sh` has installed them — the Node `ws` and Python
 //! `websockets` clients, all against the same loopback servers in one run.
 //! Prints one Markdown table of medians (of `--runs` runs) with the ratios
-//! the targets of issue 8 are stated in, and saves it to
+//! the targets are stated in, and saves it to
 //! `target/bench/throughput.md`. No row asserts a time: the table is the
 //! result. Every wait is bounded; the server process ends with the bench.
 //!
 //! Rows: 1 receive throughput, 2 send throughput, 3 echo latency through a
 //! wire, 4 idle cost of many instances, 5 connect storm, 6 reconnect
-//! overhead, 7 match cost. See README.md, "Performance".
+//! overhead, 7 match cost. See docs/performance.md.
 
 mod module;
 mod raw;
