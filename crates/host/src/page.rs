@@ -15,13 +15,22 @@
 //! Next Retry ([`NEXT_RETRY`], a timestamp) drives the reconnect countdown.
 //! A module without Connection State gets an "Unknown" badge.
 //!
+//! Beside the status, each instance shows what the project configures for
+//! it ([`configuration`]): its target and the wires that start from it. A
+//! wire the host counts in the instance's `looping_wires` counter is marked
+//! "possibly looping", in words.
+//!
 //! Secrets: a property the manifest marks `secret` (or edits with
 //! "password") gets a password field that is never pre-filled; the page
 //! clears it once it has sent the action.
 
+mod configuration;
+
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
+
+pub use configuration::{WireView, target, wires_from};
 
 use super::manifest::{ModuleManifest, PropertySpec};
 use super::state::{HostState, shorten_to};
@@ -177,6 +186,10 @@ pub struct InstanceView<'a> {
     pub status: Vec<Value>,
     /// The instance's counters as `GET /io_modules` shows them (Null: none).
     pub counters: Value,
+    /// `ws://host:port/path` ([`target`]); None: not shown.
+    pub target: Option<String>,
+    /// The wires that start from this instance ([`wires_from`]).
+    pub wires: Vec<WireView>,
 }
 
 /// One line for people: the triggers that fired, wire runs, events lost
@@ -207,11 +220,20 @@ pub fn counters_text(counters: &Value) -> String {
 /// The page for the running host.
 pub fn render(state: &HostState) -> String {
     let views: Vec<InstanceView> = (0..state.instances.len())
-        .map(|index| InstanceView {
-            name: &state.instances[index].name,
-            manifest: state.manifest_of(index),
-            status: instance_status(state, index),
-            counters: state.instances[index].counters.to_json(),
+        .map(|index| {
+            let name = &state.instances[index].name;
+            let manifest = state.manifest_of(index);
+            let project = state.project.as_ref();
+            let decl = project.and_then(|p| p.instance(name));
+            InstanceView {
+                name,
+                manifest,
+                status: instance_status(state, index),
+                counters: state.instances[index].counters.to_json(),
+                target: decl
+                    .and_then(|d| target(manifest, d.properties.as_ref().map(|p| p.get_ref()))),
+                wires: project.map_or_else(Vec::new, |p| wires_from(p, name, manifest)),
+            }
         })
         .collect();
     render_instances(&views)
@@ -289,6 +311,13 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         escape(&module.name),
         escape(&module.version),
     );
+    if let Some(target) = &instance.target {
+        let _ = writeln!(
+            html,
+            r#"<p class="target"><span class="target-label">Target</span> <code data-target>{}</code></p>"#,
+            escape(target)
+        );
+    }
     if state.is_some() || status.is_some() {
         // Without Connection State, the badge says so rather than guess.
         let connection = state.map_or_else(
@@ -316,10 +345,11 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         r#"<p class="counters" data-counters>{}</p>"#,
         escape(&counters_text(&instance.counters))
     );
+    html.push_str("</header>\n");
+    render_wires(html, n, instance);
     let _ = write!(
         html,
-        r#"</header>
-<table class="status">
+        r#"<table class="status">
 <caption>Status variables of {name}</caption>
 <thead><tr><th scope="col">Variable</th><th scope="col">Value</th><th scope="col">Changed</th></tr></thead>
 <tbody>
@@ -376,6 +406,50 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         html.push_str("</div>\n");
     }
     html.push_str("</article>\n");
+}
+
+/// The wires that start from the instance, numbered as the log names them;
+/// those in the counters' `looping_wires` marked "possibly looping".
+fn render_wires(html: &mut String, n: usize, instance: &InstanceView) {
+    if instance.wires.is_empty() {
+        html.push_str("<p class=\"wires-none\">No wires start from this instance.</p>\n");
+        return;
+    }
+    let looping = looping_wires(&instance.counters);
+    let _ = writeln!(
+        html,
+        r#"<h3 class="wires-title" id="i{n}-wires">Wires</h3>
+<ol class="wires" aria-labelledby="i{n}-wires">"#
+    );
+    for wire in &instance.wires {
+        let flag = if looping.contains(&wire.number) {
+            format!(r#" <strong class="looping" title="{LOOPING_HINT}">possibly looping</strong>"#)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            html,
+            r#"<li data-wire="{number}"{looping}><span class="wire-number">wire {number}</span> <span class="wire-text">{}</span>{flag}</li>"#,
+            escape(&wire.text),
+            number = wire.number,
+            looping = if flag.is_empty() { "" } else { " data-looping" },
+        );
+    }
+    html.push_str("</ol>\n");
+}
+
+/// What the "possibly looping" mark means (page.js shows the same).
+const LOOPING_HINT: &str = "This wire ran very often for seconds on end: its action may make its own trigger fire again (see the log).";
+
+/// The wire numbers in the counters' `looping_wires` (absent: none).
+pub fn looping_wires(counters: &Value) -> Vec<usize> {
+    counters["looping_wires"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .filter_map(|n| usize::try_from(n).ok())
+        .collect()
 }
 
 /// One input for an action property, chosen by its editor, then its type.
@@ -512,6 +586,8 @@ mod tests {
             manifest: &manifest,
             status,
             counters: json!({"triggers": {"Connected": 1, "Messages Received": 0}, "wire_runs": 2, "events_lost": 0}),
+            target: None,
+            wires: Vec::new(),
         }])
     }
 
@@ -524,6 +600,54 @@ mod tests {
             ),
             "{html}"
         );
+    }
+
+    #[test]
+    fn the_target_and_wires_are_shown_and_looping_wires_marked_in_words() {
+        let manifest = manifest();
+        let wire = |number: usize, text: &str| WireView {
+            number,
+            text: text.into(),
+        };
+        let html = render_instances(&[InstanceView {
+            name: "piesocket",
+            manifest: &manifest,
+            status: Vec::new(),
+            counters: json!({"triggers": {}, "wire_runs": 9, "events_lost": 0, "looping_wires": [3]}),
+            target: Some("ws://127.0.0.1:8765/v3/1?…".into()),
+            wires: vec![
+                wire(
+                    2,
+                    r#"Messages Received (Contains "ping") → piesocket: Send Message"#,
+                ),
+                wire(
+                    3,
+                    r#"Messages Received (Contains "temp") → piesocket: Send Message"#,
+                ),
+            ],
+        }]);
+        assert!(
+            html.contains(r#"<code data-target>ws://127.0.0.1:8765/v3/1?…</code>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<li data-wire="2"><span class="wire-number">wire 2</span> <span class="wire-text">Messages Received (Contains &quot;ping&quot;) → piesocket: Send Message</span></li>"#),
+            "{html}"
+        );
+        let looping = html
+            .find(r#"<li data-wire="3" data-looping>"#)
+            .expect(&html);
+        assert!(
+            html[looping..]
+                .split("</li>")
+                .next()
+                .unwrap()
+                .contains(">possibly looping</strong>")
+        );
+        assert_eq!(html.matches("possibly looping<").count(), 1, "{html}");
+        // Without the counter (a host that does not count), nothing is marked.
+        assert!(!page(Vec::new()).contains("possibly looping"));
+        assert!(page(Vec::new()).contains("No wires start from this instance."));
     }
 
     #[test]
