@@ -423,7 +423,9 @@ fn render_wires(html: &mut String, n: usize, instance: &InstanceView) {
     );
     for wire in &instance.wires {
         let flag = if looping.contains(&wire.number) {
-            format!(r#" <strong class="looping" title="{LOOPING_HINT}">possibly looping</strong>"#)
+            format!(
+                r#" <span class="looping"><strong>possibly looping</strong> {LOOPING_HINT}</span>"#
+            )
         } else {
             String::new()
         };
@@ -439,7 +441,8 @@ fn render_wires(html: &mut String, n: usize, instance: &InstanceView) {
 }
 
 /// What the "possibly looping" mark means (page.js shows the same).
-const LOOPING_HINT: &str = "This wire ran very often for seconds on end: its action may make its own trigger fire again (see the log).";
+const LOOPING_HINT: &str =
+    "It ran very often for seconds on end: its action may make its own trigger fire again.";
 
 /// The wire numbers in the counters' `looping_wires` (absent: none).
 pub fn looping_wires(counters: &Value) -> Vec<usize> {
@@ -642,7 +645,7 @@ mod tests {
                 .split("</li>")
                 .next()
                 .unwrap()
-                .contains(">possibly looping</strong>")
+                .contains(r#"<span class="looping"><strong>possibly looping</strong> It ran"#)
         );
         assert_eq!(html.matches("possibly looping<").count(), 1, "{html}");
         // Without the counter (a host that does not count), nothing is marked.

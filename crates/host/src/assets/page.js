@@ -287,13 +287,13 @@
 
   // A wire the host counts in an instance's `looping_wires` (numbers as
   // in "wire 2") is marked in words; the page rendered the same mark.
-  const LOOPING_HINT = 'This wire ran very often for seconds on end: its action may make its own trigger fire again (see the log).';
+  const LOOPING_HINT = 'It ran very often for seconds on end: its action may make its own trigger fire again.';
 
   function markLooping(wire, looping) {
     let mark = wire.querySelector('.looping');
     if (looping && !mark) {
-      mark = element('strong', 'looping', 'possibly looping');
-      mark.title = LOOPING_HINT;
+      mark = element('span', 'looping');
+      mark.append(element('strong', undefined, 'possibly looping'), ` ${LOOPING_HINT}`);
       wire.append(' ', mark);
     } else if (!looping && mark) {
       mark.remove();
