@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-pub use configuration::{WireView, target, wires_from};
+pub use configuration::{WireView, looping_wires, target, wires_from};
 
 use super::manifest::{ModuleManifest, PropertySpec};
 use super::state::{HostState, shorten_to};
@@ -346,7 +346,7 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         escape(&counters_text(&instance.counters))
     );
     html.push_str("</header>\n");
-    render_wires(html, n, instance);
+    configuration::render_wires(html, n, &instance.wires, &instance.counters);
     let _ = write!(
         html,
         r#"<table class="status">
@@ -406,53 +406,6 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         html.push_str("</div>\n");
     }
     html.push_str("</article>\n");
-}
-
-/// The wires that start from the instance, numbered as the log names them;
-/// those in the counters' `looping_wires` marked "possibly looping".
-fn render_wires(html: &mut String, n: usize, instance: &InstanceView) {
-    if instance.wires.is_empty() {
-        html.push_str("<p class=\"wires-none\">No wires start from this instance.</p>\n");
-        return;
-    }
-    let looping = looping_wires(&instance.counters);
-    let _ = writeln!(
-        html,
-        r#"<h3 class="wires-title" id="i{n}-wires">Wires</h3>
-<ol class="wires" aria-labelledby="i{n}-wires">"#
-    );
-    for wire in &instance.wires {
-        let flag = if looping.contains(&wire.number) {
-            format!(
-                r#" <span class="looping"><strong>possibly looping</strong> {LOOPING_HINT}</span>"#
-            )
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            html,
-            r#"<li data-wire="{number}"{looping}><span class="wire-number">wire {number}</span> <span class="wire-text">{}</span>{flag}</li>"#,
-            escape(&wire.text),
-            number = wire.number,
-            looping = if flag.is_empty() { "" } else { " data-looping" },
-        );
-    }
-    html.push_str("</ol>\n");
-}
-
-/// What the "possibly looping" mark means (page.js shows the same).
-const LOOPING_HINT: &str =
-    "It ran very often for seconds on end: its action may make its own trigger fire again.";
-
-/// The wire numbers in the counters' `looping_wires` (absent: none).
-pub fn looping_wires(counters: &Value) -> Vec<usize> {
-    counters["looping_wires"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_u64)
-        .filter_map(|n| usize::try_from(n).ok())
-        .collect()
 }
 
 /// One input for an action property, chosen by its editor, then its type.
@@ -606,51 +559,26 @@ mod tests {
     }
 
     #[test]
-    fn the_target_and_wires_are_shown_and_looping_wires_marked_in_words() {
+    fn the_target_and_the_wires_are_in_the_instance_head_and_below_it() {
         let manifest = manifest();
-        let wire = |number: usize, text: &str| WireView {
-            number,
-            text: text.into(),
-        };
         let html = render_instances(&[InstanceView {
             name: "piesocket",
             manifest: &manifest,
             status: Vec::new(),
-            counters: json!({"triggers": {}, "wire_runs": 9, "events_lost": 0, "looping_wires": [3]}),
+            counters: Value::Null,
             target: Some("ws://127.0.0.1:8765/v3/1?…".into()),
-            wires: vec![
-                wire(
-                    2,
-                    r#"Messages Received (Contains "ping") → piesocket: Send Message"#,
-                ),
-                wire(
-                    3,
-                    r#"Messages Received (Contains "temp") → piesocket: Send Message"#,
-                ),
-            ],
+            wires: vec![WireView {
+                number: 1,
+                text: "Connected → piesocket: Disconnect".into(),
+            }],
         }]);
+        let head = &html[html.find("<header class=\"instance-head\">").unwrap()..];
+        let (head, rest) = head.split_once("</header>").unwrap();
         assert!(
-            html.contains(r#"<code data-target>ws://127.0.0.1:8765/v3/1?…</code>"#),
+            head.contains(r#"<code data-target>ws://127.0.0.1:8765/v3/1?…</code>"#),
             "{html}"
         );
-        assert!(
-            html.contains(r#"<li data-wire="2"><span class="wire-number">wire 2</span> <span class="wire-text">Messages Received (Contains &quot;ping&quot;) → piesocket: Send Message</span></li>"#),
-            "{html}"
-        );
-        let looping = html
-            .find(r#"<li data-wire="3" data-looping>"#)
-            .expect(&html);
-        assert!(
-            html[looping..]
-                .split("</li>")
-                .next()
-                .unwrap()
-                .contains(r#"<span class="looping"><strong>possibly looping</strong> It ran"#)
-        );
-        assert_eq!(html.matches("possibly looping<").count(), 1, "{html}");
-        // Without the counter (a host that does not count), nothing is marked.
-        assert!(!page(Vec::new()).contains("possibly looping"));
-        assert!(page(Vec::new()).contains("No wires start from this instance."));
+        assert!(rest.contains(r#"<li data-wire="1">"#), "{html}");
     }
 
     #[test]

@@ -12,11 +12,14 @@
 //! Client (Hostname, Port, Path, Protocol); a module whose manifest does not
 //! declare all four gets no target line rather than a guessed one.
 
+use std::fmt::Write as _;
+
 use toml::{Table, Value};
 
 use super::super::manifest::{ModuleManifest, PropertySpec, TriggerSpec};
 use super::super::project::Project;
 use super::super::state::shorten_to;
+use super::escape;
 
 /// Longest trigger property value shown in a wire's line (a regex may be
 /// long; the project file has it whole).
@@ -156,6 +159,53 @@ fn is_choice(property: &PropertySpec) -> bool {
     property.kind == "enum" || !property.options.is_empty()
 }
 
+/// The wires that start from an instance (`n`: its place on the page),
+/// numbered as the log names them; those in the counters' `looping_wires` marked "possibly looping".
+pub fn render_wires(html: &mut String, n: usize, wires: &[WireView], counters: &serde_json::Value) {
+    if wires.is_empty() {
+        html.push_str("<p class=\"wires-none\">No wires start from this instance.</p>\n");
+        return;
+    }
+    let looping = looping_wires(counters);
+    let _ = writeln!(
+        html,
+        r#"<h3 class="wires-title" id="i{n}-wires">Wires</h3>
+<ol class="wires" aria-labelledby="i{n}-wires">"#
+    );
+    for wire in wires {
+        let flag = if looping.contains(&wire.number) {
+            format!(
+                r#" <span class="looping"><strong>possibly looping</strong> {LOOPING_HINT}</span>"#
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            html,
+            r#"<li data-wire="{number}"{looping}><span class="wire-number">wire {number}</span> <span class="wire-text">{}</span>{flag}</li>"#,
+            escape(&wire.text),
+            number = wire.number,
+            looping = if flag.is_empty() { "" } else { " data-looping" },
+        );
+    }
+    html.push_str("</ol>\n");
+}
+
+/// What the "possibly looping" mark means (page.js shows the same).
+const LOOPING_HINT: &str =
+    "It ran very often for seconds on end: its action may make its own trigger fire again.";
+
+/// The wire numbers in the counters' `looping_wires` (absent: none).
+pub fn looping_wires(counters: &serde_json::Value) -> Vec<usize> {
+    counters["looping_wires"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_u64)
+        .filter_map(|n| usize::try_from(n).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +308,54 @@ then = { instance = "piesocket", action = "Send Message", properties = { Message
         );
         assert!(!format!("{wires:?}").contains("s3cr3t"));
         assert!(!format!("{wires:?}").contains("got <1>"));
+    }
+
+    #[test]
+    fn wires_are_listed_by_number_and_looping_ones_marked_in_words() {
+        let wire = |number: usize, text: &str| WireView {
+            number,
+            text: text.into(),
+        };
+        let wires = [
+            wire(
+                2,
+                r#"Messages Received (Contains "ping") → piesocket: Send Message"#,
+            ),
+            wire(
+                3,
+                r#"Messages Received (Contains "temp") → piesocket: Send Message"#,
+            ),
+        ];
+        let render = |counters: serde_json::Value| {
+            let mut html = String::new();
+            render_wires(&mut html, 1, &wires, &counters);
+            html
+        };
+        let html = render(serde_json::json!({"wire_runs": 9, "looping_wires": [3]}));
+        assert!(
+            html.contains(r#"<li data-wire="2"><span class="wire-number">wire 2</span> <span class="wire-text">Messages Received (Contains &quot;ping&quot;) → piesocket: Send Message</span></li>"#),
+            "{html}"
+        );
+        let looping = html
+            .find(r#"<li data-wire="3" data-looping>"#)
+            .expect(&html);
+        assert!(
+            html[looping..]
+                .split("</li>")
+                .next()
+                .unwrap()
+                .contains(r#"<span class="looping"><strong>possibly looping</strong> It ran"#)
+        );
+        assert_eq!(html.matches("possibly looping<").count(), 1, "{html}");
+        // Without the counter (a host that does not count), nothing is marked.
+        let html = render(serde_json::json!({"wire_runs": 9}));
+        assert!(!html.contains("possibly looping"), "{html}");
+        let mut none = String::new();
+        render_wires(&mut none, 1, &[], &serde_json::Value::Null);
+        assert_eq!(
+            none,
+            "<p class=\"wires-none\">No wires start from this instance.</p>\n"
+        );
     }
 
     #[test]
