@@ -8,6 +8,10 @@
 //! `?…`, and a wire is shown by its trigger, the trigger's test and the
 //! actions it runs, never by the actions' properties (a Bearer Token is one).
 //!
+//! A wire the host reports in the instance's `looping_wires` counter is
+//! marked "possibly looping" (page.js keeps the mark in step with the
+//! counters).
+//!
 //! The target is built from four instance properties of the WebSocket
 //! Client (Hostname, Port, Path, Protocol); a module whose manifest does not
 //! declare all four gets no target line rather than a guessed one.
@@ -160,7 +164,8 @@ fn is_choice(property: &PropertySpec) -> bool {
 }
 
 /// The wires that start from an instance (`n`: its place on the page),
-/// numbered as the log names them; those in the counters' `looping_wires` marked "possibly looping".
+/// numbered as the log names them; those in the counters' `looping_wires`
+/// marked "possibly looping", in words, with why.
 pub fn render_wires(html: &mut String, n: usize, wires: &[WireView], counters: &serde_json::Value) {
     if wires.is_empty() {
         html.push_str("<p class=\"wires-none\">No wires start from this instance.</p>\n");
