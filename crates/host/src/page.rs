@@ -312,9 +312,15 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         escape(&module.version),
     );
     if let Some(target) = &instance.target {
+        // `?…` alone would leave a reader guessing why.
+        let why = if target.ends_with("?…") {
+            r#" title="The query string is not shown: it may hold a key.""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             html,
-            r#"<p class="target"><span class="target-label">Target</span> <code data-target>{}</code></p>"#,
+            r#"<p class="target"><span class="target-label">Target</span> <code data-target{why}>{}</code></p>"#,
             escape(target)
         );
     }
@@ -575,7 +581,9 @@ mod tests {
         let head = &html[html.find("<header class=\"instance-head\">").unwrap()..];
         let (head, rest) = head.split_once("</header>").unwrap();
         assert!(
-            head.contains(r#"<code data-target>ws://127.0.0.1:8765/v3/1?…</code>"#),
+            head.contains(
+                r#"<code data-target title="The query string is not shown: it may hold a key.">ws://127.0.0.1:8765/v3/1?…</code>"#
+            ),
             "{html}"
         );
         assert!(rest.contains(r#"<li data-wire="1">"#), "{html}");

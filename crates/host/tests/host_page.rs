@@ -256,7 +256,9 @@ fn each_instance_shows_its_target_with_the_query_hidden_and_the_wires_from_it() 
     let html = host.get("/").body;
 
     // The demo's Path is /v3/1?api_key=demo: the key stays off the page.
-    let target = format!("<code data-target>ws://127.0.0.1:{demo_port}/v3/1?…</code>");
+    let target = format!(
+        "<code data-target title=\"The query string is not shown: it may hold a key.\">ws://127.0.0.1:{demo_port}/v3/1?…</code>"
+    );
     for name in ["piesocket", "visitor"] {
         assert!(article(&html, name).contains(&target), "{name}: {html}");
     }
@@ -329,7 +331,7 @@ then = {{ instance = "echo", action = "Connect", properties = {{ "Bearer Token" 
     let echo = article(&html, "echo");
     assert!(
         echo.contains(&format!(
-            "<code data-target>ws://127.0.0.1:{}/feed?…</code>",
+            "<code data-target title=\"The query string is not shown: it may hold a key.\">ws://127.0.0.1:{}/feed?…</code>",
             server.port()
         )),
         "{echo}"
