@@ -225,6 +225,7 @@ pub fn run(
             .collect(),
         instances,
         recent: Default::default(),
+        project: Some(project.clone()),
     });
 
     // Instances were checked to exist, so the lookups below cannot fail;

@@ -41,6 +41,10 @@ pub struct PropertySpec {
     /// use other names, which the host passes through unchecked.
     #[serde(rename = "type", default)]
     pub kind: String,
+    /// The section of a form it is shown in ("Connection", "Security"...);
+    /// None for a module that does not group its properties.
+    #[serde(default)]
+    pub group: Option<String>,
     #[serde(default)]
     pub editor: Option<String>,
     /// Secret values (bearer tokens, passwords) never appear in host logs or
@@ -211,6 +215,24 @@ mod tests {
         );
         assert_eq!(manifest.status_label("LastSent"), "Last Sent");
         assert_eq!(manifest.status_label("NoSuchKey"), "NoSuchKey");
+    }
+
+    #[test]
+    fn instance_properties_carry_their_group_and_a_manifest_without_groups_works() {
+        let manifest = ModuleManifest::parse(include_str!("../../wsio/module.toml")).unwrap();
+        let group = |name: &str| {
+            let property = manifest.properties.iter().find(|p| p.name == name);
+            property.and_then(|p| p.group.clone())
+        };
+        assert_eq!(group("Hostname").as_deref(), Some("Connection"));
+        assert_eq!(group("Password").as_deref(), Some("Security"));
+        assert!(manifest.properties.iter().all(|p| p.group.is_some()));
+
+        let plain = ModuleManifest::parse(
+            "[module]\nname = \"m\"\n[[property]]\nname = \"Address\"\ntype = \"string\"\n",
+        )
+        .unwrap();
+        assert_eq!(plain.properties[0].group, None);
     }
 
     #[test]

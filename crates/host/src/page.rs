@@ -15,13 +15,22 @@
 //! Next Retry ([`NEXT_RETRY`], a timestamp) drives the reconnect countdown.
 //! A module without Connection State gets an "Unknown" badge.
 //!
+//! Beside the status, each instance shows what the project configures for
+//! it ([`configuration`]): its target and the wires that start from it. A
+//! wire the host counts in the instance's `looping_wires` counter is marked
+//! "possibly looping", in words.
+//!
 //! Secrets: a property the manifest marks `secret` (or edits with
 //! "password") gets a password field that is never pre-filled; the page
 //! clears it once it has sent the action.
 
+mod configuration;
+
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
+
+pub use configuration::{WireView, looping_wires, target, wires_from};
 
 use super::manifest::{ModuleManifest, PropertySpec};
 use super::state::{HostState, shorten_to};
@@ -177,6 +186,10 @@ pub struct InstanceView<'a> {
     pub status: Vec<Value>,
     /// The instance's counters as `GET /io_modules` shows them (Null: none).
     pub counters: Value,
+    /// `ws://host:port/path` ([`target`]); None: not shown.
+    pub target: Option<String>,
+    /// The wires that start from this instance ([`wires_from`]).
+    pub wires: Vec<WireView>,
 }
 
 /// One line for people: the triggers that fired, wire runs, events lost
@@ -207,11 +220,20 @@ pub fn counters_text(counters: &Value) -> String {
 /// The page for the running host.
 pub fn render(state: &HostState) -> String {
     let views: Vec<InstanceView> = (0..state.instances.len())
-        .map(|index| InstanceView {
-            name: &state.instances[index].name,
-            manifest: state.manifest_of(index),
-            status: instance_status(state, index),
-            counters: state.instances[index].counters.to_json(),
+        .map(|index| {
+            let name = &state.instances[index].name;
+            let manifest = state.manifest_of(index);
+            let project = state.project.as_ref();
+            let decl = project.and_then(|p| p.instance(name));
+            InstanceView {
+                name,
+                manifest,
+                status: instance_status(state, index),
+                counters: state.instances[index].counters.to_json(),
+                target: decl
+                    .and_then(|d| target(manifest, d.properties.as_ref().map(|p| p.get_ref()))),
+                wires: project.map_or_else(Vec::new, |p| wires_from(p, name, manifest)),
+            }
         })
         .collect();
     render_instances(&views)
@@ -289,6 +311,19 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         escape(&module.name),
         escape(&module.version),
     );
+    if let Some(target) = &instance.target {
+        // `?…` alone would leave a reader guessing why.
+        let why = if target.ends_with("?…") {
+            r#" title="The query string is not shown: it may hold a key.""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            html,
+            r#"<p class="target"><span class="target-label">Target</span> <code data-target{why}>{}</code></p>"#,
+            escape(target)
+        );
+    }
     if state.is_some() || status.is_some() {
         // Without Connection State, the badge says so rather than guess.
         let connection = state.map_or_else(
@@ -316,10 +351,11 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
         r#"<p class="counters" data-counters>{}</p>"#,
         escape(&counters_text(&instance.counters))
     );
+    html.push_str("</header>\n");
+    configuration::render_wires(html, n, &instance.wires, &instance.counters);
     let _ = write!(
         html,
-        r#"</header>
-<table class="status">
+        r#"<table class="status">
 <caption>Status variables of {name}</caption>
 <thead><tr><th scope="col">Variable</th><th scope="col">Value</th><th scope="col">Changed</th></tr></thead>
 <tbody>
@@ -512,6 +548,8 @@ mod tests {
             manifest: &manifest,
             status,
             counters: json!({"triggers": {"Connected": 1, "Messages Received": 0}, "wire_runs": 2, "events_lost": 0}),
+            target: None,
+            wires: Vec::new(),
         }])
     }
 
@@ -524,6 +562,31 @@ mod tests {
             ),
             "{html}"
         );
+    }
+
+    #[test]
+    fn the_target_and_the_wires_are_in_the_instance_head_and_below_it() {
+        let manifest = manifest();
+        let html = render_instances(&[InstanceView {
+            name: "piesocket",
+            manifest: &manifest,
+            status: Vec::new(),
+            counters: Value::Null,
+            target: Some("ws://127.0.0.1:8765/v3/1?…".into()),
+            wires: vec![WireView {
+                number: 1,
+                text: "Connected → piesocket: Disconnect".into(),
+            }],
+        }]);
+        let head = &html[html.find("<header class=\"instance-head\">").unwrap()..];
+        let (head, rest) = head.split_once("</header>").unwrap();
+        assert!(
+            head.contains(
+                r#"<code data-target title="The query string is not shown: it may hold a key.">ws://127.0.0.1:8765/v3/1?…</code>"#
+            ),
+            "{html}"
+        );
+        assert!(rest.contains(r#"<li data-wire="1">"#), "{html}");
     }
 
     #[test]

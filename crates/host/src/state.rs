@@ -13,6 +13,7 @@ use chrono::{DateTime, Local};
 use super::abi::{CallError, Instance, Module, PreparedAction};
 use super::event_path::Counters;
 use super::manifest::ModuleManifest;
+use super::project::Project;
 
 /// How many events the ring keeps for the status page.
 pub const RECENT_EVENTS: usize = 500;
@@ -245,6 +246,10 @@ pub struct HostState {
     pub modules: Vec<LoadedModule>,
     pub instances: Vec<RunningInstance>,
     pub recent: RecentEvents,
+    /// The project the instances were created from, as the host read it
+    /// (with the demo's Port filled in): the status page shows each
+    /// instance's target and wires from it. None for a state made in tests.
+    pub project: Option<Project>,
 }
 
 impl HostState {

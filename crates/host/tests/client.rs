@@ -286,9 +286,11 @@ fn a_refused_tcp_connect_fires_nothing_and_is_shown_in_status_and_log() {
     let port = support::free_port();
     let (rec, instance) = recorded(port, json!({}), Options::default());
     instance.connect(None).unwrap();
-    rec.expect("Connect failed status", |r| {
+    // The two status variables arrive in two callbacks: wait for both.
+    rec.expect("Connect failed status and state", |r| {
         r.status_value("ConnectionStatus")
             .is_some_and(|v| v.starts_with("Connect failed: TCP connect to 127.0.0.1"))
+            && r.status_value("ConnectionState").as_deref() == Some("failed")
     });
     let r = rec.snapshot();
     assert!(

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use support::host_http::{EventStream, Response, http, http_as, is_log, is_status};
-use support::{HOST_TIMEOUT as TIMEOUT, HostProcess};
+use support::{EchoServer, HOST_TIMEOUT as TIMEOUT, HostProcess};
 
 /// Runs `wsio run --http 127.0.0.1:0` (the built-in demo) and waits until
 /// both demo instances are established.
@@ -232,6 +232,133 @@ fn the_page_lists_every_instance_with_forms_generated_from_the_manifest() {
     assert_eq!(as_host("127.0.0.1", "GET", "/").status, 200);
 
     assert!(host.terminate().success());
+}
+
+/// The article of instance `name` on the page.
+fn article<'a>(html: &'a str, name: &str) -> &'a str {
+    let start = html
+        .find(&format!(r#"data-instance="{name}""#))
+        .unwrap_or_else(|| panic!("no instance {name}: {html}"));
+    let end = start + html[start..].find("</article>").unwrap();
+    &html[start..end]
+}
+
+#[test]
+fn each_instance_shows_its_target_with_the_query_hidden_and_the_wires_from_it() {
+    let mut host = demo();
+    let demo_port = host
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("out: demo server: ws://127.0.0.1:"))
+        .and_then(|rest| rest.split('/').next())
+        .expect("the demo server's address")
+        .to_owned();
+    let html = host.get("/").body;
+
+    // The demo's Path is /v3/1?api_key=demo: the key stays off the page.
+    let target = format!(
+        "<code data-target title=\"The query string is not shown: it may hold a key.\">ws://127.0.0.1:{demo_port}/v3/1?…</code>"
+    );
+    for name in ["piesocket", "visitor"] {
+        assert!(article(&html, name).contains(&target), "{name}: {html}");
+    }
+    assert!(!html.contains("api_key"), "{html}");
+
+    let piesocket = article(&html, "piesocket");
+    for (number, text) in [
+        (1, "WebSocket Established → piesocket: Send Message"),
+        (
+            2,
+            r#"Messages Received (Contains "ping") → piesocket: Send Message"#,
+        ),
+    ] {
+        let line = format!(
+            r#"<li data-wire="{number}"><span class="wire-number">wire {number}</span> <span class="wire-text">{}</span></li>"#,
+            escape(text)
+        );
+        assert!(piesocket.contains(&line), "{line} in {piesocket}");
+    }
+    let visitor = article(&html, "visitor");
+    assert!(!visitor.contains("data-wire"), "{visitor}");
+    assert!(visitor.contains("No wires start from this instance."));
+    assert!(host.terminate().success());
+}
+
+#[test]
+fn no_secret_of_the_project_reaches_the_page_or_the_api() {
+    const PASSWORD: &str = "page-password-never-shown";
+    const TOKEN: &str = "page-bearer-never-shown";
+    const KEY: &str = "page-query-key-never-shown";
+    let server = EchoServer::start();
+    let project = format!(
+        r#"
+[[instance]]
+name = "echo"
+[instance.properties]
+Hostname = "127.0.0.1"
+Port = {port}
+Path = "/feed?api_key={KEY}"
+Username = "integrator"
+Password = "{PASSWORD}"
+
+[[startup]]
+instance = "echo"
+action = "Connect"
+properties = {{ "Bearer Token" = "{TOKEN}" }}
+
+[[wire]]
+when = {{ instance = "echo", trigger = "Messages Received", properties = {{ "Match String" = "temp" }} }}
+then = {{ instance = "echo", action = "Send Message", properties = {{ Message = "seen" }} }}
+
+[[wire]]
+when = {{ instance = "echo", trigger = "Gave Up" }}
+then = {{ instance = "echo", action = "Connect", properties = {{ "Bearer Token" = "{TOKEN}" }} }}
+"#,
+        port = server.port()
+    );
+    let dir = std::env::temp_dir().join(format!("wsio-host-page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("project.toml");
+    std::fs::write(&path, project).unwrap();
+    let mut host = HostProcess::spawn(
+        &["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"],
+        "debug",
+    );
+    host.dir = Some(dir);
+    host.wait_for_line("echo: WebSocket Established fired");
+
+    let html = host.get("/").body;
+    let echo = article(&html, "echo");
+    assert!(
+        echo.contains(&format!(
+            "<code data-target title=\"The query string is not shown: it may hold a key.\">ws://127.0.0.1:{}/feed?…</code>",
+            server.port()
+        )),
+        "{echo}"
+    );
+    assert!(
+        echo.contains(&escape(
+            r#"Messages Received (Contains "temp") → echo: Send Message"#
+        )),
+        "{echo}"
+    );
+    assert!(
+        echo.contains(">wire 2</span> <span class=\"wire-text\">Gave Up → echo: Connect</span>"),
+        "{echo}"
+    );
+    let api = host.get("/io_modules").body;
+    for secret in [PASSWORD, TOKEN, KEY] {
+        assert!(!html.contains(secret), "{secret} on the page: {html}");
+        assert!(!api.contains(secret), "{secret} in /io_modules: {api}");
+    }
+    assert!(host.terminate().success());
+    for secret in [PASSWORD, TOKEN] {
+        let leaked: Vec<&String> = host.seen.iter().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaked.is_empty(),
+            "{secret} in the host's output: {leaked:?}"
+        );
+    }
 }
 
 #[test]

@@ -131,6 +131,10 @@ pub enum PropertyType {
 #[serde(deny_unknown_fields)]
 pub struct PropertySpec {
     pub name: String,
+    /// The section of a form it belongs in (for instance properties: Connection,
+    /// Keep-alive and reconnect, Logging, Security or Messaging; trigger and
+    /// action properties have none).
+    pub group: Option<String>,
     #[serde(rename = "type")]
     pub kind: PropertyType,
     pub editor: String,
@@ -394,6 +398,107 @@ mod tests {
         );
     }
 
+    /// The sections of the instance properties (`group` in `module.toml`),
+    /// in the order forms and the reference show them: the groups of the
+    /// classic module's properties first.
+    const PROPERTY_GROUPS: [&str; 5] = [
+        "Connection",
+        "Keep-alive and reconnect",
+        "Logging",
+        "Security",
+        "Messaging",
+    ];
+
+    /// The properties of the classic module, which come first in their
+    /// groups.
+    const CLASSIC: [&str; 8] = [
+        HOSTNAME,
+        PATH,
+        PROTOCOL,
+        PORT,
+        KEEP_ALIVE,
+        AUTO_RECONNECT,
+        EXTENDED_LOGGING,
+        LOG_COMMS,
+    ];
+
+    #[test]
+    fn every_instance_property_is_in_a_known_group_and_groups_read_in_order() {
+        let m = Manifest::get();
+        let mut last_group = 0;
+        let mut classic_done = false;
+        for p in &m.properties {
+            let group = p.group.as_deref().unwrap_or_else(|| {
+                panic!(
+                    "{} has no group; give it one of {PROPERTY_GROUPS:?}",
+                    p.name
+                )
+            });
+            let position = PROPERTY_GROUPS
+                .iter()
+                .position(|g| *g == group)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: unknown group {group:?}; known: {PROPERTY_GROUPS:?}",
+                        p.name
+                    )
+                });
+            // Each group in one run, in the order of PROPERTY_GROUPS.
+            assert!(
+                position >= last_group,
+                "{} ({group}) comes after a property of {}",
+                p.name,
+                PROPERTY_GROUPS[last_group]
+            );
+            if position > last_group {
+                classic_done = false;
+            }
+            last_group = position;
+            // Within a group, the classic properties come first.
+            let classic = CLASSIC.contains(&p.name.as_str());
+            assert!(
+                !(classic && classic_done),
+                "{} is classic but comes after a newer property of {group}",
+                p.name
+            );
+            classic_done |= !classic;
+        }
+        // The groups holding classic properties come before the others.
+        let groups_of = |names: &[&str]| -> BTreeSet<usize> {
+            names
+                .iter()
+                .map(|n| {
+                    let group = m.property(n).unwrap().group.as_deref().unwrap();
+                    PROPERTY_GROUPS.iter().position(|g| *g == group).unwrap()
+                })
+                .collect()
+        };
+        let classic_groups = groups_of(&CLASSIC);
+        let all: Vec<&str> = m.properties.iter().map(|p| p.name.as_str()).collect();
+        let other_groups: BTreeSet<usize> = groups_of(&all)
+            .difference(&classic_groups)
+            .copied()
+            .collect();
+        if let (Some(classic), Some(other)) = (classic_groups.last(), other_groups.first()) {
+            assert!(
+                classic < other,
+                "groups with classic properties first: {classic_groups:?} then {other_groups:?}"
+            );
+        }
+        for p in m
+            .triggers
+            .iter()
+            .flat_map(|t| &t.properties)
+            .chain(m.actions.iter().flat_map(|a| &a.properties))
+        {
+            assert!(
+                p.group.is_none(),
+                "{}: groups are for instance properties",
+                p.name
+            );
+        }
+    }
+
     #[test]
     fn status_keys_fit_the_controller_limits() {
         let m = Manifest::get();
@@ -496,6 +601,39 @@ mod tests {
                 REFERENCE.contains(&s.label),
                 "docs/reference.md lacks {}",
                 s.label
+            );
+        }
+    }
+
+    /// The section of the reference under `heading` (a line of its own), up
+    /// to the next heading of the same or a higher level.
+    fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+        let level = heading.split(' ').next().unwrap();
+        let start = text
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("docs/reference.md lacks the heading {heading:?}"));
+        let body = &text[start + heading.len() + 2..];
+        let end = body
+            .match_indices("\n#")
+            .find(|(at, _)| {
+                let marks = body[at + 1..].chars().take_while(|c| *c == '#').count();
+                marks <= level.len()
+            })
+            .map_or(body.len(), |(at, _)| at);
+        &body[..end]
+    }
+
+    #[test]
+    fn the_reference_lists_every_instance_property_under_its_group() {
+        let m = Manifest::get();
+        let properties = section(REFERENCE, "## Instance properties");
+        for p in &m.properties {
+            let group = p.group.as_deref().unwrap_or_default();
+            let rows = section(properties, &format!("### {group}"));
+            assert!(
+                rows.contains(&format!("\n| `{}` |", p.name)),
+                "docs/reference.md lacks a row for `{}` under ### {group}",
+                p.name
             );
         }
     }

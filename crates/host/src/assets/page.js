@@ -285,18 +285,39 @@
       ` · Wire runs: ${counters.wire_runs || 0} · Events lost: ${counters.events_lost || 0}`;
   }
 
+  // A wire the host counts in an instance's `looping_wires` (numbers as
+  // in "wire 2") is marked in words; the page rendered the same mark.
+  const LOOPING_HINT = 'It ran very often for seconds on end: its action may make its own trigger fire again.';
+
+  function markLooping(wire, looping) {
+    let mark = wire.querySelector('.looping');
+    if (looping && !mark) {
+      mark = element('span', 'looping');
+      mark.append(element('strong', undefined, 'possibly looping'), ` ${LOOPING_HINT}`);
+      wire.append(' ', mark);
+    } else if (!looping && mark) {
+      mark.remove();
+    }
+    wire.toggleAttribute('data-looping', looping);
+  }
+
   async function refreshCounters() {
     if (document.hidden) return;
     try {
       const response = await fetch('/io_modules');
       if (!response.ok) return;
       const body = await response.json();
+      const looping = new Set();
       for (const instance of body.instances || []) {
         if (!instance.counters) continue;
+        for (const number of instance.counters.looping_wires || []) looping.add(String(number));
         const article = [...document.querySelectorAll('article[data-instance]')]
           .find((a) => a.dataset.instance === instance.name);
         const line = article && article.querySelector('[data-counters]');
         if (line) line.textContent = countersText(instance.counters);
+      }
+      for (const wire of document.querySelectorAll('.wires li[data-wire]')) {
+        markLooping(wire, looping.has(wire.dataset.wire));
       }
     } catch (_) {
       // The live feed already says when the host cannot be reached.

@@ -26,7 +26,7 @@ cargo build
 target=${CARGO_TARGET_DIR:-target}
 out=$target/browser
 mkdir -p "$out"
-rm -f "$out/status-page.png" "$out/status-page-phone.png"
+rm -f "$out"/status-page*.png
 token="browser-token-$$-$RANDOM.do-not-show"
 
 # The host's stdout comes through a FIFO, so its first lines are read as

@@ -70,6 +70,19 @@ test('the status page shows live status, runs actions from the manifest and logs
     await hasExactly(visitor.locator('.connection[data-state="established"] .badge'), 'Established');
   });
 
+  await step('each instance shows its target, query hidden, and the wires that start from it', async () => {
+    for (const instance of [piesocket, visitor]) {
+      await instance.locator('code[data-target]').filter({ hasText: /^ws:\/\/127\.0\.0\.1:\d+\/v3\/1\?…$/ }).waitFor();
+    }
+    assert.ok(!(await page.content()).includes('api_key'), 'the query (it may hold a key) is not on the page');
+    const wires = piesocket.locator('.wires li');
+    assert.equal(await wires.count(), 2);
+    await hasExactly(wires.nth(0), 'wire 1 WebSocket Established → piesocket: Send Message');
+    await hasExactly(wires.nth(1), 'wire 2 Messages Received (Contains "ping") → piesocket: Send Message');
+    assert.ok(await wires.nth(1).isVisible());
+    await hasExactly(visitor.locator('.wires-none'), 'No wires start from this instance.');
+  });
+
   await step('a message sent from visitor\'s form reaches piesocket, which answers', async () => {
     const send = visitor.getByRole('form', { name: 'Send Message', exact: true });
     await send.getByLabel('Message', { exact: true }).fill('ping from the browser');
@@ -166,6 +179,41 @@ async function step(name, body) {
     throw error;
   }
 }
+
+// A wire the host reports in an instance's `looping_wires` counter is
+// marked "possibly looping" in words on the 2 s counter refresh, and the
+// mark goes when the host stops reporting it. /io_modules is the host's
+// own answer with that one field changed, so the demo need not loop.
+test('a wire the host reports as looping is marked in words, and unmarked when it stops', { timeout: 60_000 }, async (t) => {
+  assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
+  const { context, page, problems } = await openPage(t);
+  let looping = [2];
+  await page.route('**/io_modules', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const instance of body.instances) {
+      if (instance.name === 'piesocket') instance.counters.looping_wires = looping;
+    }
+    await route.fulfill({ response, json: body });
+  });
+  await page.goto(URL);
+  const wires = page.locator('article[data-instance="piesocket"] .wires');
+  await step('wire 2 is marked possibly looping, wire 1 is not', async () => {
+    await hasExactly(wires.locator('li[data-wire="2"][data-looping] .looping strong'), 'possibly looping');
+    assert.equal(await wires.locator('li[data-wire="1"] .looping').count(), 0);
+    assert.ok(await wires.locator('li[data-wire="2"] .looping').isVisible());
+  });
+  mkdirSync(dirname(SCREENSHOT), { recursive: true });
+  await wires.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-looping.png'), animations: 'disabled' });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await wires.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-looping-phone.png'), animations: 'disabled' });
+  await step('the mark goes once the host no longer reports the wire', async () => {
+    looping = [];
+    await wires.locator('li[data-wire="2"]:not([data-looping])').waitFor();
+    assert.equal(await wires.locator('.looping').count(), 0);
+  });
+  assert.deepEqual(problems, []);
+});
 
 // The badge and the countdown come from the machine-readable status
 // variables (ConnectionState, NextRetry), never from Connection Status's
