@@ -398,6 +398,7 @@ impl Prepared {
                         .into_iter()
                         .filter_map(call)
                         .collect(),
+                    rate: Arc::default(),
                 })
             })
             .collect();
@@ -410,6 +411,15 @@ impl Prepared {
         if !refused.is_empty() {
             // Dropping `state` destroys the instances (none has connected yet).
             return Err(RunError::Project(refused));
+        }
+        // Each instance shows the wires its triggers start, should they loop.
+        for instance in &state.instances {
+            let rates = wires
+                .iter()
+                .filter(|w| w.instance_id == instance.instance.id())
+                .map(|w| (w.number, w.rate.clone()))
+                .collect();
+            let _ = instance.counters.wire_rates.set(rates);
         }
         Ok(Loaded {
             state,
