@@ -22,6 +22,7 @@ use chrono::Local;
 use super::abi::{ModuleEvent, ModuleLogLevel, PreparedTrigger};
 use super::event_path::Fired;
 pub use super::event_queue::{EventQueue, HostEvent};
+use super::runaway::{LOOPING_FOR, LOOPING_RATE, RunRate};
 use super::state::{ActionCall, HostState, RecentEvent, RecentEventKind};
 
 /// A project wire, prepared.
@@ -34,6 +35,8 @@ pub struct Wire {
     pub test: Arc<PreparedTrigger>,
     /// Run in order; the string names the action in log lines ("wire 2").
     pub actions: Vec<(String, ActionCall)>,
+    /// Its runs a second, to spot a loop; shared with `GET /io_modules`.
+    pub rate: Arc<RunRate>,
 }
 
 /// How often, at most, the engine says how many triggers were not logged
@@ -210,6 +213,35 @@ impl Engine {
                 .wire_runs
                 .fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(rate) = wire.rate.record(Instant::now()) {
+            self.warn_looping(wire, rate);
+        }
+    }
+
+    /// Names the wire, its trigger and its actions: enough to find the loop.
+    fn warn_looping(&self, wire: &Wire, rate: u64) {
+        let actions: Vec<String> = wire
+            .actions
+            .iter()
+            .map(|(_, call)| {
+                let instance = self
+                    .state
+                    .instances
+                    .get(call.instance)
+                    .map_or("?", |i| i.name.as_str());
+                format!("{instance}: {}", call.action)
+            })
+            .collect();
+        log::warn!(
+            "wire {} ({}: {} -> {}) ran {rate} times in the last second, over {LOOPING_RATE} a \
+             second for {LOOPING_FOR} s in a row: it is probably looping (an action whose message \
+             comes back, e.g. from an echo server, and matches the trigger again). It is listed \
+             in looping_wires of GET /io_modules while it lasts; this is logged once a minute",
+            wire.number,
+            self.name(wire.instance_id),
+            wire.trigger,
+            actions.join(", ")
+        );
     }
 
     fn name(&self, instance_id: u64) -> String {

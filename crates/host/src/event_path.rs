@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::abi::{EventSink, FiredTrigger, ModuleEvent, PreparedTrigger};
 use super::event_queue::{Admission, Admitted, EventQueue, HostEvent};
+use super::runaway::RunRate;
 use super::state::shorten;
 
 /// Records (log line and page entry) of one instance's triggers per
@@ -98,6 +99,9 @@ pub struct Counters {
     /// Times the host refused a trigger and the module held it (flow
     /// control at work: the instance's connection was paused).
     pub refusals: AtomicU64,
+    /// The run rates of the wires this instance's triggers start, by wire
+    /// number; set once the wires are prepared.
+    pub wire_rates: OnceLock<Vec<(usize, Arc<RunRate>)>>,
 }
 
 impl Counters {
@@ -141,7 +145,20 @@ impl Counters {
         }
     }
 
-    /// `{"triggers": {...}, "wire_runs": n, "events_lost": n}`.
+    /// The numbers of this instance's wires that run too fast to be
+    /// anything but a loop (see `runaway`).
+    pub fn looping_wires(&self, now: Instant) -> Vec<usize> {
+        self.wire_rates
+            .get()
+            .into_iter()
+            .flatten()
+            .filter(|(_, rate)| rate.looping(now))
+            .map(|(number, _)| *number)
+            .collect()
+    }
+
+    /// `{"triggers": {...}, "wire_runs": n, "events_lost": n, "refusals": n,
+    /// "looping_wires": [n, ...]}`.
     pub fn to_json(&self) -> Value {
         let mut triggers = serde_json::Map::new();
         for (name, count) in &self.triggers {
@@ -155,6 +172,7 @@ impl Counters {
             "wire_runs": self.wire_runs.load(Ordering::Relaxed),
             "events_lost": self.events_lost.load(Ordering::Relaxed),
             "refusals": self.refusals.load(Ordering::Relaxed),
+            "looping_wires": self.looping_wires(Instant::now()),
         })
     }
 }
@@ -438,6 +456,7 @@ mod tests {
                 "wire_runs": 3,
                 "events_lost": 0,
                 "refusals": 0,
+                "looping_wires": [],
             })
         );
     }

@@ -5,6 +5,8 @@
 //!   the shape controllers serve (`{"modules":[…],"instances":[…]}`);
 //! - `POST /io_modules/<instance>/actions/<action>` with a JSON object of
 //!   action properties: runs the action, as a wire would;
+//! - `POST /io_modules/<instance>/triggers/<trigger>/test`: whether the
+//!   trigger with some properties matches a sample message (`trigger_test`);
 //! - `POST /io_modules/<instance>/network` with `{"up": false}` or
 //!   `{"up": true}`: tells the instance the controller's network went down
 //!   or came up, to try what a module does then;
@@ -34,6 +36,8 @@ use super::abi::CallErrorKind;
 use super::event_stream::EventStreams;
 use super::page;
 use super::state::{ActionCall, HostState};
+
+mod trigger_test;
 
 /// Two workers: one slow client does not hold up the others, and the
 /// machine this runs on is small.
@@ -346,6 +350,7 @@ impl Reply {
 }
 
 const ENDPOINTS: &str = "GET /io_modules, POST /io_modules/<instance>/actions/<action>, \
+                         POST /io_modules/<instance>/triggers/<trigger>/test, \
                          POST /io_modules/<instance>/network, GET / (the status page), \
                          GET /events (its live feed)";
 
@@ -373,6 +378,9 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
         ["assets", name] => ("GET", Endpoint::Asset(name)),
         ["io_modules"] => ("GET", Endpoint::IoModules),
         ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
+        ["io_modules", instance, "triggers", trigger, "test"] => {
+            ("POST", Endpoint::TriggerTest(instance, trigger))
+        }
         ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
         _ => {
             return Reply::error(
@@ -404,6 +412,9 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
         },
         Endpoint::IoModules => Reply::json(200, io_modules(state)),
         Endpoint::Action(instance, action) => run_action(state, instance, action, body),
+        Endpoint::TriggerTest(instance, trigger) => {
+            trigger_test::test_trigger(state, instance, trigger, body)
+        }
         Endpoint::Network(instance) => network(state, instance, body),
     }
     .into()
@@ -415,6 +426,7 @@ enum Endpoint<'a> {
     Asset(&'a str),
     IoModules,
     Action(&'a str, &'a str),
+    TriggerTest(&'a str, &'a str),
     Network(&'a str),
 }
 

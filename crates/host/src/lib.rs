@@ -5,7 +5,8 @@
 //! The flow, one file per step: [`project`] (the project file, checked) →
 //! [`abi`] (the host side of the C ABI: dlopen, instances and prepared
 //! triggers; the only module with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
-//! [`engine`] (fired triggers → wired actions, on the host's thread) and
+//! [`engine`] (fired triggers → wired actions, on the host's thread, with
+//! [`runaway`] to spot a wire that feeds itself) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
 //! [`controller`] brings it all up in order and back down.
@@ -24,4 +25,5 @@ pub mod http;
 pub mod manifest;
 pub mod page;
 pub mod project;
+pub mod runaway;
 pub mod state;

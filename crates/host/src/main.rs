@@ -16,7 +16,7 @@ use std::sync::mpsc;
 
 use clap::{Parser, Subcommand};
 use wsio_host::abi::Module;
-use wsio_host::controller::{self, RunError, RunOptions};
+use wsio_host::controller::{self, LoadOptions, RunError, RunOptions};
 use wsio_host::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
 use wsio_host::project::Project;
 
@@ -52,6 +52,13 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
         http: String,
     },
+    /// Check a project file as `run` does at load (structure, manifests,
+    /// every property through the module) without connecting anything;
+    /// exit 0, or 1 with the messages `run` would print.
+    Check {
+        /// The project file.
+        project: PathBuf,
+    },
     /// Run the local demo WebSocket server (a stand-in for demo.piesocket.com).
     DemoServer {
         /// Address to listen on.
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
             project: None,
             http,
         } => run_demo(http),
+        Command::Check { project } => check_project(&project),
         Command::DemoServer { listen, tls } => demo_server(listen, tls),
         Command::Manifest { module } => manifest(module),
     };
@@ -104,13 +112,45 @@ fn run_project(path: &Path, http: String) -> Result<(), String> {
         .map_err(|e| format!("cannot read the project file {}: {e}", path.display()))?;
     let project = Project::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
     let options = RunOptions {
+        load: load_options(path)?,
+        http,
+    };
+    controller::run(&project, &options, print_addresses).map_err(describe)
+}
+
+/// Every check `run_project` makes before it starts anything, with the same
+/// messages; connects nothing.
+fn check_project(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the project file {}: {e}", path.display()))?;
+    let project = Project::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let checked = controller::check(&project, &load_options(path)?).map_err(describe)?;
+    println!(
+        "ok: {}, {}, {}",
+        counted(checked.instances, "instance"),
+        counted(checked.wires, "wire"),
+        counted(checked.startup_actions, "startup action")
+    );
+    Ok(())
+}
+
+/// Modules named in the project file are found beside it.
+fn load_options(path: &Path) -> Result<LoadOptions, String> {
+    Ok(LoadOptions {
         project_dir: path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         default_module: controller::default_module_path()?,
-        http,
-    };
-    controller::run(&project, &options, print_addresses).map_err(describe)
+    })
+}
+
+/// "1 wire", "2 wires".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn run_demo(http: String) -> Result<(), String> {
@@ -125,8 +165,10 @@ fn run_demo(http: String) -> Result<(), String> {
         instance.set_property("Port", toml::Value::Integer(port.into()));
     }
     let options = RunOptions {
-        project_dir: PathBuf::from("."),
-        default_module: controller::default_module_path()?,
+        load: LoadOptions {
+            project_dir: PathBuf::from("."),
+            default_module: controller::default_module_path()?,
+        },
         http,
     };
     println!("demo server: {}", server.url("1", "demo"));

@@ -54,28 +54,11 @@ fn received(instance: &Value) -> u64 {
 }
 
 /// `GET /io_modules` (large: Last Received holds a 5 MiB message, so the
-/// body comes chunked).
+/// body comes chunked; `http` decodes it).
 fn io_modules(addr: &str) -> Value {
     let response = http(addr, "GET", "/io_modules", "", &[]);
     assert_eq!(response.status, 200, "{}", response.head);
-    let chunked = response
-        .header("Transfer-Encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
-    if !chunked {
-        return response.json();
-    }
-    let mut body = String::new();
-    let mut rest = response.body.as_str();
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
-        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
-        if size == 0 {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    serde_json::from_str(&body).expect("JSON")
+    response.json()
 }
 
 /// The host's peak resident memory (VmHWM), in bytes.

@@ -2,10 +2,15 @@
 //! binary on a broken project and read what it says. Every mistake is
 //! reported with the file and line, the process exits 1, and nothing starts
 //! (no "status page:" line). These checks run before any module is loaded,
-//! so they need no working module.
+//! so they need no working module. `wsio check` makes the same checks,
+//! with the same messages, and connects nothing.
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use support::{EchoServer, project_instance};
 
 /// A project file in a directory of its own, removed afterwards.
 struct ProjectDir {
@@ -36,10 +41,23 @@ impl Drop for ProjectDir {
 /// Runs `wsio run <project>` from the project's directory, so messages name
 /// the file as `project.toml`.
 fn run(test: &str, text: &str) -> (i32, String, String) {
+    wsio(
+        test,
+        text,
+        &["run", "project.toml", "--http", "127.0.0.1:0"],
+    )
+}
+
+/// Runs `wsio check <project>` as `run` does `wsio run`.
+fn check(test: &str, text: &str) -> (i32, String, String) {
+    wsio(test, text, &["check", "project.toml"])
+}
+
+fn wsio(test: &str, text: &str, args: &[&str]) -> (i32, String, String) {
     let dir = ProjectDir::new(test);
     dir.write("project.toml", text);
     let output: Output = Command::new(env!("CARGO_BIN_EXE_wsio"))
-        .args(["run", "project.toml", "--http", "127.0.0.1:0"])
+        .args(args)
         .current_dir(&dir.dir)
         .env("RUST_LOG", "info")
         .output()
@@ -59,6 +77,10 @@ fn refused(test: &str, text: &str) -> Vec<String> {
         !stdout.contains("status page:"),
         "nothing may start; stdout:\n{stdout}"
     );
+    error_lines(&stderr)
+}
+
+fn error_lines(stderr: &str) -> Vec<String> {
     stderr
         .lines()
         .filter(|l| l.starts_with("error: "))
@@ -335,4 +357,95 @@ then = { instance = "a", action = "Send Message", properties = { Message = "hell
             r#"project.toml:16: wire 3: action "Send Message" property "Message" uses <1>, but trigger "WebSocket Established" gives no variables"#,
         ]
     );
+}
+
+#[test]
+fn check_passes_a_good_project_without_connecting_or_running_startup_actions() {
+    let server = EchoServer::start();
+    // A startup Connect and a wire: `wsio run` would connect at once.
+    let project = format!(
+        r#"{}
+[[wire]]
+when = {{ instance = "a", trigger = "Messages Received", properties = {{ "Match Mode" = "Regex", "Match String" = 'temp (\d+)' }} }}
+then = {{ instance = "a", action = "Send Message", properties = {{ Message = "<2>" }} }}
+"#,
+        project_instance("a", server.port(), "/", "")
+    );
+    let (code, stdout, stderr) = check("check-ok", &project);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        stdout.trim_end(),
+        "ok: 1 instance, 1 wire, 1 startup action",
+        "stderr:\n{stderr}"
+    );
+    assert!(!stdout.contains("status page:"), "{stdout}");
+    assert!(!stderr.contains("Connect"), "no action runs:\n{stderr}");
+    // The process has exited, so a connection it made would have been
+    // accepted (and closed) by now.
+    assert_eq!(
+        server.observations().snapshot().connections(),
+        0,
+        "check must connect nothing; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_what_run_refuses_with_the_same_file_and_line_messages() {
+    let projects = [
+        // Against the manifest.
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+hostname = "127.0.0.1"
+"#,
+        // The module's trigger test (a bad regex) and a placeholder count.
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Mode" = "Regex", "Match String" = 'temp (\d+' } }
+then = { instance = "a", action = "Disconnect" }
+"#,
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[wire]]
+when = { instance = "a", trigger = "WebSocket Established" }
+then = { instance = "a", action = "Send Message", properties = { Message = "hello <1>" } }
+"#,
+        // Refused by the module once the instance exists: its properties,
+        // then a prepared action.
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+Proxy = "not a proxy URL"
+"#,
+        r#"[[instance]]
+name = "a"
+[instance.properties]
+Hostname = "127.0.0.1"
+
+[[startup]]
+instance = "a"
+action = "Send Message"
+properties = { Message = "0a zz", "Message Type" = "Binary" }
+"#,
+    ];
+    for (n, project) in projects.iter().enumerate() {
+        let test = format!("check-refused-{n}");
+        let (code, stdout, stderr) = check(&test, project);
+        assert_eq!(code, 1, "project {n}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(!stdout.contains("ok:"), "project {n}: {stdout}");
+        let checked = error_lines(&stderr);
+        assert!(!checked.is_empty(), "project {n}: {stderr}");
+        for error in &checked {
+            assert!(error.starts_with("project.toml:"), "project {n}: {error}");
+        }
+        assert_eq!(checked, refused(&test, project), "project {n}");
+    }
 }

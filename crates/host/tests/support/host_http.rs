@@ -64,10 +64,40 @@ pub fn http_as(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status: {head}"));
-    Response {
+    let mut response = Response {
         status,
         head: head.to_string(),
         body: body.to_string(),
+    };
+    // A large body (status variables holding long messages) comes chunked.
+    if response
+        .header("Transfer-Encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        response.body = dechunk(&response.body);
+    }
+    response
+}
+
+/// A whole chunked body, decoded.
+fn dechunk(chunked: &str) -> String {
+    let mut rest = chunked.as_bytes();
+    let mut body = Vec::new();
+    loop {
+        let line = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("bad chunk: {chunked}"));
+        let size = std::str::from_utf8(&rest[..line])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("bad chunk size in: {chunked}"));
+        if size == 0 {
+            return String::from_utf8(body).unwrap();
+        }
+        rest = &rest[line + 2..];
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
     }
 }
 
