@@ -34,13 +34,11 @@ impl std::ops::DerefMut for Host {
 impl Host {
     /// Runs `wsio run <project>` with the HTTP API on a free port.
     fn run_project(test: &str, project: &str) -> Host {
-        let dir = std::env::temp_dir().join(format!("wsio-host-e2e-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("project.toml");
-        std::fs::write(&path, project).unwrap();
-        let mut host = Host::spawn(&["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"]);
-        host.dir = Some(dir);
-        host
+        Host(HostProcess::run_project(
+            &format!("host-e2e-{test}"),
+            project,
+            "info",
+        ))
     }
 
     fn spawn(args: &[&str]) -> Host {

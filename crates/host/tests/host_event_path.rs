@@ -117,15 +117,7 @@ then = {{ instance = "flood-b", action = "Clear Queue" }}
         project_instance("flood-b", flood_b.port(), "/", ""),
         project_instance("idle", idle.port(), "/", ""),
     );
-    let dir = std::env::temp_dir().join(format!("wsio-event-path-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("project.toml");
-    std::fs::write(&path, project).unwrap();
-    let mut host = HostProcess::spawn(
-        &["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"],
-        "warn",
-    );
-    host.dir = Some(dir);
+    let mut host = HostProcess::run_project("event-path", &project, "warn");
     assert!(
         idle.wait_for(|o| o.handshakes.len() == 1, HOST_TIMEOUT),
         "the idle instance connected"

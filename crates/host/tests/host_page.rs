@@ -316,15 +316,7 @@ then = {{ instance = "echo", action = "Connect", properties = {{ "Bearer Token" 
 "#,
         port = server.port()
     );
-    let dir = std::env::temp_dir().join(format!("wsio-host-page-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("project.toml");
-    std::fs::write(&path, project).unwrap();
-    let mut host = HostProcess::spawn(
-        &["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"],
-        "debug",
-    );
-    host.dir = Some(dir);
+    let mut host = HostProcess::run_project("host-page", &project, "debug");
     host.wait_for_line("echo: WebSocket Established fired");
 
     let html = host.get("/").body;

@@ -13,16 +13,7 @@ use support::{EchoServer, HOST_TIMEOUT, HostProcess, project_instance};
 
 /// `wsio run` on `project`, with the HTTP API on a free port.
 fn run_project(test: &str, project: &str) -> HostProcess {
-    let dir = std::env::temp_dir().join(format!("wsio-host-wires-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("project.toml");
-    std::fs::write(&path, project).unwrap();
-    let mut host = HostProcess::spawn(
-        &["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"],
-        "info",
-    );
-    host.dir = Some(dir);
-    host
+    HostProcess::run_project(&format!("host-wires-{test}"), project, "info")
 }
 
 fn post(host: &HostProcess, path: &str, body: &str) -> (u16, Value) {

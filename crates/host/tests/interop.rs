@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Recorded, Recorder, send_hex, test_pki};
+use support::{Recorded, Recorder, read_lines_until, send_hex, test_pki};
 use wsio::{ActionError, Host, LogLevel, PreparedAction, PreparedTrigger, StatusVariable, Trigger};
 use wsio::{Instance, Options};
 
@@ -241,28 +241,22 @@ impl Process {
     /// Reads stdout until a line starts with `prefix`; returns the rest.
     fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} printed no line starting with {prefix:?} within {timeout:?}; stderr:\n{}",
-                    self.name,
-                    self.stderr()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{} exited ({:?}) before printing {prefix:?}; stderr:\n{}",
-                    self.name,
-                    self.child.try_wait(),
-                    self.stderr()
-                ),
-            }
+        let found = read_lines_until(&self.lines, deadline, |line| {
+            line.strip_prefix(prefix).map(|rest| rest.trim().to_owned())
+        });
+        match found {
+            Ok(rest) => rest,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{} printed no line starting with {prefix:?} within {timeout:?}; stderr:\n{}",
+                self.name,
+                self.stderr()
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "{} exited ({:?}) before printing {prefix:?}; stderr:\n{}",
+                self.name,
+                self.child.try_wait(),
+                self.stderr()
+            ),
         }
     }
 

@@ -13,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use super::lines::read_lines_until;
+
 /// How long a host gets to print an expected line or to exit: it starts a
 /// process, loads a module and connects, so longer than a client's wait.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -60,6 +62,21 @@ impl HostProcess {
     /// status page address.
     pub fn spawn(args: &[&str], log: &str) -> HostProcess {
         Self::spawn_with_env(args, log, &[])
+    }
+
+    /// `wsio run` on `project` (written to a fresh folder for `test`, removed
+    /// on drop) with the HTTP API on a free port and `RUST_LOG=log`.
+    pub fn run_project(test: &str, project: &str, log: &str) -> HostProcess {
+        let dir = std::env::temp_dir().join(format!("wsio-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("project.toml");
+        std::fs::write(&path, project).unwrap();
+        let mut host = Self::spawn(
+            &["run", path.to_str().unwrap(), "--http", "127.0.0.1:0"],
+            log,
+        );
+        host.dir = Some(dir);
+        host
     }
 
     /// [`HostProcess::spawn`] with these environment variables set.
@@ -142,26 +159,21 @@ impl HostProcess {
             return (at, self.seen[at].clone());
         }
         let deadline = Instant::now() + HOST_TIMEOUT;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return (self.seen.len() - 1, line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no line with {needle:?} within {HOST_TIMEOUT:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "wsio exited before printing {needle:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
+        let seen = &mut self.seen;
+        let found = read_lines_until(&self.lines, deadline, |line| {
+            seen.push(line.clone());
+            line.contains(needle).then(|| (seen.len() - 1, line))
+        });
+        match found {
+            Ok(found) => found,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no line with {needle:?} within {HOST_TIMEOUT:?}; output:\n{}",
+                self.seen.join("\n")
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "wsio exited before printing {needle:?}; output:\n{}",
+                self.seen.join("\n")
+            ),
         }
     }
 

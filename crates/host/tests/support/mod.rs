@@ -45,6 +45,7 @@ pub mod host_http;
 mod host_process;
 mod instance;
 pub mod iom;
+mod lines;
 mod netns;
 mod observations;
 mod pki;
@@ -78,6 +79,7 @@ pub use faults::{
 };
 pub use host_process::{HOST_TIMEOUT, HostProcess, project_instance};
 pub use instance::send_hex;
+pub use lines::read_lines_until;
 pub use netns::NetNs;
 pub use script_server::{Peer, ScriptServer, raw_frame, set_linger_zero};
 pub use server_process::{ServerProcess, demo_path, free_port};

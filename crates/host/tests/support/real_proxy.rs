@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
+use super::lines::read_lines_until;
 use super::{HOST_TIMEOUT, free_port};
 
 /// The environment variable that turns a missing proxy into a failure.
@@ -138,29 +139,24 @@ impl RealProxy {
             startup_output: Vec::new(),
         };
         let deadline = Instant::now() + HOST_TIMEOUT;
-        loop {
-            match proxy
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    let ready = line.contains(kind.ready_line());
-                    proxy.startup_output.push(line);
-                    if ready {
-                        return Some(proxy);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} did not accept connections within {HOST_TIMEOUT:?}; output:\n{}",
-                    kind.name(),
-                    proxy.startup_output.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{} exited while starting; output:\n{}",
-                    kind.name(),
-                    proxy.startup_output.join("\n")
-                ),
-            }
+        let output = &mut proxy.startup_output;
+        let ready = read_lines_until(&proxy.lines, deadline, |line| {
+            let ready = line.contains(kind.ready_line());
+            output.push(line);
+            ready.then_some(())
+        });
+        match ready {
+            Ok(()) => Some(proxy),
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{} did not accept connections within {HOST_TIMEOUT:?}; output:\n{}",
+                kind.name(),
+                proxy.startup_output.join("\n")
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "{} exited while starting; output:\n{}",
+                kind.name(),
+                proxy.startup_output.join("\n")
+            ),
         }
     }
 
