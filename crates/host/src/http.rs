@@ -3,6 +3,7 @@
 //! - `GET /io_modules`: modules and instances with their status variables
 //!   and counters (triggers fired by name, wire runs, events lost),
 //!   the shape controllers serve (`{"modules":[…],"instances":[…]}`);
+//! - `GET /project`: the running project as JSON, secrets masked (`project_json`);
 //! - `POST /io_modules/<instance>/actions/<action>` with a JSON object of
 //!   action properties: runs the action, as a wire would;
 //! - `POST /io_modules/<instance>/triggers/<trigger>/test`: whether the
@@ -37,6 +38,7 @@ use super::event_stream::EventStreams;
 use super::page;
 use super::state::{ActionCall, HostState};
 
+mod project_json;
 mod trigger_test;
 
 /// Two workers: one slow client does not hold up the others, and the
@@ -349,7 +351,7 @@ impl Reply {
     }
 }
 
-const ENDPOINTS: &str = "GET /io_modules, POST /io_modules/<instance>/actions/<action>, \
+const ENDPOINTS: &str = "GET /io_modules, GET /project, POST /io_modules/<instance>/actions/<action>, \
                          POST /io_modules/<instance>/triggers/<trigger>/test, \
                          POST /io_modules/<instance>/network, GET / (the status page), \
                          GET /events (its live feed)";
@@ -377,6 +379,7 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
         ["events"] => ("GET", Endpoint::Events),
         ["assets", name] => ("GET", Endpoint::Asset(name)),
         ["io_modules"] => ("GET", Endpoint::IoModules),
+        ["project"] => ("GET", Endpoint::Project),
         ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
         ["io_modules", instance, "triggers", trigger, "test"] => {
             ("POST", Endpoint::TriggerTest(instance, trigger))
@@ -411,6 +414,7 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             None => Reply::error(404, format!("no such asset: {name}")),
         },
         Endpoint::IoModules => Reply::json(200, io_modules(state)),
+        Endpoint::Project => Reply::json(200, project_json::project(state)),
         Endpoint::Action(instance, action) => run_action(state, instance, action, body),
         Endpoint::TriggerTest(instance, trigger) => {
             trigger_test::test_trigger(state, instance, trigger, body)
@@ -425,6 +429,7 @@ enum Endpoint<'a> {
     Events,
     Asset(&'a str),
     IoModules,
+    Project,
     Action(&'a str, &'a str),
     TriggerTest(&'a str, &'a str),
     Network(&'a str),
