@@ -147,6 +147,8 @@ fn wait_for_looping_wires(host: &HostProcess, expected: Value, within: Duration)
             Instant::now() < deadline,
             "looping_wires stayed {now}, expected {expected}"
         );
+        // No event carries looping_wires (the page polls /io_modules too):
+        // this waits on it by polling, bounded by the deadline above.
         std::thread::sleep(Duration::from_millis(100));
     }
 }
