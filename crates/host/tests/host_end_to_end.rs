@@ -401,63 +401,35 @@ fn wsio_run_without_a_project_runs_the_built_in_demo() {
 
 #[test]
 fn a_binary_message_reaches_a_wire_with_its_message_type_and_regex_captures() {
-    let server = demo_server();
-    let port = server.local_addr().port();
     // "a" hears its own binary message back (notify_self); the wire answers
     // through "b" with the Message Type (the last variable) and the capture.
-    let project = format!(
-        r#"{}{}
-[[wire]]
-when = {{ instance = "a", trigger = "Messages Received", properties = {{ "Match Mode" = "Regex", "Match String" = "^00(ff)" }} }}
-then = {{ instance = "b", action = "Send Message", properties = {{ Message = "<1> is <3>, group <2>" }} }}
+    let (_server, mut host) = two_on_the_demo_server_a_sends_binary(
+        "binary",
+        r#"[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Mode" = "Regex", "Match String" = "^00(ff)" } }
+then = { instance = "b", action = "Send Message", properties = { Message = "<1> is <3>, group <2>" } }
 "#,
-        instance("a", port, "/v3/a?api_key=test&notify_self=1"),
-        instance("b", port, "/v3/b?api_key=test&notify_self=1"),
     );
-    let mut host = Host::run_project("binary", &project);
-    host.wait_for_lines(&[
-        "a: WebSocket Established fired",
-        "b: WebSocket Established fired",
-    ]);
-    let (status, _) = host.post(
-        "/io_modules/a/actions/Send%20Message",
-        r#"{"Message":"00 ff 10","Message Type":"Binary"}"#,
-    );
-    assert_eq!(status, 200);
     host.wait_for_line(r#"b: Messages Received fired: "00ff10 is binary, group ff""#);
     assert!(host.terminate().success());
 }
 
 #[test]
 fn a_wire_bridges_a_binary_message_as_it_came() {
-    let server = demo_server();
-    let port = server.local_addr().port();
     // "a" hears its own binary message back and the first wire bridges it
     // to "b" with As Received; "b" hears that back and says which Message
     // Type it came as (a text "00ff10" would say text).
-    let project = format!(
-        r#"{}{}
-[[wire]]
-when = {{ instance = "a", trigger = "Messages Received", properties = {{ "Match Mode" = "Starts With", "Match String" = "00ff" }} }}
-then = {{ instance = "b", action = "Send Message", properties = {{ Message = "<1>", "Message Type" = "As Received" }} }}
+    let (_server, mut host) = two_on_the_demo_server_a_sends_binary(
+        "bridge",
+        r#"[[wire]]
+when = { instance = "a", trigger = "Messages Received", properties = { "Match Mode" = "Starts With", "Match String" = "00ff" } }
+then = { instance = "b", action = "Send Message", properties = { Message = "<1>", "Message Type" = "As Received" } }
 
 [[wire]]
-when = {{ instance = "b", trigger = "Messages Received", properties = {{ "Match Mode" = "Exact", "Match String" = "00ff10" }} }}
-then = {{ instance = "b", action = "Send Message", properties = {{ Message = "b got <1> as <2>" }} }}
+when = { instance = "b", trigger = "Messages Received", properties = { "Match Mode" = "Exact", "Match String" = "00ff10" } }
+then = { instance = "b", action = "Send Message", properties = { Message = "b got <1> as <2>" } }
 "#,
-        instance("a", port, "/v3/a?api_key=test&notify_self=1"),
-        instance("b", port, "/v3/b?api_key=test&notify_self=1"),
     );
-    let mut host = Host::run_project("bridge", &project);
-    host.wait_for_lines(&[
-        "a: WebSocket Established fired",
-        "b: WebSocket Established fired",
-    ]);
-    let (status, _) = host.post(
-        "/io_modules/a/actions/Send%20Message",
-        r#"{"Message":"00 ff 10","Message Type":"Binary"}"#,
-    );
-    assert_eq!(status, 200);
     host.wait_for_line(r#"b: Messages Received fired: "b got 00ff10 as binary""#);
     assert!(!host.saw("failed"), "{}", host.seen.join("\n"));
     assert!(host.terminate().success());
@@ -501,4 +473,28 @@ fn an_http_connect_while_connected_says_it_was_ignored_and_why() {
     });
     let (status, body) = host.post("/io_modules/greeter/actions/Connect", "{}");
     assert_eq!((status, &body), (200, &serde_json::json!({"ok": true})));
+}
+
+/// Instances "a" and "b" on a demo server of their own (each hears its own
+/// messages back) with `wires` between them; once both are established,
+/// "a" sends the binary message 00 ff 10 through HTTP.
+fn two_on_the_demo_server_a_sends_binary(test: &str, wires: &str) -> (DemoServer, Host) {
+    let server = demo_server();
+    let port = server.local_addr().port();
+    let project = format!(
+        "{}{}\n{wires}",
+        instance("a", port, "/v3/a?api_key=test&notify_self=1"),
+        instance("b", port, "/v3/b?api_key=test&notify_self=1"),
+    );
+    let mut host = Host::run_project(test, &project);
+    host.wait_for_lines(&[
+        "a: WebSocket Established fired",
+        "b: WebSocket Established fired",
+    ]);
+    let (status, _) = host.post(
+        "/io_modules/a/actions/Send%20Message",
+        r#"{"Message":"00 ff 10","Message Type":"Binary"}"#,
+    );
+    assert_eq!(status, 200);
+    (server, host)
 }

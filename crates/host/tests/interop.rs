@@ -885,32 +885,31 @@ fn direct(kind: Kind, tls: bool) {
     drop(peer);
 }
 
+/// The scenarios against `kind` directly, where that peer is installed.
+fn direct_if_available(test: &str, kind: Kind, tls: bool) {
+    if available(test, &[needs(kind)]) {
+        direct(kind, tls);
+    }
+}
+
 #[test]
 fn python_websockets_over_ws() {
-    if available("python_websockets_over_ws", &[needs(Kind::Python)]) {
-        direct(Kind::Python, false);
-    }
+    direct_if_available("python_websockets_over_ws", Kind::Python, false);
 }
 
 #[test]
 fn python_websockets_over_wss() {
-    if available("python_websockets_over_wss", &[needs(Kind::Python)]) {
-        direct(Kind::Python, true);
-    }
+    direct_if_available("python_websockets_over_wss", Kind::Python, true);
 }
 
 #[test]
 fn node_ws_over_ws() {
-    if available("node_ws_over_ws", &[needs(Kind::Node)]) {
-        direct(Kind::Node, false);
-    }
+    direct_if_available("node_ws_over_ws", Kind::Node, false);
 }
 
 #[test]
 fn node_ws_over_wss() {
-    if available("node_ws_over_wss", &[needs(Kind::Node)]) {
-        direct(Kind::Node, true);
-    }
+    direct_if_available("node_ws_over_wss", Kind::Node, true);
 }
 
 #[test]

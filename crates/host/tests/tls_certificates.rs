@@ -223,13 +223,20 @@ fn refused(server: &EchoServer, properties: Value) -> String {
     reason
 }
 
-#[test]
-fn an_openssl_self_signed_certificate_given_as_ca_certificate_is_the_servers() {
-    let Some(work) = Workdir::new_or_skip("accepted") else {
-        return;
-    };
+/// The test's folder, the device's certificate made by openssl, and an
+/// echo server presenting it; None where the test is skipped.
+fn device_and_its_server(name: &str) -> Option<(Workdir, Credential, EchoServer)> {
+    let work = Workdir::new_or_skip(name)?;
     let device = openssl_device_certificate(&work, "device");
     let server = EchoServer::start_tls_with(device.server_config());
+    Some((work, device, server))
+}
+
+#[test]
+fn an_openssl_self_signed_certificate_given_as_ca_certificate_is_the_servers() {
+    let Some((_work, device, server)) = device_and_its_server("accepted") else {
+        return;
+    };
     for only_given in [false, true] {
         let rec = Recorder::new();
         let mut properties = wss("127.0.0.1", server.port(), &device.cert_pem);
@@ -261,11 +268,9 @@ fn another_ca_true_certificate_presented_by_the_server_is_refused() {
 
 #[test]
 fn the_given_certificate_must_still_name_the_host() {
-    let Some(work) = Workdir::new_or_skip("name") else {
+    let Some((_work, device, server)) = device_and_its_server("name") else {
         return;
     };
-    let device = openssl_device_certificate(&work, "device");
-    let server = EchoServer::start_tls_with(device.server_config());
     // The certificate names only IP:127.0.0.1 (the CN is not a name).
     let reason = refused(&server, wss("localhost", server.port(), &device.cert_pem));
     assert!(

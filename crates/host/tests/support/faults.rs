@@ -293,3 +293,18 @@ pub fn connect_instance(recorder: &Arc<Recorder>, properties: serde_json::Value)
         .expect("Connect is accepted");
     instance
 }
+
+/// A TLS refusal of a server whose certificate no given or built-in CA
+/// signed, for Hostname localhost: said in words, never rustls' Debug text.
+pub fn assert_unknown_ca(reason: &str) {
+    assert!(
+        reason.starts_with("TLS handshake with localhost failed"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(
+            "invalid peer certificate: issued by an unknown CA: give the CA that signed the server's certificate"
+        ) && !reason.contains("UnknownIssuer"),
+        "{reason}"
+    );
+}

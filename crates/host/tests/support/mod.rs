@@ -73,9 +73,9 @@ pub use real_proxy::{PROXIES_REQUIRED, ProxyKind, RealProxy};
 pub use recorder::{PASSWORD, Recorded, Recorder, SECRETS, TOKEN, driver_panics};
 // The fault suite (tests/fault_*.rs).
 pub use faults::{
-    QUIET, SLACK, assert_invariants, assert_last_error, attempts_between, connect_instance,
-    disconnected, ending, established, expect_handshake_timeout, fault_instance, fault_properties,
-    one_connection, open_fds, rss_kib, status, with,
+    QUIET, SLACK, assert_invariants, assert_last_error, assert_unknown_ca, attempts_between,
+    connect_instance, disconnected, ending, established, expect_handshake_timeout, fault_instance,
+    fault_properties, one_connection, open_fds, rss_kib, status, with,
 };
 pub use host_process::{HOST_TIMEOUT, HostProcess, project_instance};
 pub use instance::send_hex;
