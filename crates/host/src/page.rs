@@ -20,6 +20,11 @@
 //! wire the host counts in the instance's `looping_wires` counter is marked
 //! "possibly looping", in words.
 //!
+//! The Configure view (`#configure`, a tab beside the status) is built in
+//! the browser by `assets/configure*.js` from `GET /project` and
+//! `GET /modules`, and checks, tests and applies through the project API
+//! (`docs/configure.md` says how); this file only gives it its place.
+//!
 //! Secrets: a property the manifest marks `secret` (or edits with
 //! "password") gets a password field that is never pre-filled; the page
 //! clears it once it has sent the action.
@@ -56,6 +61,26 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "page.js" => Some((
             "text/javascript; charset=utf-8",
             include_str!("assets/page.js"),
+        )),
+        "configure.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("assets/configure.js"),
+        )),
+        "configure-fields.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("assets/configure-fields.js"),
+        )),
+        "configure-wires.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("assets/configure-wires.js"),
+        )),
+        "configure-apply.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("assets/configure-apply.js"),
+        )),
+        "configure.css" => Some((
+            "text/css; charset=utf-8",
+            include_str!("assets/configure.css"),
         )),
         "icon.svg" => Some(("image/svg+xml", include_str!("assets/icon.svg"))),
         _ => None,
@@ -257,7 +282,9 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <title>IO Modules · wsio</title>
 <link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/page.css">
+<link rel="stylesheet" href="/assets/configure.css">
 <script src="/assets/page.js" defer></script>
+<script src="/assets/configure.js" type="module"></script>
 </head>
 <body>
 <a class="skip" href="#log">Skip to the log</a>
@@ -267,8 +294,12 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <p class="subtitle">wsio reference controller · {count} · <a href="/io_modules">/io_modules</a> (JSON)</p>
 </div>
 <p id="feed" class="feed" data-feed="connecting" role="status">Connecting to live updates…</p>
+<nav class="views" aria-label="Views">
+<a href="#status" id="tab-status" aria-current="page">Status</a>
+<a href="#configure" id="tab-configure">Configure<span class="dirty-mark" hidden> (unsaved)</span></a>
+</nav>
 </header>
-<main>
+<main id="status-view" aria-labelledby="tab-status">
 <section class="instances" aria-label="Instances">
 "##
     );
@@ -288,6 +319,9 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <ol id="log" class="entries" role="log" aria-live="polite" aria-relevant="additions" tabindex="0" aria-labelledby="log-title"></ol>
 <noscript><p>The log, live status and action forms need JavaScript; <a href="/io_modules">/io_modules</a> has the status as JSON.</p></noscript>
 </section>
+</main>
+<main id="configure-view" aria-labelledby="tab-configure" hidden>
+<p class="loading">Loading the project…</p>
 </main>
 </body>
 </html>

@@ -18,26 +18,31 @@
   // {state, text} of ConnectionState or null, detail: ConnectionStatus,
   // nextRetry: {at, hostNow} of NextRetry or null, retryAt }
   const instances = new Map();
-  for (const element of document.querySelectorAll('article[data-instance]')) {
-    const rows = new Map();
-    for (const row of element.querySelectorAll('tr[data-key]')) {
-      rows.set(row.dataset.key, row);
+  // Reads the instances the host rendered (again after an apply).
+  function bindInstances() {
+    instances.clear();
+    for (const element of document.querySelectorAll('article[data-instance]')) {
+      const rows = new Map();
+      for (const row of element.querySelectorAll('tr[data-key]')) {
+        rows.set(row.dataset.key, row);
+      }
+      const connection = element.querySelector('.connection');
+      const badge = connection && connection.querySelector('.badge');
+      instances.set(element.dataset.instance, {
+        element,
+        tbody: element.querySelector('table.status tbody'),
+        rows,
+        connection,
+        badge: connection && connection.dataset.state !== 'unknown'
+          ? { state: connection.dataset.state, text: badge.textContent }
+          : null,
+        detail: connection ? connection.querySelector('.connection-detail').textContent : '',
+        nextRetry: null,
+        retryAt: null,
+      });
     }
-    const connection = element.querySelector('.connection');
-    const badge = connection && connection.querySelector('.badge');
-    instances.set(element.dataset.instance, {
-      element,
-      tbody: element.querySelector('table.status tbody'),
-      rows,
-      connection,
-      badge: connection && connection.dataset.state !== 'unknown'
-        ? { state: connection.dataset.state, text: badge.textContent }
-        : null,
-      detail: connection ? connection.querySelector('.connection-detail').textContent : '',
-      nextRetry: null,
-      retryAt: null,
-    });
   }
+  bindInstances();
 
   // ------------------------------------------------------------ time
 
@@ -255,6 +260,12 @@
       applyStatus(status.instance, status, status.now);
     });
     source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
+    // An apply (from any page, or a SIGHUP) changed the project: the
+    // instances are rendered again, and the Configure view is told.
+    source.addEventListener('project', () => {
+      refreshInstances();
+      document.dispatchEvent(new CustomEvent('wsio:project-event'));
+    });
     source.addEventListener('error', () => {
       // While the host does not answer, no badge may go on claiming the
       // state it last showed: every instance is Unknown until a snapshot.
@@ -376,19 +387,46 @@
     }
   }
 
-  for (const form of document.querySelectorAll('form.action')) {
-    form.addEventListener('submit', (event) => {
-      event.preventDefault();
-      runAction(form);
-    });
-    // Enter makes a new line in a text area; Ctrl+Enter (⌘+Enter) sends.
-    for (const area of form.querySelectorAll('textarea')) {
-      area.addEventListener('keydown', (event) => {
-        if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
-          event.preventDefault();
-          form.requestSubmit();
-        }
+  function bindForms(root) {
+    for (const form of root.querySelectorAll('form.action')) {
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        runAction(form);
       });
+      // Enter makes a new line in a text area; Ctrl+Enter (⌘+Enter) sends.
+      for (const area of form.querySelectorAll('textarea')) {
+        area.addEventListener('keydown', (event) => {
+          if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+            event.preventDefault();
+            form.requestSubmit();
+          }
+        });
+      }
     }
   }
+  bindForms(document);
+
+  // ------------------------------------------------------------ re-render
+
+  // The instances as the host renders them now (after an apply added,
+  // changed or removed some); the live feed keeps them current from here.
+  async function refreshInstances() {
+    try {
+      const response = await fetch('/');
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
+      const section = fresh.querySelector('section.instances');
+      const current = document.querySelector('section.instances');
+      if (!section || !current) return;
+      current.replaceChildren(...[...section.childNodes].map((node) => document.adoptNode(node)));
+      const count = fresh.querySelector('.subtitle');
+      if (count) document.querySelector('.subtitle').replaceChildren(...[...count.childNodes].map((node) => document.adoptNode(node)));
+      bindInstances();
+      bindForms(current);
+      refreshCounters();
+    } catch (_) {
+      // The live feed already says when the host cannot be reached.
+    }
+  }
+  document.addEventListener('wsio:project-applied', refreshInstances);
 })();
