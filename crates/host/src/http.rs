@@ -38,8 +38,11 @@ use super::event_stream::EventStreams;
 use super::page;
 use super::state::{ActionCall, HostState};
 
+mod origin;
 mod project_json;
 mod trigger_test;
+
+use origin::{host_name_of, is_cross_site, is_own_host};
 
 /// Two workers: one slow client does not hold up the others, and the
 /// machine this runs on is small.
@@ -263,55 +266,6 @@ const COMMON_HEADERS: [(&str, &str); 3] = [
     ("Referrer-Policy", "no-referrer"),
 ];
 
-/// A POST sent by a browser from a page of another origin. Browsers always
-/// send `Origin` with a POST; curl and other clients send none.
-fn is_cross_site(method: &Method, origin: Option<&str>, host: Option<&str>) -> bool {
-    if *method != Method::Post {
-        return false;
-    }
-    match (origin, host) {
-        (None, _) => false,
-        (Some(origin), Some(host)) => {
-            let origin = origin.strip_prefix("http://").unwrap_or(origin);
-            !origin.eq_ignore_ascii_case(host)
-        }
-        (Some(_), None) => true,
-    }
-}
-
-/// The host part of a `Host` header or an `--http` address: without the
-/// port, and without the brackets of an IPv6 address.
-fn host_part(text: &str) -> &str {
-    if let Some(rest) = text.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => text,
-    }
-}
-
-/// The host name of an `--http` address, when it is a name, not an IP.
-fn host_name_of(addr: &str) -> Option<&str> {
-    let host = host_part(addr);
-    (host.parse::<std::net::IpAddr>().is_err() && !host.is_empty()).then_some(host)
-}
-
-/// Whether a request's `Host` names this host: an IP address, `localhost`
-/// (or a name under `.localhost`, which resolves to loopback by RFC 6761),
-/// or the name the host was started with (`--http NAME:PORT`). No `Host`
-/// at all is an HTTP/1.0 client, not a browser.
-fn is_own_host(host: Option<&str>, name: Option<&str>) -> bool {
-    let Some(host) = host else {
-        return true;
-    };
-    let part = host_part(host.trim()).to_ascii_lowercase();
-    part.parse::<std::net::IpAddr>().is_ok()
-        || part == "localhost"
-        || part.ends_with(".localhost")
-        || name.is_some_and(|n| n == part)
-}
-
 /// What a request gets: a reply, or the live stream (which takes over the
 /// request and is answered on a thread of its own).
 #[derive(Debug, PartialEq)]
@@ -353,7 +307,9 @@ impl Reply {
 
 const ENDPOINTS: &str = "GET /io_modules, GET /project, POST /io_modules/<instance>/actions/<action>, \
                          POST /io_modules/<instance>/triggers/<trigger>/test, \
-                         POST /io_modules/<instance>/network, GET / (the status page), \
+                         POST /io_modules/<instance>/network, \
+                         POST /modules/<id>/triggers/<trigger>/test, \
+                         POST /modules/<id>/triggers/<trigger>/variables, GET / (the status page), \
                          GET /events (its live feed)";
 
 fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
@@ -385,6 +341,12 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             ("POST", Endpoint::TriggerTest(instance, trigger))
         }
         ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
+        ["modules", id, "triggers", trigger, "test"] => {
+            ("POST", Endpoint::ModuleTriggerTest(id, trigger))
+        }
+        ["modules", id, "triggers", trigger, "variables"] => {
+            ("POST", Endpoint::ModuleTriggerVariables(id, trigger))
+        }
         _ => {
             return Reply::error(
                 404,
@@ -420,6 +382,12 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             trigger_test::test_trigger(state, instance, trigger, body)
         }
         Endpoint::Network(instance) => network(state, instance, body),
+        Endpoint::ModuleTriggerTest(id, trigger) => {
+            trigger_test::test_module_trigger(state, id, trigger, body)
+        }
+        Endpoint::ModuleTriggerVariables(id, trigger) => {
+            trigger_test::module_trigger_variables(state, id, trigger, body)
+        }
     }
     .into()
 }
@@ -433,6 +401,8 @@ enum Endpoint<'a> {
     Action(&'a str, &'a str),
     TriggerTest(&'a str, &'a str),
     Network(&'a str),
+    ModuleTriggerTest(&'a str, &'a str),
+    ModuleTriggerVariables(&'a str, &'a str),
 }
 
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.
