@@ -182,7 +182,7 @@ export function wiresSection() {
       testPanel(wire, w),
     ];
     list.append(el('li', {}, card(wire, path,
-      [el('span', { class: 'number' }, `wire ${w + 1}`), ' ', el('span', { class: 'summary-text' }, wireSummary(wire))],
+      [el('span', { class: 'number' }, `wire ${w + 1}`), ' ', el('span', { class: 'summary-text', 'data-summary-of': w }, wireSummary(wire))],
       body, 'wire')));
   });
   const add = el('button', {
@@ -208,6 +208,13 @@ export function wiresSection() {
     el('p', { class: 'hint' }, 'When a trigger of an instance fires, its wires run their actions in order. <1>, <2>, … in an action property are the trigger’s variables.'),
     wires.length ? list : el('p', { class: 'hint' }, 'No wires yet.'),
     add);
+}
+
+/** Writes wire `w`'s summary line again after an edit. */
+export function updateSummary(w) {
+  const wire = state.project.wires[w];
+  const line = document.querySelector(`[data-summary-of="${w}"]`);
+  if (wire && line) line.textContent = wireSummary(wire);
 }
 
 /** "Variables: <1> Message, <2> …" under a wire's trigger. */
@@ -349,7 +356,7 @@ function testPanel(wire, w) {
   });
   return el('details', { class: 'test', 'data-test': w },
     el('summary', {}, 'Test this wire on a message'),
-    el('div', { class: 'field' },
+    el('div', { class: 'test-body' }, el('div', { class: 'field' },
       el('label', { for: `${id}-message` }, 'Sample message'),
       message,
       el('p', { class: 'hint' }, 'The module matches it with the trigger properties above and fills the actions’ variables; nothing is sent.')),
@@ -369,7 +376,7 @@ function testPanel(wire, w) {
         },
       }, `Use Last Received of ${wire.when.instance}`),
       el('button', { type: 'button', onclick: () => runTest(wire, sample, result) }, 'Test')),
-    result);
+    result));
 }
 
 async function lastReceived(instance) {

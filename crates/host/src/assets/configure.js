@@ -14,7 +14,7 @@
 
 import { state, el, idOf, pathKey, moduleByPath } from './configure-fields.js';
 import { propertyFields } from './configure-fields.js';
-import { wiresSection, startupSection, refreshVariables, applyVariables, keyOf, adoptKey, samples } from './configure-wires.js';
+import { wiresSection, startupSection, refreshVariables, applyVariables, keyOf, adoptKey, samples, updateSummary } from './configure-wires.js';
 import { bar, hooks, isDirty, showDirty, placeProblems, recheckSoon } from './configure-apply.js';
 
 const view = document.getElementById('configure-view');
@@ -103,7 +103,10 @@ state.changed = (path) => {
   showDirty();
   recheckSoon();
   // A trigger property changes the variables its wire gives.
-  if (path && path[0] === 'wires' && path[2] === 'when') refreshVariables(path[1]);
+  if (path && path[0] === 'wires') {
+    if (path[2] === 'when') refreshVariables(path[1]);
+    updateSummary(path[1]);
+  }
 };
 
 state.rerender = () => {

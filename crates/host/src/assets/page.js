@@ -244,9 +244,18 @@
     feed.textContent = text;
   }
 
-  if (typeof EventSource === 'function') {
-    const source = new EventSource('/events');
-    source.addEventListener('snapshot', (message) => {
+  // The feed; opened again after the instances are rendered again, so its
+  // snapshot covers the status they had in between.
+  let source = null;
+  function connectFeed() {
+    if (typeof EventSource !== 'function') {
+      setFeed('lost', 'This browser cannot show live updates');
+      return;
+    }
+    if (source) source.close();
+    const stream = new EventSource('/events');
+    source = stream;
+    stream.addEventListener('snapshot', (message) => {
       const snapshot = JSON.parse(message.data);
       for (const { instance, status } of snapshot.instances) {
         forgetConnection(instance);
@@ -255,18 +264,18 @@
       replaceLog(snapshot.events);
       setFeed('live', 'Live');
     });
-    source.addEventListener('status', (message) => {
+    stream.addEventListener('status', (message) => {
       const status = JSON.parse(message.data);
       applyStatus(status.instance, status, status.now);
     });
-    source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
+    stream.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
     // An apply (from any page, or a SIGHUP) changed the project: the
     // instances are rendered again, and the Configure view is told.
-    source.addEventListener('project', () => {
+    stream.addEventListener('project', () => {
       refreshInstances();
       document.dispatchEvent(new CustomEvent('wsio:project-event'));
     });
-    source.addEventListener('error', () => {
+    stream.addEventListener('error', () => {
       // While the host does not answer, no badge may go on claiming the
       // state it last showed: every instance is Unknown until a snapshot.
       for (const [name, instance] of instances) {
@@ -274,15 +283,14 @@
         instance.detail = 'not known while the host does not answer';
         applyConnection(instance);
       }
-      if (source.readyState === EventSource.CLOSED) {
+      if (stream.readyState === EventSource.CLOSED) {
         setFeed('lost', 'Live updates stopped: reload the page');
       } else {
         setFeed('lost', 'Host unreachable: retrying…');
       }
     });
-  } else {
-    setFeed('lost', 'This browser cannot show live updates');
   }
+  connectFeed();
 
   // ------------------------------------------------------------ counters
 
@@ -423,6 +431,7 @@
       if (count) document.querySelector('.subtitle').replaceChildren(...[...count.childNodes].map((node) => document.adoptNode(node)));
       bindInstances();
       bindForms(current);
+      connectFeed();
       refreshCounters();
     } catch (_) {
       // The live feed already says when the host cannot be reached.

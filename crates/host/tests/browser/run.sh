@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The browser suite: the status page in headless Chromium.
+# The browser suite: the status page and the Configure view in headless
+# Chromium.
 #
 # Builds wsio, starts the built-in demo (`wsio run --http 127.0.0.1:0`),
-# reads the status page's address from its stdout, runs the Playwright test
-# against it (node --test), then stops the host with SIGTERM and checks that
-# it exits 0 and never logged the test's bearer token.
+# reads the status page's address from its stdout, runs the Playwright tests
+# (`*.test.mjs`, node --test) against it, then stops the host with SIGTERM
+# and checks that it exits 0 and never logged the test's bearer token. The
+# Configure tests change the project, so each starts a host of its own.
 #
 # Needs Debian's chromium (/usr/bin/chromium, or set CHROMIUM) and the npm
 # packages of crates/host/tests/browser (`npm ci` there; done here if missing).
-# Leaves the screenshot in target/browser/status-page.png and the host's
-# output beside it.
+# Leaves the screenshots in target/browser/ (status-page*.png,
+# configure*.png, each at 1400 and 420 px wide) and the host's output
+# beside them. `run.sh configure` runs only configure.test.mjs.
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 
@@ -26,7 +29,9 @@ cargo build
 target=${CARGO_TARGET_DIR:-target}
 out=$target/browser
 mkdir -p "$out"
-rm -f "$out"/status-page*.png
+rm -f "$out"/status-page*.png "$out"/configure*.png "$out"/status-after-apply*.png
+tests=(crates/host/tests/browser/*.test.mjs)
+if [ $# -gt 0 ]; then tests=("${@/#/crates/host/tests/browser/}"); tests=("${tests[@]/%/.test.mjs}"); fi
 token="browser-token-$$-$RANDOM.do-not-show"
 
 # The host's stdout comes through a FIFO, so its first lines are read as
@@ -67,7 +72,7 @@ WSIO_STATUS_URL=$url \
   WSIO_TEST_TOKEN=$token \
   WSIO_BIN=$(cd "$target/debug" && pwd)/wsio \
   CHROMIUM=$chromium \
-  node --test crates/host/tests/browser/status_page.test.mjs
+  node --test --test-concurrency=1 "${tests[@]}"
 tested=$?
 set -e
 
@@ -95,6 +100,6 @@ if grep -qF -- "$token" "$out/host.log" "$out/host.out"; then
   failed=1
 fi
 if [ "$failed" -eq 0 ]; then
-  echo "== browser suite passed; screenshot: $out/status-page.png"
+  echo "== browser suite passed; screenshots: $out/*.png"
 fi
 exit "$failed"

@@ -10,35 +10,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { HOST_BIN, hasExactly, openPage, startHost, step } from './support.mjs';
 
 const URL = process.env.WSIO_STATUS_URL;
 const SCREENSHOT = process.env.WSIO_SCREENSHOT || 'target/browser/status-page.png';
 const TOKEN = process.env.WSIO_TEST_TOKEN || 'browser-test-token.never-shown';
-const TIMEOUT = 15_000;
-/** The wsio binary, for a test that stops and starts a host of its own. */
-const HOST_BIN = process.env.WSIO_BIN;
-
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-};
-
-/** Waits until `locator` has an element whose whole text is `text`. */
-function hasExactly(locator, text) {
-  const escaped = text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return locator.filter({ hasText: new RegExp(`^\\s*${escaped}\\s*$`) }).first().waitFor();
-}
 
 test('the status page shows live status, runs actions from the manifest and logs them', { timeout: 120_000 }, async (t) => {
   assert.ok(URL, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
@@ -156,29 +132,6 @@ test('the status page shows live status, runs actions from the manifest and logs
   await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-phone.png'), fullPage: true, animations: 'disabled' });
   assert.deepEqual(problems, []);
 });
-
-/** A fresh browser and page for test `t` (closed after it), with the
- * page's script errors collected in `problems`. */
-async function openPage(t) {
-  const browser = await chromium.launch(LAUNCH);
-  t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  return { context, page, problems };
-}
-
-/** A named step, so a failure says which part of the story broke. */
-async function step(name, body) {
-  try {
-    await body();
-  } catch (error) {
-    error.message = `${name}: ${error.message}`;
-    throw error;
-  }
-}
 
 // A wire the host reports in an instance's `looping_wires` counter is
 // marked "possibly looping" in words on the 2 s counter refresh, and the
@@ -321,30 +274,3 @@ test('while the host does not answer, every badge is Unknown until the feed is b
   });
   assert.deepEqual(problems, []);
 });
-
-/** `wsio run` (the built-in demo) serving on `address`; resolves once it
- * prints its status page address. `stop()` ends it with SIGTERM and waits. */
-function startHost(address) {
-  const child = spawn(HOST_BIN, ['run', '--http', address], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wsio run --http ${address} printed no address`)), TIMEOUT);
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const found = /status page: (http:\/\/([^/\s]+)\/)/.exec(out);
-      if (found) {
-        clearTimeout(timer);
-        resolve({
-          url: found[1],
-          address: found[2],
-          stop: async () => {
-            if (child.exitCode === null) child.kill('SIGTERM');
-            await exited;
-          },
-        });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`wsio run --http ${address} exited with ${code}`)));
-  });
-}
