@@ -12,8 +12,7 @@
 // the view again, keeping open cards and the focused field.
 'use strict';
 
-import { state, el, idOf, pathKey, moduleByPath } from './configure-fields.js';
-import { propertyFields } from './configure-fields.js';
+import { state, el, idOf, pathKey, moduleByPath, propertyFields } from './configure-fields.js';
 import { wiresSection, startupSection, refreshVariables, applyVariables, keyOf, adoptKey, samples, updateSummary } from './configure-wires.js';
 import { bar, hooks, isDirty, showDirty, placeProblems, recheckSoon } from './configure-apply.js';
 
