@@ -69,6 +69,8 @@ pub struct PropertySpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TriggerSpec {
     pub name: String,
+    #[serde(default)]
+    pub description: String,
     #[serde(default, rename = "property")]
     pub properties: Vec<PropertySpec>,
     #[serde(default, rename = "variable")]
@@ -83,6 +85,8 @@ pub struct VariableSpec {
     /// depends on the trigger's properties, e.g. after regex captures).
     pub number: usize,
     pub name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 impl TriggerSpec {

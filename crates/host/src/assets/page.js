@@ -255,6 +255,8 @@
       applyStatus(status.instance, status, status.now);
     });
     source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
+    // An apply changed the project (instances, wires): show the new one.
+    source.addEventListener('project', () => window.location.reload());
     source.addEventListener('error', () => {
       // While the host does not answer, no badge may go on claiming the
       // state it last showed: every instance is Unknown until a snapshot.

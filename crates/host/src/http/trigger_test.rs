@@ -23,11 +23,11 @@ const EXAMPLE: &str =
     r#"{"properties":{"Match String":"temp"},"message":"temp 21","binary":false}"#;
 
 pub(super) fn test_trigger(state: &HostState, instance: &str, trigger: &str, body: &[u8]) -> Reply {
-    let index = match find_instance(state, instance) {
-        Ok(index) => index,
+    let running = match find_instance(state, instance) {
+        Ok(running) => running,
         Err(reply) => return reply,
     };
-    let manifest = state.manifest_of(index);
+    let manifest = running.manifest();
     if manifest.trigger(trigger).is_none() {
         return Reply::error(
             404,
@@ -42,7 +42,7 @@ pub(super) fn test_trigger(state: &HostState, instance: &str, trigger: &str, bod
         Ok(sample) => sample,
         Err(reply) => return reply,
     };
-    let module = &state.modules[state.instances[index].module].module;
+    let module = &running.module.module;
     let test = match module.prepare_trigger(trigger, &sample.properties) {
         Ok(test) => test,
         Err(message) => {
