@@ -12,14 +12,27 @@
 //! to the status page's live feed (`state`), which never blocks either.
 //! Module log lines are forwarded to `log` from here, so they interleave with
 //! trigger and action lines in the order they happened.
+//!
+//! Wires change live (an apply, `crate::apply`) as a whole: the wires are a
+//! [`WireSet`], immutable once built, and [`Wiring`] holds the current one
+//! behind an `Arc`. An instance's sink takes the current set once per
+//! trigger, tests the trigger against it, and the queued [`Fired`] carries
+//! that very set; the engine runs the matched wires from it (and tests data
+//! the sink could not test against it too). So each event is handled by
+//! exactly one configuration, the one in force when it arrived, however an
+//! apply interleaves with the modules' threads: no event is handled by half
+//! of one and half of another. Events of an instance an apply destroyed are
+//! logged and recorded but run no wire (the instance is gone), as while
+//! shutting down.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Local;
 
 use super::abi::{ModuleEvent, ModuleLogLevel, PreparedTrigger};
+use super::event_path::Counters;
 use super::event_path::Fired;
 pub use super::event_queue::{EventQueue, HostEvent};
 use super::runaway::{LOOPING_FOR, LOOPING_RATE, RunRate};
@@ -30,13 +43,60 @@ pub struct Wire {
     /// 1-based, as in the project file and in log lines.
     pub number: usize,
     pub instance_id: u64,
+    /// The counters of the instance whose trigger starts it (`wire_runs`).
+    pub counters: Arc<Counters>,
     pub trigger: String,
-    /// Shared with the instance's sink, which tests it where triggers arrive.
-    pub test: Arc<PreparedTrigger>,
+    /// Tested by the instance's sink where triggers arrive.
+    pub test: PreparedTrigger,
     /// Run in order; the string names the action in log lines ("wire 2").
     pub actions: Vec<(String, ActionCall)>,
     /// Its runs a second, to spot a loop; shared with `GET /io_modules`.
     pub rate: Arc<RunRate>,
+}
+
+/// Every wire of one configuration, in project order (see the module
+/// documentation).
+#[derive(Default)]
+pub struct WireSet {
+    pub wires: Vec<Wire>,
+}
+
+impl std::fmt::Debug for WireSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WireSet({} wires)", self.wires.len())
+    }
+}
+
+impl WireSet {
+    /// The wires `trigger` of instance `instance_id` starts, with their
+    /// indices.
+    pub fn of<'a>(
+        &'a self,
+        instance_id: u64,
+        trigger: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a Wire)> + 'a {
+        self.wires
+            .iter()
+            .enumerate()
+            .filter(move |(_, w)| w.instance_id == instance_id && w.trigger == trigger)
+    }
+}
+
+/// The current [`WireSet`]; None until the first configuration is applied
+/// (the engine then tests what fires against the set current when it
+/// handles it).
+#[derive(Default)]
+pub struct Wiring(RwLock<Option<Arc<WireSet>>>);
+
+impl Wiring {
+    pub fn current(&self) -> Option<Arc<WireSet>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps the whole set at once.
+    pub fn set(&self, wires: Arc<WireSet>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(wires);
+    }
 }
 
 /// How often, at most, the engine says how many triggers were not logged
@@ -45,7 +105,6 @@ const UNRECORDED_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Engine {
     state: Arc<HostState>,
-    wires: Vec<Wire>,
     queue: Arc<EventQueue>,
     lost_reported: u64,
     unshown_reported: u64,
@@ -54,10 +113,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(state: Arc<HostState>, wires: Vec<Wire>, queue: Arc<EventQueue>) -> Engine {
+    pub fn new(state: Arc<HostState>, queue: Arc<EventQueue>) -> Engine {
         Engine {
             state,
-            wires,
             queue,
             lost_reported: 0,
             unshown_reported: 0,
@@ -100,9 +158,10 @@ impl Engine {
 
     /// The queue has room again: the instances it refused read again.
     fn resume(&self, ids: &[u64]) {
+        let config = self.state.config();
         for &id in ids {
-            if let Some(index) = self.state.instance_index_by_id(id)
-                && let Err(e) = self.state.instances[index].instance.resume()
+            if let Some(instance) = config.instance_by_id(id)
+                && let Err(e) = instance.instance.resume()
             {
                 log::debug!("{}: resume: {e}", self.name(id));
             }
@@ -124,10 +183,10 @@ impl Engine {
                 );
                 // The status page shows it live; status values are never
                 // secret (the ABI's contract).
-                if let Some(index) = self.state.instance_index_by_id(instance_id) {
+                if self.state.config().instance_by_id(instance_id).is_some() {
                     self.state
                         .recent
-                        .status_changed(index, &key, &value, &timestamp);
+                        .status_changed(instance_id, &key, &value, &timestamp);
                 }
             }
             ModuleEvent::Log {
@@ -175,17 +234,22 @@ impl Engine {
         if !run_wires {
             return;
         }
+        if self.state.is_retired(fired.instance_id) {
+            log::debug!("{name}: {trigger} came after an apply removed the instance: no wire runs");
+            return;
+        }
+        let Some(wires) = fired.wires.or_else(|| self.state.wiring.current()) else {
+            return;
+        };
         for (index, variables) in &fired.runs {
-            self.run_wire(*index, variables);
+            if let Some(wire) = wires.wires.get(*index) {
+                self.run_wire(wire, variables);
+            }
         }
         if let Some((data, flags)) = &fired.untested {
-            for index in 0..self.wires.len() {
-                let wire = &self.wires[index];
-                if wire.instance_id != fired.instance_id || wire.trigger != *trigger {
-                    continue;
-                }
+            for (_, wire) in wires.of(fired.instance_id, trigger) {
                 match wire.test.test(data, *flags) {
-                    Ok(Some(variables)) => self.run_wire(index, &variables),
+                    Ok(Some(variables)) => self.run_wire(wire, &variables),
                     Ok(None) => {
                         log::debug!("wire {}: {name}: {trigger} does not match", wire.number)
                     }
@@ -198,21 +262,13 @@ impl Engine {
         }
     }
 
-    fn run_wire(&self, index: usize, variables: &[Vec<u8>]) {
-        let Some(wire) = self.wires.get(index) else {
-            return;
-        };
+    fn run_wire(&self, wire: &Wire, variables: &[Vec<u8>]) {
         for (source, call) in &wire.actions {
             // Errors are logged and recorded by run_action; the next
             // action still runs, as on a controller.
             let _ = self.state.run_action(call, variables, source);
         }
-        if let Some(i) = self.state.instance_index_by_id(wire.instance_id) {
-            self.state.instances[i]
-                .counters
-                .wire_runs
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        wire.counters.wire_runs.fetch_add(1, Ordering::Relaxed);
         if let Some(rate) = wire.rate.record(Instant::now()) {
             self.warn_looping(wire, rate);
         }
@@ -223,14 +279,7 @@ impl Engine {
         let actions: Vec<String> = wire
             .actions
             .iter()
-            .map(|(_, call)| {
-                let instance = self
-                    .state
-                    .instances
-                    .get(call.instance)
-                    .map_or("?", |i| i.name.as_str());
-                format!("{instance}: {}", call.action)
-            })
+            .map(|(_, call)| format!("{}: {}", call.instance.name, call.action))
             .collect();
         log::warn!(
             "wire {} ({}: {} -> {}) ran {rate} times in the last second, over {LOOPING_RATE} a \
@@ -245,10 +294,7 @@ impl Engine {
     }
 
     fn name(&self, instance_id: u64) -> String {
-        match self.state.instance_index_by_id(instance_id) {
-            Some(index) => self.state.instances[index].name.clone(),
-            None => format!("instance {instance_id}"),
-        }
+        self.state.name_of(instance_id)
     }
 
     /// Says what the queue could not carry: never silent. `now`: report
@@ -304,10 +350,11 @@ mod tests {
             shown: Some(String::new()),
             runs: Vec::new(),
             untested: None,
+            wires: None,
         };
         queue.offer(HostEvent::Fired(fired), 10, true, Admission::Record, 1);
         let state = Arc::new(HostState::default());
-        let mut engine = Engine::new(state.clone(), Vec::new(), queue);
+        let mut engine = Engine::new(state.clone(), queue);
         assert_eq!(engine.run(), "test");
         assert!(state.recent.snapshot().is_empty());
         engine.drain();
@@ -322,7 +369,7 @@ mod tests {
         let queue = Arc::new(EventQueue::default());
         queue.lost();
         queue.lost();
-        let mut engine = Engine::new(Arc::new(HostState::default()), Vec::new(), queue);
+        let mut engine = Engine::new(Arc::new(HostState::default()), queue);
         engine.drain();
         assert_eq!(engine.lost_reported, 2);
     }

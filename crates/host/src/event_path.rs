@@ -16,12 +16,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::abi::{EventSink, FiredTrigger, ModuleEvent, PreparedTrigger};
+use super::abi::{EventSink, FiredTrigger, ModuleEvent};
+use super::engine::{WireSet, Wiring};
 use super::event_queue::{Admission, Admitted, EventQueue, HostEvent};
 use super::runaway::RunRate;
 use super::state::shorten;
@@ -37,8 +38,7 @@ pub const RECORD_WINDOW: Duration = Duration::from_millis(100);
 /// module meanwhile.
 pub const TEST_HERE_MAX: usize = 64 * 1024;
 
-/// A matched wire: its index in the engine's list and the trigger
-/// variables.
+/// A matched wire: its index in the wire set and the trigger variables.
 pub type WireRun = (usize, Vec<Vec<u8>>);
 
 /// A fired trigger, as far as the engine must still handle it.
@@ -55,6 +55,10 @@ pub struct Fired {
     /// Data (and flags) the engine tests against every wire of this
     /// instance and trigger: large data, or wires not known yet.
     pub untested: Option<(Vec<u8>, u32)>,
+    /// The wire set the trigger was tested against (`runs` index it); the
+    /// engine runs wires from it, whatever an apply did since. None when
+    /// no set was applied yet.
+    pub wires: Option<Arc<WireSet>>,
 }
 
 impl Fired {
@@ -74,16 +78,6 @@ impl Fired {
     }
 }
 
-/// One wire's test, as the sink of its instance runs it.
-pub struct WireTest {
-    /// Index in the engine's wire list.
-    pub index: usize,
-    /// 1-based, for log lines.
-    pub number: usize,
-    pub trigger: String,
-    pub test: Arc<PreparedTrigger>,
-}
-
 /// What `GET /io_modules` shows of an instance's event path.
 #[derive(Default)]
 pub struct Counters {
@@ -100,8 +94,8 @@ pub struct Counters {
     /// control at work: the instance's connection was paused).
     pub refusals: AtomicU64,
     /// The run rates of the wires this instance's triggers start, by wire
-    /// number; set once the wires are prepared.
-    pub wire_rates: OnceLock<Vec<(usize, Arc<RunRate>)>>,
+    /// number; set by each apply.
+    pub wire_rates: Mutex<Vec<(usize, Arc<RunRate>)>>,
 }
 
 impl Counters {
@@ -149,9 +143,9 @@ impl Counters {
     /// anything but a loop (see `runaway`).
     pub fn looping_wires(&self, now: Instant) -> Vec<usize> {
         self.wire_rates
-            .get()
-            .into_iter()
-            .flatten()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
             .filter(|(_, rate)| rate.looping(now))
             .map(|(number, _)| *number)
             .collect()
@@ -185,9 +179,9 @@ pub struct InstanceEvents {
     pub counters: Arc<Counters>,
     /// The module can hold a refused trigger (`iom_instance_resume`).
     pub flow_control: bool,
-    /// This instance's wire tests; set once the wires are prepared (until
-    /// then the engine tests what fires).
-    pub wires: OnceLock<Vec<WireTest>>,
+    /// The wires of every instance (shared): this sink tests the ones its
+    /// triggers start. Until a set is applied the engine tests what fires.
+    pub wires: Arc<Wiring>,
     /// The current record window's start and the records taken in it.
     records: Mutex<(Option<Instant>, u32)>,
 }
@@ -199,6 +193,7 @@ impl InstanceEvents {
         queue: Arc<EventQueue>,
         counters: Arc<Counters>,
         flow_control: bool,
+        wires: Arc<Wiring>,
     ) -> InstanceEvents {
         InstanceEvents {
             id,
@@ -206,7 +201,7 @@ impl InstanceEvents {
             queue,
             counters,
             flow_control,
-            wires: OnceLock::new(),
+            wires,
             records: Mutex::new((None, 0)),
         }
     }
@@ -235,27 +230,29 @@ impl InstanceEvents {
         false
     }
 
-    /// Tests the wires of `fired`'s trigger where it arrived: the matched
-    /// wires, and whether the engine must test the data instead (too large
-    /// here, or the wires are not known yet).
-    fn test_wires(&self, fired: &FiredTrigger<'_>) -> (Vec<WireRun>, bool) {
-        let Some(wires) = self.wires.get() else {
-            return (Vec::new(), true);
+    /// Tests the wires of `fired`'s trigger where it arrived, against the
+    /// current wire set (returned too: the engine runs the matched wires
+    /// from that same set): the matched wires, and whether the engine must
+    /// test the data instead (too large here, or no set applied yet).
+    fn test_wires(
+        &self,
+        fired: &FiredTrigger<'_>,
+    ) -> (Vec<WireRun>, bool, Option<Arc<WireSet>>) {
+        let Some(wires) = self.wires.current() else {
+            return (Vec::new(), true, None);
         };
-        let mut mine = wires
-            .iter()
-            .filter(|w| w.trigger == fired.trigger)
-            .peekable();
+        let mut mine = wires.of(self.id, fired.trigger).peekable();
         if mine.peek().is_none() {
-            return (Vec::new(), false);
+            return (Vec::new(), false, None);
         }
         if fired.data.len() > TEST_HERE_MAX {
-            return (Vec::new(), true);
+            drop(mine);
+            return (Vec::new(), true, Some(wires));
         }
         let mut runs = Vec::new();
-        for wire in mine {
+        for (index, wire) in mine {
             match wire.test.test(fired.data, fired.flags) {
-                Ok(Some(variables)) => runs.push((wire.index, variables)),
+                Ok(Some(variables)) => runs.push((index, variables)),
                 Ok(None) => log::debug!(
                     "wire {}: {}: {} does not match",
                     wire.number,
@@ -270,13 +267,14 @@ impl InstanceEvents {
                 ),
             }
         }
-        (runs, false)
+        let tested = (!runs.is_empty()).then_some(wires);
+        (runs, false, tested)
     }
 }
 
 impl EventSink for InstanceEvents {
     fn trigger_fired(&self, fired: FiredTrigger<'_>) -> bool {
-        let (runs, engine_tests) = self.test_wires(&fired);
+        let (runs, engine_tests, wires) = self.test_wires(&fired);
         let must = !runs.is_empty() || engine_tests;
         let shown = self.take_record().then(|| shorten(fired.data));
         if !must && shown.is_none() {
@@ -291,6 +289,7 @@ impl EventSink for InstanceEvents {
             shown,
             runs,
             untested: engine_tests.then(|| (fired.data.to_vec(), fired.flags)),
+            wires,
         };
         let bytes = work.bytes();
         let admission = match must {
@@ -357,14 +356,14 @@ mod tests {
 
     fn sink(queue: &Arc<EventQueue>, flow_control: bool) -> InstanceEvents {
         let counters = Arc::new(Counters::new(["Messages Received"]));
-        InstanceEvents::new(1, "a", queue.clone(), counters, flow_control)
+        InstanceEvents::new(1, "a", queue.clone(), counters, flow_control, Arc::default())
     }
 
     #[test]
     fn a_trigger_without_wires_is_counted_and_never_refused_and_records_are_sampled() {
         let queue = Arc::new(EventQueue::default());
         let events = sink(&queue, true);
-        let _ = events.wires.set(Vec::new());
+        events.wires.set(Arc::default());
         // A full queue refuses work, not a trigger that needs none.
         queue.offer(
             HostEvent::Shutdown("fill"),
@@ -385,7 +384,7 @@ mod tests {
         );
         let queue = Arc::new(EventQueue::default());
         let events = sink(&queue, true);
-        let _ = events.wires.set(Vec::new());
+        events.wires.set(Arc::default());
         for _ in 0..n {
             assert!(events.trigger_fired(fired(b"x", true)));
         }

@@ -227,11 +227,17 @@ fn live_frame(state: &HostState, event: &LiveEvent) -> String {
             value,
             timestamp,
         } => {
-            let mut status = page::status_view(state.manifest_of(*instance), key, value, timestamp);
-            status["instance"] = state.instances[*instance].name.as_str().into();
+            // An instance an apply removed since: its page is reloading.
+            let config = state.config();
+            let Some(running) = config.instance_by_id(*instance) else {
+                return String::new();
+            };
+            let mut status = page::status_view(running.manifest(), key, value, timestamp);
+            status["instance"] = running.name.as_str().into();
             status["now"] = now().into();
             frame("status", &status)
         }
+        LiveEvent::Project(applied) => frame("project", applied),
     }
 }
 

@@ -4,6 +4,11 @@
 //!   and counters (triggers fired by name, wire runs, events lost),
 //!   the shape controllers serve (`{"modules":[…],"instances":[…]}`);
 //! - `GET /project`: the running project as JSON, secrets masked (`project_json`);
+//! - `PUT /project`, `POST /project/check`, `POST /project/reload`,
+//!   `POST /project/save`: edit the running project and its file
+//!   (`project_edit`, over `crate::project_file`);
+//! - `GET /modules`, `POST /modules`: the loaded modules with their
+//!   manifests, and loading another (`modules`);
 //! - `POST /io_modules/<instance>/actions/<action>` with a JSON object of
 //!   action properties: runs the action, as a wire would;
 //! - `POST /io_modules/<instance>/triggers/<trigger>/test`: whether the
@@ -36,9 +41,11 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use super::abi::CallErrorKind;
 use super::event_stream::EventStreams;
 use super::page;
-use super::state::{ActionCall, HostState};
+use super::state::{ActionCall, HostState, RunningInstance};
 
+mod modules;
 mod origin;
+mod project_edit;
 mod project_json;
 mod trigger_test;
 
@@ -305,7 +312,9 @@ impl Reply {
     }
 }
 
-const ENDPOINTS: &str = "GET /io_modules, GET /project, POST /io_modules/<instance>/actions/<action>, \
+const ENDPOINTS: &str = "GET /io_modules, GET /project, PUT /project, POST /project/check, \
+                         POST /project/reload, POST /project/save, GET /modules, POST /modules, \
+                         POST /io_modules/<instance>/actions/<action>, \
                          POST /io_modules/<instance>/triggers/<trigger>/test, \
                          POST /io_modules/<instance>/network, \
                          POST /modules/<id>/triggers/<trigger>/test, \
@@ -335,7 +344,11 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
         ["events"] => ("GET", Endpoint::Events),
         ["assets", name] => ("GET", Endpoint::Asset(name)),
         ["io_modules"] => ("GET", Endpoint::IoModules),
-        ["project"] => ("GET", Endpoint::Project),
+        ["project"] => ("GET or PUT", Endpoint::Project),
+        ["project", "check"] => ("POST", Endpoint::ProjectCheck),
+        ["project", "reload"] => ("POST", Endpoint::ProjectReload),
+        ["project", "save"] => ("POST", Endpoint::ProjectSave),
+        ["modules"] => ("GET or POST", Endpoint::Modules),
         ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
         ["io_modules", instance, "triggers", trigger, "test"] => {
             ("POST", Endpoint::TriggerTest(instance, trigger))
@@ -355,7 +368,7 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             .into();
         }
     };
-    if method.as_str() != allowed {
+    if !allowed.split(" or ").any(|m| m == method.as_str()) {
         return Reply::error(405, format!("{path} takes {allowed}, not {method}")).into();
     }
     match endpoint {
@@ -376,7 +389,13 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             None => Reply::error(404, format!("no such asset: {name}")),
         },
         Endpoint::IoModules => Reply::json(200, io_modules(state)),
+        Endpoint::Project if *method == Method::Put => project_edit::put(state, body),
         Endpoint::Project => Reply::json(200, project_json::project(state)),
+        Endpoint::ProjectCheck => project_edit::check(state, body),
+        Endpoint::ProjectReload => project_edit::reload(state),
+        Endpoint::ProjectSave => project_edit::save(state, body),
+        Endpoint::Modules if *method == Method::Post => modules::load(state, body),
+        Endpoint::Modules => Reply::json(200, modules::list(state)),
         Endpoint::Action(instance, action) => run_action(state, instance, action, body),
         Endpoint::TriggerTest(instance, trigger) => {
             trigger_test::test_trigger(state, instance, trigger, body)
@@ -398,6 +417,10 @@ enum Endpoint<'a> {
     Asset(&'a str),
     IoModules,
     Project,
+    ProjectCheck,
+    ProjectReload,
+    ProjectSave,
+    Modules,
     Action(&'a str, &'a str),
     TriggerTest(&'a str, &'a str),
     Network(&'a str),
@@ -408,7 +431,7 @@ enum Endpoint<'a> {
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.
 fn io_modules(state: &HostState) -> Value {
     let modules: Vec<Value> = state
-        .modules
+        .modules()
         .iter()
         .map(|m| {
             let info = &m.module.manifest().module;
@@ -416,14 +439,14 @@ fn io_modules(state: &HostState) -> Value {
         })
         .collect();
     let instances: Vec<Value> = state
+        .config()
         .instances
         .iter()
-        .enumerate()
-        .map(|(index, i)| {
-            let status = state.status_of(index);
+        .map(|i| {
+            let status = i.status();
             json!({
-                "id": i.instance.id(),
-                "module_id": state.modules[i.module].id,
+                "id": i.id(),
+                "module_id": i.module.id,
                 "name": i.name,
                 "status": status,
                 "counters": i.counters.to_json(),
@@ -433,13 +456,14 @@ fn io_modules(state: &HostState) -> Value {
     json!({ "modules": modules, "instances": instances })
 }
 
-fn find_instance(state: &HostState, name: &str) -> Result<usize, Reply> {
-    state.instance_index(name).ok_or_else(|| {
+fn find_instance(state: &HostState, name: &str) -> Result<Arc<RunningInstance>, Reply> {
+    let config = state.config();
+    config.instance(name).cloned().ok_or_else(|| {
         Reply::error(
             404,
             format!(
                 "no instance named {name:?}; instances: {}",
-                state.instance_names()
+                config.instance_names()
             ),
         )
     })
@@ -464,11 +488,11 @@ fn json_object(body: &[u8], example: &str) -> Result<serde_json::Map<String, Val
 }
 
 fn run_action(state: &HostState, instance: &str, action: &str, body: &[u8]) -> Reply {
-    let index = match find_instance(state, instance) {
-        Ok(index) => index,
+    let running = match find_instance(state, instance) {
+        Ok(running) => running,
         Err(reply) => return reply,
     };
-    let manifest = state.manifest_of(index);
+    let manifest = running.manifest();
     if manifest.action(action).is_none() {
         return Reply::error(
             404,
@@ -483,9 +507,9 @@ fn run_action(state: &HostState, instance: &str, action: &str, body: &[u8]) -> R
         Ok(properties) => properties,
         Err(reply) => return reply,
     };
-    let call = ActionCall::new(index, action, &properties, manifest);
+    let call = ActionCall::new(&running, action, &properties);
     let ignored = (action == CONNECT)
-        .then(|| connect_ignored(state, index))
+        .then(|| connect_ignored(&running))
         .flatten();
     match state.run_action(&call, &[], "http") {
         Ok(()) => Reply::json(
@@ -506,8 +530,8 @@ const CONNECT: &str = "Connect";
 /// Why a Connect would be ignored now, read from the machine-readable
 /// Connection State (`include/iom.h`), never from prose: the instance is
 /// already connecting or connected. None for a module without it.
-fn connect_ignored(state: &HostState, index: usize) -> Option<String> {
-    let status = state.status_of(index);
+fn connect_ignored(instance: &RunningInstance) -> Option<String> {
+    let status = instance.status();
     let word = status
         .iter()
         .find(|s| s["key"] == page::CONNECTION_STATE)?
@@ -522,8 +546,8 @@ fn connect_ignored(state: &HostState, index: usize) -> Option<String> {
 }
 
 fn network(state: &HostState, instance: &str, body: &[u8]) -> Reply {
-    let index = match find_instance(state, instance) {
-        Ok(index) => index,
+    let running = match find_instance(state, instance) {
+        Ok(running) => running,
         Err(reply) => return reply,
     };
     let up = match json_object(body, r#"{"up":false}"#) {
@@ -533,7 +557,6 @@ fn network(state: &HostState, instance: &str, body: &[u8]) -> Reply {
         },
         Err(reply) => return reply,
     };
-    let running = &state.instances[index];
     log::info!(
         "http: {}: network {}",
         running.name,

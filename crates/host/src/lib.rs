@@ -10,12 +10,15 @@
 //! of one before it runs) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
-//! [`controller`] brings it all up in order and back down.
+//! [`controller`] brings it all up in order and back down, through
+//! [`apply`] (a project checked, then swapped in whole: at load and live),
+//! with [`project_file`] (edits from HTTP and SIGHUP, and the file kept).
 
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
 pub mod abi;
+pub mod apply;
 pub mod controller;
 pub mod demo_server;
 pub mod engine;
@@ -27,5 +30,6 @@ pub mod loop_check;
 pub mod manifest;
 pub mod page;
 pub mod project;
+pub mod project_file;
 pub mod runaway;
 pub mod state;

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 
 use clap::{Parser, Subcommand};
 use wsio_host::abi::Module;
-use wsio_host::controller::{self, LoadOptions, RunError, RunOptions};
+use wsio_host::controller::{self, LoadOptions, ProjectFile, RunError, RunOptions};
 use wsio_host::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
 use wsio_host::project::Project;
 
@@ -114,6 +114,12 @@ fn run_project(path: &Path, http: String) -> Result<(), String> {
     let options = RunOptions {
         load: load_options(path)?,
         http,
+        file: Some(ProjectFile {
+            path: std::path::absolute(path).map_err(|e| {
+                format!("cannot resolve the project file {}: {e}", path.display())
+            })?,
+            bytes: text.into_bytes(),
+        }),
     };
     controller::run(&project, &options, print_addresses).map_err(describe)
 }
@@ -170,6 +176,7 @@ fn run_demo(http: String) -> Result<(), String> {
             default_module: controller::default_module_path()?,
         },
         http,
+        file: None,
     };
     println!("demo server: {}", server.url("1", "demo"));
     let result = controller::run(&project, &options, |addr| {

@@ -69,6 +69,8 @@ pub struct PropertySpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TriggerSpec {
     pub name: String,
+    #[serde(default)]
+    pub description: String,
     /// Fires for each message the connection receives, with the message as
     /// its data (the loop warning tests such wires).
     #[serde(default)]
@@ -87,6 +89,8 @@ pub struct VariableSpec {
     /// depends on the trigger's properties, e.g. after regex captures).
     pub number: usize,
     pub name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 impl TriggerSpec {

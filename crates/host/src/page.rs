@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 pub use configuration::{WireView, looping_wires, target, wires_from};
 
 use super::manifest::{ModuleManifest, PropertySpec};
-use super::state::{HostState, shorten_to};
+use super::state::{HostState, RunningInstance, shorten_to};
 
 /// The key of the status variable the badge shows: one word of a fixed set.
 pub const CONNECTION_STATE: &str = "ConnectionState";
@@ -175,20 +175,23 @@ fn connection_view(state: ConnectionState) -> Value {
 /// The status of every instance in page form, in project order:
 /// `[{"instance": name, "status": [status_view…]}]`.
 pub fn all_status(state: &HostState) -> Vec<Value> {
-    (0..state.instances.len())
-        .map(|index| {
+    state
+        .config()
+        .instances
+        .iter()
+        .map(|instance| {
             json!({
-                "instance": state.instances[index].name,
-                "status": instance_status(state, index),
+                "instance": instance.name,
+                "status": instance_status(instance),
             })
         })
         .collect()
 }
 
-fn instance_status(state: &HostState, index: usize) -> Vec<Value> {
-    let manifest = state.manifest_of(index);
-    state
-        .status_of(index)
+fn instance_status(instance: &RunningInstance) -> Vec<Value> {
+    let manifest = instance.manifest();
+    instance
+        .status()
         .iter()
         .filter_map(|s| {
             let text = |field: &str| s.get(field).and_then(Value::as_str).unwrap_or("");
@@ -244,17 +247,20 @@ pub fn counters_text(counters: &Value) -> String {
 
 /// The page for the running host.
 pub fn render(state: &HostState) -> String {
-    let views: Vec<InstanceView> = (0..state.instances.len())
-        .map(|index| {
-            let name = &state.instances[index].name;
-            let manifest = state.manifest_of(index);
-            let project = state.project.as_ref();
+    let config = state.config();
+    let views: Vec<InstanceView> = config
+        .instances
+        .iter()
+        .map(|instance| {
+            let name = &instance.name;
+            let manifest = instance.manifest();
+            let project = config.project.as_ref();
             let decl = project.and_then(|p| p.instance(name));
             InstanceView {
                 name,
                 manifest,
-                status: instance_status(state, index),
-                counters: state.instances[index].counters.to_json(),
+                status: instance_status(instance),
+                counters: instance.counters.to_json(),
                 target: decl
                     .and_then(|d| target(manifest, d.properties.as_ref().map(|p| p.get_ref()))),
                 wires: project.map_or_else(Vec::new, |p| wires_from(p, name, manifest)),

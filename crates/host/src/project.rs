@@ -40,6 +40,38 @@ pub struct ProjectError {
     pub line: usize,
     pub column: Option<usize>,
     pub message: String,
+    /// Where in the project text it is (None: the project as a whole); with
+    /// `property`, how a JSON project's errors are located (`locate`).
+    pub span: Option<Range<usize>>,
+    /// The property it concerns, when one is known.
+    pub property: Option<String>,
+}
+
+impl ProjectError {
+    /// The same error, about property `name`.
+    pub fn with_property(mut self, name: &str) -> ProjectError {
+        self.property = Some(name.to_string());
+        self
+    }
+
+    /// The same error, about the property of `properties` that the
+    /// module's `message` names in quotes, if exactly one does (a module
+    /// says which property it refuses, in its own words).
+    pub fn about_named_property(
+        self,
+        properties: &Option<Spanned<Table>>,
+        message: &str,
+    ) -> ProjectError {
+        let named: Vec<&String> = properties
+            .iter()
+            .flat_map(|p| p.get_ref().keys())
+            .filter(|name| message.contains(&format!("{name:?}")))
+            .collect();
+        match named.as_slice() {
+            [name] => self.with_property(name),
+            _ => self,
+        }
+    }
 }
 
 impl fmt::Display for ProjectError {
@@ -218,6 +250,8 @@ impl Project {
                 line,
                 column,
                 message: e.message().trim_end().to_string(),
+                span: e.span(),
+                property: None,
             }
         })?;
         Ok(Project {
@@ -236,6 +270,8 @@ impl Project {
             line: line_column(&self.text, span.start).0,
             column: None,
             message: message.into(),
+            span: Some(span),
+            property: None,
         }
     }
 
@@ -298,6 +334,8 @@ impl Project {
                 message: "the project declares no instance; add an [[instance]] table with a \
                           name and its properties"
                     .to_string(),
+                span: None,
+                property: None,
             });
         }
         let mut seen = HashSet::new();
@@ -454,15 +492,19 @@ impl Project {
                     1 => format!("gives 1 variable here: {}", trigger.placeholders(1)),
                     n => format!("gives {n} variables here: {}", trigger.placeholders(n)),
                 };
-                errors.push(self.error_at(
-                    properties.span(),
-                    format!(
-                        "{place}: action {:?} property {name:?} uses {}, but trigger {:?} {gives}",
-                        action.action.get_ref(),
-                        used.join(", "),
-                        trigger.name
-                    ),
-                ));
+                errors.push(
+                    self.error_at(
+                        properties.span(),
+                        format!(
+                            "{place}: action {:?} property {name:?} uses {}, but trigger {:?} \
+                             {gives}",
+                            action.action.get_ref(),
+                            used.join(", "),
+                            trigger.name
+                        ),
+                    )
+                    .with_property(name),
+                );
             }
         }
         errors
@@ -494,7 +536,10 @@ impl Project {
                 .find(|s| &s.name == name)
                 .and_then(|spec| type_problem(spec, value));
             if let Some(problem) = problem {
-                errors.push(self.error_at(at.clone(), format!("{place}: {problem}")));
+                errors.push(
+                    self.error_at(at.clone(), format!("{place}: {problem}"))
+                        .with_property(name),
+                );
             }
         }
         for spec in specs.iter().filter(|s| s.required && names_known) {
@@ -507,13 +552,16 @@ impl Project {
                     .is_none_or(|d| d.as_str().is_some_and(|d| d.trim().is_empty())),
             };
             if blank {
-                errors.push(self.error_at(
-                    at.clone(),
-                    format!(
-                        "{place}: {what} needs property {:?}, and it must not be empty",
-                        spec.name
-                    ),
-                ));
+                errors.push(
+                    self.error_at(
+                        at.clone(),
+                        format!(
+                            "{place}: {what} needs property {:?}, and it must not be empty",
+                            spec.name
+                        ),
+                    )
+                    .with_property(&spec.name),
+                );
             }
         }
     }
@@ -533,10 +581,13 @@ impl Project {
         for name in given.get_ref().keys() {
             if !specs.iter().any(|s| &s.name == name) {
                 known = false;
-                errors.push(self.error_at(
-                    given.span(),
-                    format!("{place}: {}", unknown_property(what, name, specs)),
-                ));
+                errors.push(
+                    self.error_at(
+                        given.span(),
+                        format!("{place}: {}", unknown_property(what, name, specs)),
+                    )
+                    .with_property(name),
+                );
             }
         }
         known
@@ -595,6 +646,9 @@ fn type_problem(spec: &PropertySpec, value: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+pub mod from_json;
+mod locate;
 
 #[cfg(test)]
 mod tests;

@@ -4,14 +4,18 @@
 //! (`http`) both run actions through [`HostState::run_action`], so every
 //! action is logged and recorded the same way whoever asked for it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Local};
 
-use super::abi::{CallError, Instance, Module, PreparedAction};
+use super::abi::{CallError, Instance, LoadError, Module, PreparedAction};
+use super::engine::Wiring;
 use super::event_path::Counters;
+use super::event_queue::EventQueue;
 use super::manifest::ModuleManifest;
 use super::project::Project;
 
@@ -24,28 +28,64 @@ pub const RECENT_EVENTS: usize = 500;
 /// so it is never silently missing events.
 pub const SUBSCRIBER_BACKLOG: usize = 4096;
 
-/// A loaded module with the id `/io_modules` shows for it.
+/// A loaded module with the id `/io_modules` shows for it. Modules are
+/// loaded on demand (at load, by an apply, by `POST /modules`) and kept
+/// until the host stops.
 pub struct LoadedModule {
     pub id: u64,
+    /// The path it was loaded from, as resolved (before canonicalising).
+    pub path: PathBuf,
     pub module: Module,
 }
 
 /// A project instance, created and running.
 pub struct RunningInstance {
     pub name: String,
-    /// Index into [`HostState::modules`].
-    pub module: usize,
+    pub module: Arc<LoadedModule>,
     pub instance: Instance,
     /// Triggers fired, wires run, events lost (`GET /io_modules`).
     pub counters: Arc<Counters>,
+    /// The properties it was created with (secrets included): an apply
+    /// keeps the instance, and its connection, while they are unchanged.
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunningInstance {
+    pub fn id(&self) -> u64 {
+        self.instance.id()
+    }
+
+    pub fn manifest(&self) -> &ModuleManifest {
+        self.module.module.manifest()
+    }
+
+    /// The instance's status variables as the module reports them
+    /// (`[{"key","label","value","timestamp"}]`); empty if it reports none
+    /// or something that is not a JSON array (logged).
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let Some(text) = self.instance.status_json() else {
+            return Vec::new();
+        };
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(status)) => status,
+            _ => {
+                log::warn!(
+                    "{}: the module's status is not a JSON array: {text}",
+                    self.name
+                );
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// An action ready to run: properties serialised once, and a copy safe to
 /// show (secret properties masked) for logs and the recent-events ring.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActionCall {
-    /// Index into [`HostState::instances`].
-    pub instance: usize,
+    /// The instance it runs on (a wire of an older configuration may still
+    /// name one an apply destroyed: the module then refuses the call).
+    pub instance: Arc<RunningInstance>,
     pub action: String,
     pub properties_json: String,
     pub shown: String,
@@ -56,40 +96,49 @@ pub struct ActionCall {
 }
 
 impl ActionCall {
-    /// `manifest` is the module manifest of the instance; properties it marks
-    /// `secret` never appear in `shown`.
+    /// Properties the instance's manifest marks `secret` never appear in
+    /// `shown`.
     pub fn new(
-        instance: usize,
+        instance: &Arc<RunningInstance>,
         action: &str,
         properties: &serde_json::Map<String, serde_json::Value>,
-        manifest: &ModuleManifest,
     ) -> ActionCall {
-        let spec = manifest.action(action);
-        let shown: serde_json::Map<String, serde_json::Value> = properties
-            .iter()
-            .map(|(name, value)| {
-                let secret = spec
-                    .and_then(|s| s.property(name))
-                    .is_some_and(|p| p.secret);
-                let value = if secret {
-                    "(secret)".into()
-                } else {
-                    value.clone()
-                };
-                (name.clone(), value)
-            })
-            .collect();
         ActionCall {
-            instance,
+            instance: instance.clone(),
             action: action.to_string(),
             properties_json: serde_json::Value::Object(properties.clone()).to_string(),
-            shown: if shown.is_empty() {
-                String::new()
-            } else {
-                serde_json::Value::Object(shown).to_string()
-            },
+            shown: shown_properties(instance.manifest(), action, properties),
             prepared: None,
         }
+    }
+}
+
+/// An action's properties as logs and the page show them: secret ones
+/// (by `manifest`) as "(secret)"; empty when there are none.
+pub fn shown_properties(
+    manifest: &ModuleManifest,
+    action: &str,
+    properties: &serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let spec = manifest.action(action);
+    let shown: serde_json::Map<String, serde_json::Value> = properties
+        .iter()
+        .map(|(name, value)| {
+            let secret = spec
+                .and_then(|s| s.property(name))
+                .is_some_and(|p| p.secret);
+            let value = if secret {
+                "(secret)".into()
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        serde_json::Value::Object(shown).to_string()
     }
 }
 
@@ -129,12 +178,15 @@ pub enum LiveEvent {
     Recent(RecentEvent),
     /// A status variable of an instance changed.
     Status {
-        /// Index into [`HostState::instances`].
-        instance: usize,
+        /// The instance's id.
+        instance: u64,
         key: String,
         value: String,
         timestamp: String,
     },
+    /// An apply changed the running project (`{"applied":{…}}`): open
+    /// pages refresh.
+    Project(serde_json::Value),
 }
 
 /// What a new subscriber gets: the ring as it was when it subscribed and,
@@ -199,13 +251,18 @@ impl RecentEvents {
 
     /// Tells the subscribers that a status variable changed (not kept: the
     /// module's status snapshot is the truth for a new subscriber).
-    pub fn status_changed(&self, instance: usize, key: &str, value: &str, timestamp: &str) {
+    pub fn status_changed(&self, instance: u64, key: &str, value: &str, timestamp: &str) {
         self.lock().publish(LiveEvent::Status {
             instance,
             key: key.to_string(),
             value: value.to_string(),
             timestamp: timestamp.to_string(),
         });
+    }
+
+    /// Tells the subscribers that an apply changed the project.
+    pub fn project_changed(&self, applied: serde_json::Value) {
+        self.lock().publish(LiveEvent::Project(applied));
     }
 
     /// The ring as it is (the streams take it with `subscribe`).
@@ -240,51 +297,161 @@ impl RecentEvents {
     }
 }
 
-/// The running project, shared by the engine and the HTTP server.
+/// One configuration of the running project: its instances and the project
+/// they were created from. An apply builds a new one and swaps it in whole
+/// (`HostState::config`); whoever holds a snapshot keeps a consistent view.
 #[derive(Default)]
-pub struct HostState {
-    pub modules: Vec<LoadedModule>,
-    pub instances: Vec<RunningInstance>,
-    pub recent: RecentEvents,
+pub struct Config {
+    /// In project order.
+    pub instances: Vec<Arc<RunningInstance>>,
     /// The project the instances were created from, as the host read it
     /// (with the demo's Port filled in): the status page shows each
     /// instance's target and wires from it. None for a state made in tests.
     pub project: Option<Project>,
 }
 
+impl Config {
+    pub fn instance(&self, name: &str) -> Option<&Arc<RunningInstance>> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn instance_by_id(&self, id: u64) -> Option<&Arc<RunningInstance>> {
+        self.instances.iter().find(|i| i.id() == id)
+    }
+
+    /// `"a", "b"` for messages that list what exists.
+    pub fn instance_names(&self) -> String {
+        super::manifest::quoted_list(self.instances.iter().map(|i| i.name.as_str()))
+    }
+}
+
+/// The running project, shared by the engine, the HTTP server and the
+/// instances' sinks.
+#[derive(Default)]
+pub struct HostState {
+    /// Swapped whole by an apply (`crate::apply`).
+    config: RwLock<Arc<Config>>,
+    /// Every module loaded, in load order (ids from 1), kept.
+    pub modules: Mutex<Vec<Arc<LoadedModule>>>,
+    /// The wires, shared with every instance's sink (`crate::engine`).
+    pub wiring: Arc<Wiring>,
+    pub queue: Arc<EventQueue>,
+    pub recent: RecentEvents,
+    /// Names of instances an apply destroyed, by id, for the lines of what
+    /// they report while closing.
+    retired: Mutex<HashMap<u64, String>>,
+    /// The last instance id given (ids are never reused; the ABI reserves 0).
+    last_id: AtomicU64,
+    /// Where the project came from, and the lock every apply holds.
+    pub source: Mutex<Source>,
+}
+
+/// Where the running project came from; held locked for a whole apply, so
+/// applies (HTTP, SIGHUP) happen one at a time.
+#[derive(Default)]
+pub struct Source {
+    /// The project file; None while running the built-in demo unsaved.
+    pub file: Option<PathBuf>,
+    /// The file's bytes as loaded or last saved (a 409 when they differ).
+    pub loaded: Vec<u8>,
+    /// Relative module paths are resolved against this directory.
+    pub project_dir: PathBuf,
+    /// The module of instances that name none.
+    pub default_module: PathBuf,
+}
+
 impl HostState {
-    pub fn instance_index(&self, name: &str) -> Option<usize> {
-        self.instances.iter().position(|i| i.name == name)
-    }
-
-    pub fn instance_index_by_id(&self, id: u64) -> Option<usize> {
-        self.instances.iter().position(|i| i.instance.id() == id)
-    }
-
-    pub fn manifest_of(&self, instance: usize) -> &ModuleManifest {
-        self.modules[self.instances[instance].module]
-            .module
-            .manifest()
-    }
-
-    /// The instance's status variables as the module reports them
-    /// (`[{"key","label","value","timestamp"}]`); empty if it reports none
-    /// or something that is not a JSON array (logged).
-    pub fn status_of(&self, instance: usize) -> Vec<serde_json::Value> {
-        let running = &self.instances[instance];
-        let Some(text) = running.instance.status_json() else {
-            return Vec::new();
-        };
-        match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Array(status)) => status,
-            _ => {
-                log::warn!(
-                    "{}: the module's status is not a JSON array: {text}",
-                    running.name
-                );
-                Vec::new()
-            }
+    pub fn new(queue: Arc<EventQueue>, source: Source) -> HostState {
+        HostState {
+            queue,
+            source: Mutex::new(source),
+            ..HostState::default()
         }
+    }
+
+    /// The configuration now (a snapshot: an apply does not change it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new configuration; returns the one it replaces.
+    pub fn set_config(&self, config: Config) -> Arc<Config> {
+        std::mem::replace(
+            &mut *self.config.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(config),
+        )
+    }
+
+    /// A fresh instance id.
+    pub fn next_id(&self) -> u64 {
+        self.last_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Remembers the name of an instance being destroyed.
+    pub fn retire(&self, instance: &RunningInstance) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.id(), instance.name.clone());
+    }
+
+    /// Whether an apply destroyed the instance with this id.
+    pub fn is_retired(&self, id: u64) -> bool {
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// The instance's name for log lines, also once an apply destroyed it.
+    pub fn name_of(&self, id: u64) -> String {
+        if let Some(instance) = self.config().instance_by_id(id) {
+            return instance.name.clone();
+        }
+        match self
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            Some(name) => name.clone(),
+            None => format!("instance {id}"),
+        }
+    }
+
+    /// The module loaded from `path` (canonical paths compared), loading it
+    /// now if no instance used it yet.
+    pub fn module(&self, path: &Path) -> Result<Arc<LoadedModule>, LoadError> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = modules
+            .iter()
+            .find(|m| m.path.canonicalize().unwrap_or_else(|_| m.path.clone()) == key)
+        {
+            return Ok(found.clone());
+        }
+        let module = Module::load(path)?;
+        log::info!(
+            "loaded module {} {} from {}",
+            module.manifest().module.name,
+            module.manifest().module.version,
+            path.display()
+        );
+        let loaded = Arc::new(LoadedModule {
+            id: modules.len() as u64 + 1,
+            path: path.to_path_buf(),
+            module,
+        });
+        modules.push(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Every module loaded so far.
+    pub fn modules(&self) -> Vec<Arc<LoadedModule>> {
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs an action (returns at once: the module works on its own thread),
@@ -295,7 +462,7 @@ impl HostState {
         variables: &[Vec<u8>],
         source: &str,
     ) -> Result<(), CallError> {
-        let instance = &self.instances[call.instance];
+        let instance = &call.instance;
         let shown_variables: Vec<String> = variables.iter().map(|v| shorten(v)).collect();
         let with = describe_variables(&shown_variables);
         let result = match &call.prepared {
@@ -340,17 +507,18 @@ impl HostState {
     /// Destroys every instance, last created first (each closes its
     /// connection with 1000). Failures are logged: shutdown goes on.
     pub fn destroy_all(&self) {
-        for instance in self.instances.iter().rev() {
-            log::debug!("{}: destroying", instance.name);
-            if let Err(e) = instance.instance.destroy() {
-                log::error!("{}: could not be destroyed: {e}", instance.name);
-            }
-        }
+        destroy(&self.config().instances);
     }
+}
 
-    /// `"a", "b"` for messages that list what exists.
-    pub fn instance_names(&self) -> String {
-        super::manifest::quoted_list(self.instances.iter().map(|i| i.name.as_str()))
+/// Destroys `instances`, last first (each closes its connection with
+/// 1000). Failures are logged: the caller goes on.
+pub fn destroy(instances: &[Arc<RunningInstance>]) {
+    for instance in instances.iter().rev() {
+        log::debug!("{}: destroying", instance.name);
+        if let Err(e) = instance.instance.destroy() {
+            log::error!("{}: could not be destroyed: {e}", instance.name);
+        }
     }
 }
 
@@ -452,10 +620,9 @@ mod tests {
     fn secret_properties_are_masked_in_what_is_shown() {
         let manifest = ModuleManifest::parse(include_str!("../../wsio/module.toml")).unwrap();
         let properties = serde_json::json!({"Bearer Token": "s3cr3t"});
-        let call = ActionCall::new(0, "Connect", properties.as_object().unwrap(), &manifest);
-        assert!(call.properties_json.contains("s3cr3t"));
-        assert!(!call.shown.contains("s3cr3t"), "{}", call.shown);
-        assert!(call.shown.contains("(secret)"), "{}", call.shown);
+        let shown = shown_properties(&manifest, "Connect", properties.as_object().unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("(secret)"), "{shown}");
     }
 
     #[test]

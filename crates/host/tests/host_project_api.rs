@@ -105,6 +105,7 @@ properties = {{ "Bearer Token" = "{TOKEN}" }}
             "startup": [
                 { "instance": "a", "action": "Connect", "properties": { "Bearer Token": secret } },
             ],
+            "file": host.dir.as_ref().unwrap().join("project.toml").to_str().unwrap(),
         })
     );
     let body = &response.body;
@@ -133,6 +134,7 @@ fn get_project_of_the_built_in_demo_has_the_demo_servers_port() {
         .map(|i| i["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["piesocket", "visitor"], "{project}");
+    assert!(project["file"].is_null(), "the demo has no file: {project}");
     for instance in instances {
         assert_eq!(instance["properties"]["Port"], demo_port, "{project}");
     }

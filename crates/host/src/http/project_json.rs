@@ -15,17 +15,22 @@ use crate::manifest::{ModuleManifest, PropertySpec};
 use crate::project::{ActionDecl, properties_json};
 use crate::state::HostState;
 
-/// The project as JSON; an empty one when the host runs none (a state made
-/// in tests).
+/// The project as JSON, with `"file"`: the project file's absolute path,
+/// or null (the built-in demo); an empty one when the host runs none (a
+/// state made in tests).
 pub(super) fn project(state: &HostState) -> Value {
-    let Some(project) = &state.project else {
-        return json!({ "instances": [], "wires": [], "startup": [] });
+    let file = state
+        .source
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .file
+        .as_ref()
+        .map(|f| f.display().to_string());
+    let config = state.config();
+    let Some(project) = &config.project else {
+        return json!({ "instances": [], "wires": [], "startup": [], "file": file });
     };
-    let manifest = |instance: &str| {
-        state
-            .instance_index(instance)
-            .map(|index| state.manifest_of(index))
-    };
+    let manifest = |instance: &str| config.instance(instance).map(|i| i.manifest());
     let instances: Vec<Value> = project
         .instances
         .iter()
@@ -65,7 +70,7 @@ pub(super) fn project(state: &HostState) -> Value {
         .iter()
         .map(|a| action(a, &manifest))
         .collect();
-    json!({ "instances": instances, "wires": wires, "startup": startup })
+    json!({ "instances": instances, "wires": wires, "startup": startup, "file": file })
 }
 
 fn action<'m>(decl: &ActionDecl, manifest: &impl Fn(&str) -> Option<&'m ModuleManifest>) -> Value {
@@ -141,7 +146,7 @@ mod tests {
     fn a_host_without_a_project_has_the_empty_shape() {
         assert_eq!(
             project(&HostState::default()),
-            json!({ "instances": [], "wires": [], "startup": [] })
+            json!({ "instances": [], "wires": [], "startup": [], "file": null })
         );
     }
 }

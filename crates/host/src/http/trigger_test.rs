@@ -18,6 +18,8 @@
 //! Text is on, so that is what the caller sends as `message` with
 //! `"binary": true`.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use iom::IOM_DATA_BINARY;
@@ -25,7 +27,7 @@ use iom::IOM_DATA_BINARY;
 use super::{Reply, find_instance, json_object};
 use crate::abi::{Module, PreparedTrigger};
 use crate::manifest::{ModuleManifest, TriggerSpec};
-use crate::state::HostState;
+use crate::state::{HostState, LoadedModule};
 
 const EXAMPLE: &str = r#"{"properties":{"Match String":"temp"},"message":"temp 21","binary":false,"actions":[{"action":"Send Message","properties":{"Message":"got <1>"}}]}"#;
 
@@ -34,12 +36,11 @@ const VARIABLES_EXAMPLE: &str =
 
 /// `POST /io_modules/<instance>/triggers/<trigger>/test`.
 pub(super) fn test_trigger(state: &HostState, instance: &str, trigger: &str, body: &[u8]) -> Reply {
-    let index = match find_instance(state, instance) {
-        Ok(index) => index,
+    let running = match find_instance(state, instance) {
+        Ok(running) => running,
         Err(reply) => return reply,
     };
-    let module = &state.modules[state.instances[index].module].module;
-    test_on(module, &format!("instance {instance:?}"), trigger, body)
+    test_on(&running.module.module, &format!("instance {instance:?}"), trigger, body)
 }
 
 /// `POST /modules/<id>/triggers/<trigger>/test`: as the instance's, for a
@@ -51,7 +52,7 @@ pub(super) fn test_module_trigger(
     body: &[u8],
 ) -> Reply {
     match find_module(state, id) {
-        Ok(module) => test_on(module, &format!("module {id}"), trigger, body),
+        Ok(loaded) => test_on(&loaded.module, &format!("module {id}"), trigger, body),
         Err(reply) => reply,
     }
 }
@@ -65,10 +66,11 @@ pub(super) fn module_trigger_variables(
     trigger: &str,
     body: &[u8],
 ) -> Reply {
-    let module = match find_module(state, id) {
-        Ok(module) => module,
+    let loaded = match find_module(state, id) {
+        Ok(loaded) => loaded,
         Err(reply) => return reply,
     };
+    let module = &loaded.module;
     let spec = match trigger_spec(module.manifest(), &format!("module {id}"), trigger) {
         Ok(spec) => spec,
         Err(reply) => return reply,
@@ -100,14 +102,14 @@ pub(super) fn module_trigger_variables(
     Reply::json(200, json!({ "variables": variables }))
 }
 
-fn find_module<'s>(state: &'s HostState, id: &str) -> Result<&'s Module, Reply> {
-    state
-        .modules
+fn find_module(state: &HostState, id: &str) -> Result<Arc<LoadedModule>, Reply> {
+    let modules = state.modules.lock().unwrap_or_else(|e| e.into_inner());
+    modules
         .iter()
         .find(|m| m.id.to_string() == id)
-        .map(|m| &m.module)
+        .cloned()
         .ok_or_else(|| {
-            let ids: Vec<String> = state.modules.iter().map(|m| m.id.to_string()).collect();
+            let ids: Vec<String> = modules.iter().map(|m| m.id.to_string()).collect();
             Reply::error(
                 404,
                 format!(
