@@ -241,7 +241,7 @@ function showProblems(errors, warnings, lead, refusal) {
 
 function problemList(problems, kind) {
   return el('ul', { class: `problems ${kind}` }, problems.map((problem) => {
-    const target = deepest(problem.path || []);
+    const target = deepest(problem.path || [], problem.message);
     const id = target ? focusable(target)?.id : null;
     const text = `${problem.at ? `${problem.at}: ` : ''}${problem.message}`;
     return el('li', {}, id
@@ -250,11 +250,19 @@ function problemList(problems, kind) {
   }));
 }
 
-/** The element for the deepest part of `path` the page shows. */
-function deepest(path) {
+/** The element for the deepest part of `path` the page shows. A path
+ * that stops at a set of properties (the module refused them as a whole)
+ * means the property its message names, when it names one. */
+function deepest(path, message = '') {
   for (let length = path.length; length > 0; length--) {
     const key = pathKey(path.slice(0, length));
     const found = [...document.querySelectorAll('[data-path]')].find((node) => node.dataset.path === key);
+    if (found && found.classList.contains('properties')) {
+      const named = [...found.querySelectorAll(':scope [data-property]')]
+        .filter((control) => message.includes(control.dataset.property))
+        .sort((a, b) => b.dataset.property.length - a.dataset.property.length)[0];
+      return named ? named.closest('[data-path]') : found;
+    }
     if (found) return found;
   }
   return null;
@@ -279,7 +287,7 @@ export function placeProblems() {
   for (const old of document.querySelectorAll('#configure-view .problem')) old.remove();
   for (const control of document.querySelectorAll('#configure-view [aria-invalid="true"]:not([data-live-invalid])')) control.removeAttribute('aria-invalid');
   const place = (problem, kind) => {
-    const target = deepest(problem.path || []);
+    const target = deepest(problem.path || [], problem.message);
     if (!target) return;
     const message = el('p', { class: `problem ${kind}`, role: kind === 'error' ? 'alert' : undefined },
       `${kind === 'error' ? '✕' : '⚠'} ${problem.message}`);

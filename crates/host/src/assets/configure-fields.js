@@ -106,7 +106,7 @@ function kindOf(spec) {
  * when the manifest groups them, in the manifest's order. `variables`:
  * a wire index whose trigger variables the text fields offer. */
 export function propertyFields(specs, owner, path, options = {}) {
-  const container = el('div', { class: 'properties' });
+  const container = el('div', { class: 'properties', 'data-path': pathKey(path) });
   const groups = new Map();
   for (const spec of specs) {
     const group = spec.group || '';
@@ -141,6 +141,7 @@ function field(spec, owner, path, options) {
   };
   const described = [];
   const help = [];
+  if (spec.required) help.push(el('strong', { class: 'required' }, 'Required.'));
   if (spec.description) help.push(spec.description);
   const shownDefault = defaultText(spec);
   if (kind !== 'password' && shownDefault !== '') help.push(el('span', { class: 'default' }, `Default: ${shownDefault}`));
@@ -208,7 +209,7 @@ function field(spec, owner, path, options) {
       oninput: (event) => set(event.target.value),
     });
   }
-  const label = el('label', { for: id }, spec.name, spec.required ? el('span', { class: 'required' }, ' (required)') : null);
+  const label = el('label', { for: id }, spec.name);
   const wrapper = el('div', { class: kind === 'toggle' ? 'field toggle' : 'field', 'data-path': pathKey(path) });
   if (kind === 'toggle') wrapper.append(control, label); else wrapper.append(label, control);
   if (options.variablesOf !== undefined && (kind === 'text' || kind === 'line_edit')) {

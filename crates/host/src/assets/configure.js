@@ -186,7 +186,7 @@ function instanceCard(decl, i) {
       }, 'Duplicate'),
       el('button', { type: 'button', class: 'quiet danger', 'aria-label': `Remove ${decl.name}`, onclick: () => removeInstance(i) }, 'Remove')),
     el('div', { class: 'field', 'data-path': pathKey([...path, 'name']) },
-      el('label', { for: nameId }, 'Name', el('span', { class: 'required' }, ' (required)')),
+      el('label', { for: nameId }, 'Name'),
       el('input', {
         id: nameId,
         type: 'text',
@@ -203,7 +203,7 @@ function instanceCard(decl, i) {
         },
         onchange: () => state.rerender(),
       }),
-      el('p', { class: 'hint', id: `${nameId}-d` }, 'Wires and startup actions follow a new name. Renaming an applied instance re-creates it: the host removes the old one and adds one under the new name (a new connection; stored passwords must be typed again).'),
+      el('p', { class: 'hint', id: `${nameId}-d` }, el('strong', { class: 'required' }, 'Required.'), ' Wires and startup actions follow a new name. Renaming an applied instance re-creates it: the host removes the old one and adds one under the new name (a new connection; stored passwords must be typed again).'),
       el('p', { class: 'field-error', id: `${nameId}-e`, role: 'alert', hidden: true })),
     el('p', { class: 'module-line', 'data-path': pathKey([...path, 'module']) }, 'Module: ', moduleText,
       module && module.path ? el('span', { class: 'hint' }, ` · ${module.path}`) : null),

@@ -195,6 +195,9 @@ test('the runaway wire (Contains "temp" → Send Message "got <1>" on an echo) i
   await addInstance(page, project, 'echo', 9);
   const wire = await addMessageWire(page, 'echo', 'Contains', 'temp');
   await wire.locator('fieldset.then li').first().getByLabel('Message', { exact: true }).fill('got <1>');
+  // What the server would send: Check tests the wire on it too.
+  await wire.getByText('Test this wire on a message').click();
+  await wire.getByLabel('Sample message').fill('temp 21');
 
   await step('Check finds no error and one warning naming the loop, shown at the wire', async () => {
     await page.getByRole('button', { name: 'Check', exact: true }).click();
