@@ -153,7 +153,7 @@ async function apply() {
     ]);
     document.dispatchEvent(new CustomEvent('wsio:project-applied'));
   } else if (status === 400 && answer.errors) {
-    showProblems(answer.errors, answer.warnings || [], null, 'Nothing was applied.');
+    showProblems(answer.errors, answer.warnings || [], null, 'nothing was applied.');
   } else if (status === 409) {
     offerReload(answer.error || 'The project file changed on disk since it was loaded.');
   } else {
@@ -174,7 +174,7 @@ function offerReload(message) {
             await hooks.reloaded();
             outcome.replaceChildren(el('p', { class: 'ok-text', 'data-outcome': 'reloaded' }, '✓ Reloaded from disk.'));
           } else if (answer.errors) {
-            showProblems(answer.errors, answer.warnings || [], null, 'The file on disk has errors; nothing was reloaded.');
+            showProblems(answer.errors, answer.warnings || [], null, 'the file on disk was not reloaded.');
           } else {
             outcome.replaceChildren(el('p', { class: 'error-text' }, `✕ ${answer.error || status}`));
           }
@@ -228,7 +228,7 @@ function showProblems(errors, warnings, lead, refusal) {
   const parts = lead ? [lead].flat() : [];
   if (errors.length) {
     parts.push(el('p', { class: 'error-text', 'data-outcome': 'errors' },
-      `✕ ${errors.length === 1 ? '1 error' : `${errors.length} errors`}${refusal ? `. ${refusal}` : ': Apply would be refused'}. Fix ${errors.length === 1 ? 'it' : 'them'} first:`));
+      `✕ ${errors.length === 1 ? '1 error' : `${errors.length} errors`}: ${refusal || 'Apply would be refused.'} Fix ${errors.length === 1 ? 'it' : 'them'} first:`));
     parts.push(problemList(errors, 'errors'));
   }
   if (warnings.length) {

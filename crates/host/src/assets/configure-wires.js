@@ -299,6 +299,7 @@ export function applyVariables(w) {
     const control = old.parentElement.querySelector('[data-property]');
     if (control) {
       control.removeAttribute('aria-invalid');
+      control.removeAttribute('data-live-invalid');
       control.setAttribute('aria-describedby', control.getAttribute('aria-describedby').replace(` ${old.id}`, ''));
     }
     old.remove();
@@ -317,6 +318,7 @@ export function applyVariables(w) {
   const control = target.querySelector('[data-property]');
   if (control) {
     control.setAttribute('aria-invalid', 'true');
+    control.setAttribute('data-live-invalid', '');
     control.setAttribute('aria-describedby', `${control.getAttribute('aria-describedby')} ${id}`);
   }
 }

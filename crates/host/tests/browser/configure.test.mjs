@@ -164,6 +164,7 @@ test('a bad regex is shown next to Match String as it is typed, and nothing is a
   const { page, problems, project } = await configure(t, ['/variables', '/project']);
   const before = await project();
   const wire = await addMessageWire(page, 'piesocket', 'Regex', 'room (\\w+');
+  await wire.locator('fieldset.then li').first().getByLabel('Message', { exact: true }).fill('<2>');
   const matchString = wire.locator('fieldset.when .field', { has: page.getByLabel('Match String') });
 
   await step('the module\'s refusal appears under Match String while typing', async () => {
@@ -173,7 +174,7 @@ test('a bad regex is shown next to Match String as it is typed, and nothing is a
 
   await step('Apply is refused: the error is next to Match String and listed at the top with a link', async () => {
     await page.getByRole('button', { name: 'Apply', exact: true }).click();
-    await page.locator('[data-outcome="errors"]').filter({ hasText: 'Nothing was applied' }).waitFor();
+    await page.locator('[data-outcome="errors"]').filter({ hasText: 'nothing was applied' }).waitFor();
     await matchString.locator('.problem.error').filter({ hasText: /regular expression/ }).waitFor();
     const link = page.locator('.problems.errors a').filter({ hasText: 'Match String' });
     await link.click();
