@@ -302,7 +302,7 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <p id="feed" class="feed" data-feed="connecting" role="status">Connecting to live updates…</p>
 <nav class="views" aria-label="Views">
 <a href="#status" id="tab-status" aria-current="page">Status</a>
-<a href="#configure" id="tab-configure">Configure<span class="dirty-mark" hidden> (unsaved)</span></a>
+<a href="#configure" id="tab-configure">Configure<span class="dirty-mark" hidden> <span aria-hidden="true">●</span><span class="visually-hidden">(unsaved changes)</span></span></a>
 </nav>
 </header>
 <main id="status-view" aria-labelledby="tab-status">

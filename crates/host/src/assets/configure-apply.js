@@ -243,7 +243,10 @@ function problemList(problems, kind) {
   return el('ul', { class: `problems ${kind}` }, problems.map((problem) => {
     const target = deepest(problem.path || [], problem.message);
     const id = target ? focusable(target)?.id : null;
-    const text = `${problem.at ? `${problem.at}: ` : ''}${problem.message}`;
+    // The host's messages mostly start where they are ("wire 3: …"), as
+    // wsio run prints them; `at` is added only when they do not.
+    const where = problem.at ? problem.at.split(',')[0] : '';
+    const text = where && !problem.message.startsWith(where) ? `${problem.at}: ${problem.message}` : problem.message;
     return el('li', {}, id
       ? el('a', { href: `#${id}`, onclick: (event) => { event.preventDefault(); reveal(document.getElementById(id)); } }, text)
       : text);
@@ -298,6 +301,10 @@ export function placeProblems() {
     }
     const slot = target.querySelector(':scope > .field-error');
     if (slot) slot.before(message); else target.append(message);
+    // The module's own refusal shown while typing says the same.
+    for (const live of target.querySelectorAll(':scope > .live-error')) {
+      if (problem.message.includes(live.textContent)) live.hidden = true;
+    }
     const control = target.querySelector(':scope > input, :scope > select, :scope > textarea');
     if (control && kind === 'error') control.setAttribute('aria-invalid', 'true');
     if (control && !message.id) {

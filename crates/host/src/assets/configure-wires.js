@@ -130,7 +130,7 @@ function newAction() {
 function wireSummary(wire) {
   const shown = Object.entries(wire.when.properties || {})
     .filter(([, v]) => typeof v !== 'object')
-    .map(([k, v]) => (k === 'Match String' ? JSON.stringify(String(v)) : String(v)));
+    .map(([k, v]) => (k === 'Match String' ? `"${v}"` : String(v)));
   const trigger = `${wire.when.instance} · ${wire.when.trigger}${shown.length ? ` (${shown.join(', ')})` : ''}`;
   const then = wire.then.map((a) => `${a.instance}: ${a.action}`).join(', ') || 'no action yet';
   return `${trigger} → ${then}`;
@@ -313,7 +313,8 @@ export function applyVariables(w) {
     || [...document.querySelectorAll('[data-path]')].find((node) => node.dataset.path.startsWith(prefix));
   if (!target) return;
   const id = `cfg-live-${w}`;
-  const message = el('p', { class: 'field-error live-error', id, 'data-wire': w, role: 'alert' }, known.error);
+  const said = [...target.querySelectorAll(':scope > .problem')].some((p) => p.textContent.includes(known.error));
+  const message = el('p', { class: 'field-error live-error', id, 'data-wire': w, role: 'alert', hidden: said || undefined }, known.error);
   target.append(message);
   const control = target.querySelector('[data-property]');
   if (control) {
