@@ -160,8 +160,7 @@ pub fn run(
         let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
         // Steps 1 to 4; dropped on failure, the instances created are
         // destroyed and nothing has started.
-        let staged =
-            apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+        let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
         let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
         install_signal_handler(queue.clone())?;
         let (_, startup) = staged.install();
@@ -199,7 +198,9 @@ pub fn run(
 /// SIGHUP re-reads the project file and applies it (`project_file::reload`),
 /// as systemd's `ExecReload=kill -HUP $MAINPID` expects; what it did or
 /// why it changed nothing is logged.
-fn install_reload_handler(state: &Arc<HostState>) -> Result<signal_hook::iterator::Handle, RunError> {
+fn install_reload_handler(
+    state: &Arc<HostState>,
+) -> Result<signal_hook::iterator::Handle, RunError> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .map_err(|e| RunError::Other(format!("cannot install the SIGHUP handler: {e}")))?;
     let handle = signals.handle();

@@ -83,11 +83,23 @@ impl Project {
         // A span no declaration starts at (the file's syntax): the innermost
         // top-level entry that contains it.
         for (key, spans) in [
-            ("instances", self.instances.iter().map(|d| d.name.span()).collect::<Vec<_>>()),
-            ("wires", self.wires.iter().map(|w| w.when.instance.span()).collect()),
+            (
+                "instances",
+                self.instances
+                    .iter()
+                    .map(|d| d.name.span())
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "wires",
+                self.wires.iter().map(|w| w.when.instance.span()).collect(),
+            ),
         ] {
             if let Some(index) = spans.iter().rposition(|s| s.start <= span.start) {
-                return (format!("{key} {}", index + 1), vec![json!(key), json!(index)]);
+                return (
+                    format!("{key} {}", index + 1),
+                    vec![json!(key), json!(index)],
+                );
             }
         }
         ("the project".into(), Vec::new())
