@@ -231,6 +231,8 @@ impl<'p> Converter<'p> {
         }
         if let Some(properties) = properties.filter(|p| !p.is_empty()) {
             let mut sub = Table::new();
+            // Right under its `[[instance]]`, as a person writes it.
+            sub.decor_mut().set_prefix("");
             for (key, value) in properties.iter() {
                 sub.insert(key, Item::Value(value.clone()));
             }
