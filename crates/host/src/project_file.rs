@@ -382,7 +382,15 @@ fn merge_instances(doc: &mut DocumentMut, old: &Project, new_doc: &DocumentMut, 
                     }
                     for (name, value) in from.iter() {
                         if old_properties.get(name) != new_properties.get(name) {
-                            into.insert(name, value.clone());
+                            // The new value, with the old one's spacing and
+                            // trailing comment.
+                            let mut item = value.clone();
+                            if let (Some(old), Some(new)) =
+                                (into.get(name).and_then(Item::as_value), item.as_value_mut())
+                            {
+                                *new.decor_mut() = old.decor().clone();
+                            }
+                            into.insert(name, item);
                         }
                     }
                 }

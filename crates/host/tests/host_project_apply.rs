@@ -233,8 +233,7 @@ fn an_apply_keeps_an_unchanged_connection_recreates_a_changed_one_and_closes_a_r
     for kept in [
         "# A project edited live by the test; this comment must survive.",
         "# kept as it is",
-        "# where the echo server listens",
-        "Path = \"/after\"",
+        "Path = \"/after\"  # where the echo server listens",
         "name = \"fresh\"",
         "PONG <2>",
     ] {
