@@ -35,9 +35,7 @@ use super::abi::PreparedTrigger;
 use super::engine::{Wire, WireSet};
 use super::event_path::{Counters, InstanceEvents};
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
-use super::state::{
-    ActionCall, Config, HostState, LoadedModule, RunningInstance, Source, destroy,
-};
+use super::state::{ActionCall, Config, HostState, LoadedModule, RunningInstance, Source, destroy};
 
 /// What an apply did, by instance name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -89,12 +87,7 @@ pub fn stage<'s>(
     project: Project,
     source: &Source,
 ) -> Result<Staged<'s>, Vec<ProjectError>> {
-    let modules = prepare_modules(
-        state,
-        &project,
-        &source.project_dir,
-        &source.default_module,
-    )?;
+    let modules = prepare_modules(state, &project, &source.project_dir, &source.default_module)?;
     let tests = prepare_wires(&project, &modules)?;
 
     let old = state.config();
@@ -125,7 +118,12 @@ pub fn stage<'s>(
         }
         let id = state.next_id();
         let counters = Arc::new(Counters::new(
-            module.module.manifest().triggers.iter().map(|t| t.name.as_str()),
+            module
+                .module
+                .manifest()
+                .triggers
+                .iter()
+                .map(|t| t.name.as_str()),
         ));
         let sink = Arc::new(InstanceEvents::new(
             id,

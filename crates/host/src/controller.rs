@@ -23,7 +23,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::apply;
 use super::engine::{Engine, EventQueue};
@@ -160,15 +159,13 @@ pub fn run(
         let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
         // Steps 1 to 4; dropped on failure, the instances created are
         // destroyed and nothing has started.
-        let staged =
-            apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+        let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
         let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
-        install_signal_handler(queue.clone())?;
         let (_, startup) = staged.install();
         (listener, startup)
     };
     let (listener, startup) = startup;
-    let reloads = install_reload_handler(&state)?;
+    let signals = install_signal_handler(queue.clone(), &state)?;
 
     // On failure, dropping `state` destroys the instances.
     let http = listener.serve(state.clone()).map_err(RunError::Other)?;
@@ -188,7 +185,7 @@ pub fn run(
     let mut engine = Engine::new(state.clone(), queue);
     let reason = engine.run();
     log::info!("shutting down ({reason})");
-    reloads.close();
+    signals.close();
     http.stop();
     state.destroy_all();
     engine.drain();
@@ -196,18 +193,34 @@ pub fn run(
     Ok(())
 }
 
-/// SIGHUP re-reads the project file and applies it (`project_file::reload`),
-/// as systemd's `ExecReload=kill -HUP $MAINPID` expects; what it did or
-/// why it changed nothing is logged.
-fn install_reload_handler(state: &Arc<HostState>) -> Result<signal_hook::iterator::Handle, RunError> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .map_err(|e| RunError::Other(format!("cannot install the SIGHUP handler: {e}")))?;
+/// Ctrl-C and SIGTERM ask the engine to shut down cleanly; a second one
+/// exits at once (for a module that does not close). SIGHUP re-reads the
+/// project file and applies it (`project_file::reload`), as systemd's
+/// `ExecReload=kill -HUP $MAINPID` expects; what it did, or why it changed
+/// nothing, is logged. One thread waits for all three (`signal-hook`).
+fn install_signal_handler(
+    queue: Arc<EventQueue>,
+    state: &Arc<HostState>,
+) -> Result<signal_hook::iterator::Handle, RunError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| RunError::Other(format!("cannot install the signal handlers: {e}")))?;
     let handle = signals.handle();
     let state = Arc::downgrade(state);
     std::thread::Builder::new()
-        .name("wsio-sighup".into())
+        .name("wsio-signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
+            let mut interrupted = false;
+            for signal in signals.forever() {
+                if signal != SIGHUP {
+                    if interrupted {
+                        eprintln!("wsio: second interrupt, exiting without a clean shutdown");
+                        std::process::exit(130);
+                    }
+                    interrupted = true;
+                    queue.shutdown("interrupted");
+                    continue;
+                }
                 let Some(state) = state.upgrade() else { return };
                 log::info!("SIGHUP: re-reading the project file");
                 if let Err(e) = project_file::reload(&state) {
@@ -217,20 +230,6 @@ fn install_reload_handler(state: &Arc<HostState>) -> Result<signal_hook::iterato
                 }
             }
         })
-        .map_err(|e| RunError::Other(format!("cannot start the SIGHUP thread: {e}")))?;
+        .map_err(|e| RunError::Other(format!("cannot start the signal thread: {e}")))?;
     Ok(handle)
-}
-
-/// Ctrl-C and SIGTERM ask the engine to shut down cleanly; a second one
-/// exits at once (for a module that does not close).
-fn install_signal_handler(queue: Arc<EventQueue>) -> Result<(), RunError> {
-    let signalled = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            eprintln!("wsio: second interrupt, exiting without a clean shutdown");
-            std::process::exit(130);
-        }
-        queue.shutdown("interrupted");
-    })
-    .map_err(|e| RunError::Other(format!("cannot install the Ctrl-C/SIGTERM handler: {e}")))
 }

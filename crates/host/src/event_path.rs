@@ -234,10 +234,7 @@ impl InstanceEvents {
     /// current wire set (returned too: the engine runs the matched wires
     /// from that same set): the matched wires, and whether the engine must
     /// test the data instead (too large here, or no set applied yet).
-    fn test_wires(
-        &self,
-        fired: &FiredTrigger<'_>,
-    ) -> (Vec<WireRun>, bool, Option<Arc<WireSet>>) {
+    fn test_wires(&self, fired: &FiredTrigger<'_>) -> (Vec<WireRun>, bool, Option<Arc<WireSet>>) {
         let Some(wires) = self.wires.current() else {
             return (Vec::new(), true, None);
         };
@@ -356,7 +353,14 @@ mod tests {
 
     fn sink(queue: &Arc<EventQueue>, flow_control: bool) -> InstanceEvents {
         let counters = Arc::new(Counters::new(["Messages Received"]));
-        InstanceEvents::new(1, "a", queue.clone(), counters, flow_control, Arc::default())
+        InstanceEvents::new(
+            1,
+            "a",
+            queue.clone(),
+            counters,
+            flow_control,
+            Arc::default(),
+        )
     }
 
     #[test]

@@ -42,7 +42,9 @@ use super::abi::CallErrorKind;
 use super::event_stream::EventStreams;
 use super::page;
 use super::state::{ActionCall, HostState, RunningInstance};
+use guard::{host_name_of, is_cross_site, is_own_host};
 
+mod guard;
 mod modules;
 mod origin;
 mod project_edit;
@@ -708,71 +710,6 @@ mod tests {
             Answer::EventStream
         );
         assert_eq!(answer(&state, &Method::Post, "/events", b"").status, 405);
-    }
-
-    #[test]
-    fn only_posts_from_another_origin_are_cross_site() {
-        let host = Some("127.0.0.1:8080");
-        assert!(!is_cross_site(&Method::Post, None, host), "curl");
-        assert!(!is_cross_site(
-            &Method::Post,
-            Some("http://127.0.0.1:8080"),
-            host
-        ));
-        assert!(is_cross_site(
-            &Method::Post,
-            Some("https://evil.example"),
-            host
-        ));
-        assert!(is_cross_site(&Method::Post, Some("null"), host));
-        assert!(is_cross_site(
-            &Method::Post,
-            Some("http://127.0.0.1:8080"),
-            None
-        ));
-        assert!(!is_cross_site(
-            &Method::Get,
-            Some("https://evil.example"),
-            host
-        ));
-    }
-
-    #[test]
-    fn only_ip_addresses_localhost_and_the_given_name_are_this_host() {
-        for host in [
-            "127.0.0.1:8080",
-            "127.0.0.1",
-            "[::1]:8080",
-            "192.168.1.20:80",
-            "localhost:8080",
-            "LOCALHOST",
-            "status.localhost:8080",
-        ] {
-            assert!(is_own_host(Some(host), None), "{host}");
-        }
-        assert!(is_own_host(None, None), "an HTTP/1.0 client");
-        for host in [
-            "evil.example:8080",
-            "evil.example",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!is_own_host(Some(host), None), "{host}");
-        }
-        assert!(is_own_host(
-            Some("Controller.local:8080"),
-            Some("controller.local")
-        ));
-        assert!(!is_own_host(
-            Some("other.local:8080"),
-            Some("controller.local")
-        ));
-        assert_eq!(
-            host_name_of("controller.local:8080"),
-            Some("controller.local")
-        );
-        assert_eq!(host_name_of("127.0.0.1:8080"), None);
-        assert_eq!(host_name_of("[::1]:8080"), None);
     }
 
     #[test]

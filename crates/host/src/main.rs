@@ -115,9 +115,8 @@ fn run_project(path: &Path, http: String) -> Result<(), String> {
         load: load_options(path)?,
         http,
         file: Some(ProjectFile {
-            path: std::path::absolute(path).map_err(|e| {
-                format!("cannot resolve the project file {}: {e}", path.display())
-            })?,
+            path: std::path::absolute(path)
+                .map_err(|e| format!("cannot resolve the project file {}: {e}", path.display()))?,
             bytes: text.into_bytes(),
         }),
     };

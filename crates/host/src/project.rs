@@ -55,21 +55,21 @@ impl ProjectError {
     }
 
     /// The same error, about the property of `properties` that the
-    /// module's `message` names in quotes, if exactly one does (a module
-    /// says which property it refuses, in its own words).
+    /// module's `message` names (a module says which property it refuses,
+    /// in its own words): the one it names first.
     pub fn about_named_property(
         self,
         properties: &Option<Spanned<Table>>,
         message: &str,
     ) -> ProjectError {
-        let named: Vec<&String> = properties
+        let named = properties
             .iter()
             .flat_map(|p| p.get_ref().keys())
-            .filter(|name| message.contains(&format!("{name:?}")))
-            .collect();
-        match named.as_slice() {
-            [name] => self.with_property(name),
-            _ => self,
+            .filter_map(|name| message.find(name.as_str()).map(|at| (at, name)))
+            .min_by_key(|(at, name)| (*at, usize::MAX - name.len()));
+        match named {
+            Some((_, name)) => self.with_property(name),
+            None => self,
         }
     }
 }

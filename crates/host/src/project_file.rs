@@ -74,7 +74,8 @@ pub struct Outcome {
 pub fn check(state: &HostState, body: &Value) -> Result<Vec<Value>, EditError> {
     let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
     let (project, _) = from_body(state, &source, body)?;
-    let staged = apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let staged =
+        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
     // Dropping it destroys the instances it created: nothing changed.
     drop(staged);
     Ok(Vec::new())
@@ -94,7 +95,8 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         }
     }
     let (project, doc) = from_body(state, &source, body)?;
-    let staged = apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let staged =
+        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
     let saved = match source.file.clone() {
         Some(file) => {
             let text = updated_text(&source.loaded, &doc, staged.project())?;
@@ -142,7 +144,8 @@ pub fn reload(state: &HostState) -> Result<Outcome, EditError> {
             "message": e.message,
         })])
     })?;
-    let staged = apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, true))?;
+    let staged =
+        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, true))?;
     source.loaded = bytes;
     let applied = staged.commit();
     log::info!("reloaded {}: {}", file.display(), describe(&applied));
@@ -182,7 +185,9 @@ pub fn save(state: &HostState, path: &Path, overwrite: bool) -> Result<PathBuf, 
     write_atomic(&file, text.as_bytes(), previous.as_deref())
         .map_err(|e| EditError::Io(format!("cannot write {}: {e}", file.display())))?;
     log::info!("saved the project to {}", file.display());
-    source.project_dir = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    source.project_dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     source.file = Some(file.clone());
     source.loaded = text.into_bytes();
     Ok(file)
@@ -221,13 +226,20 @@ fn from_body(
         .as_ref()
         .map_or_else(|| "the project".to_string(), |f| f.display().to_string());
     let project = Project::parse(&name, &doc.to_string()).map_err(|e| {
-        EditError::Invalid(vec![json!({ "at": "the project", "path": [], "message": e.message })])
+        EditError::Invalid(vec![
+            json!({ "at": "the project", "path": [], "message": e.message }),
+        ])
     })?;
     Ok((project, doc))
 }
 
 fn invalid(project: &Project, errors: &[ProjectError], with_line: bool) -> EditError {
-    EditError::Invalid(errors.iter().map(|e| project.locate(e, with_line)).collect())
+    EditError::Invalid(
+        errors
+            .iter()
+            .map(|e| project.locate(e, with_line))
+            .collect(),
+    )
 }
 
 /// The project as JSON with its secrets (never sent anywhere: it becomes a
@@ -321,7 +333,11 @@ fn merge_instances(doc: &mut DocumentMut, old: &Project, new_doc: &DocumentMut, 
         .and_then(Item::as_array_of_tables)
         .cloned()
         .unwrap_or_default();
-    let Some(old_tables) = doc.get("instance").and_then(Item::as_array_of_tables).cloned() else {
+    let Some(old_tables) = doc
+        .get("instance")
+        .and_then(Item::as_array_of_tables)
+        .cloned()
+    else {
         set_or_remove(doc, "instance", Item::ArrayOfTables(new_tables));
         return;
     };
@@ -337,7 +353,8 @@ fn merge_instances(doc: &mut DocumentMut, old: &Project, new_doc: &DocumentMut, 
             continue;
         };
         let old_decl = &old.instances[index];
-        if old_decl.module.as_ref().map(|m| m.get_ref()) != decl.module.as_ref().map(|m| m.get_ref())
+        if old_decl.module.as_ref().map(|m| m.get_ref())
+            != decl.module.as_ref().map(|m| m.get_ref())
         {
             match new_table.get("module") {
                 Some(module) => {
@@ -352,7 +369,9 @@ fn merge_instances(doc: &mut DocumentMut, old: &Project, new_doc: &DocumentMut, 
         let new_properties = properties_json(&decl.properties);
         if old_properties != new_properties {
             match (
-                table.get_mut("properties").and_then(Item::as_table_like_mut),
+                table
+                    .get_mut("properties")
+                    .and_then(Item::as_table_like_mut),
                 new_table.get("properties").and_then(Item::as_table_like),
             ) {
                 (Some(into), Some(from)) => {
@@ -363,7 +382,15 @@ fn merge_instances(doc: &mut DocumentMut, old: &Project, new_doc: &DocumentMut, 
                     }
                     for (name, value) in from.iter() {
                         if old_properties.get(name) != new_properties.get(name) {
-                            into.insert(name, value.clone());
+                            // The new value, with the old one's spacing and
+                            // trailing comment.
+                            let mut item = value.clone();
+                            if let (Some(old), Some(new)) =
+                                (into.get(name).and_then(Item::as_value), item.as_value_mut())
+                            {
+                                *new.decor_mut() = old.decor().clone();
+                            }
+                            into.insert(name, item);
                         }
                     }
                 }

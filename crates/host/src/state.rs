@@ -371,7 +371,10 @@ impl HostState {
 
     /// The configuration now (a snapshot: an apply does not change it).
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Swaps in a new configuration; returns the one it replaces.

@@ -40,10 +40,17 @@ pub(super) fn save(state: &HostState, body: &[u8]) -> Reply {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let Some(path) = body.get("path").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+    let Some(path) = body
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    else {
         return Reply::error(400, format!("the body must name the file: {example}"));
     };
-    let overwrite = body.get("overwrite").and_then(Value::as_bool).unwrap_or(false);
+    let overwrite = body
+        .get("overwrite")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     match project_file::save(state, Path::new(path), overwrite) {
         Ok(file) => Reply::json(200, json!({ "saved": file.display().to_string() })),
         Err(e) => error(e),
@@ -70,9 +77,7 @@ fn outcome(result: Result<Outcome, EditError>) -> Reply {
 
 fn error(error: EditError) -> Reply {
     match error {
-        EditError::Invalid(errors) => {
-            Reply::json(400, json!({ "errors": errors, "warnings": [] }))
-        }
+        EditError::Invalid(errors) => Reply::json(400, json!({ "errors": errors, "warnings": [] })),
         EditError::Conflict(message) => Reply::json(
             409,
             json!({ "error": message, "changed_on_disk": message.contains("changed on disk") }),

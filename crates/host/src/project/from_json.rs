@@ -92,7 +92,10 @@ impl<'p> Converter<'p> {
                 let list: Vec<String> = allowed.iter().map(|k| format!("{k:?}")).collect();
                 self.error(
                     &place.then(key.as_str(), ""),
-                    format!("unknown key {key:?} in {what}; accepted: {}", list.join(", ")),
+                    format!(
+                        "unknown key {key:?} in {what}; accepted: {}",
+                        list.join(", ")
+                    ),
                 );
             }
         }
@@ -131,7 +134,10 @@ impl<'p> Converter<'p> {
             Some(Value::String(text)) => Some(text),
             None | Some(Value::Null) if !required => None,
             None | Some(Value::Null) => {
-                self.error(&place.then(key, key), format!("{key:?} is required (a string)"));
+                self.error(
+                    &place.then(key, key),
+                    format!("{key:?} is required (a string)"),
+                );
                 None
             }
             Some(other) => {
@@ -160,7 +166,9 @@ impl<'p> Converter<'p> {
         };
         let mut instances = ArrayOfTables::new();
         for (i, value) in self.array(object, "instances", &top).iter().enumerate() {
-            let place = top.then("instances", "").then(i, &format!("instance {}", i + 1));
+            let place = top
+                .then("instances", "")
+                .then(i, &format!("instance {}", i + 1));
             if let Some(table) = self.instance(value, place) {
                 instances.push(table);
             }
@@ -174,7 +182,9 @@ impl<'p> Converter<'p> {
         }
         let mut startup = ArrayOfTables::new();
         for (s, value) in self.array(object, "startup", &top).iter().enumerate() {
-            let place = top.then("startup", "").then(s, &format!("startup {}", s + 1));
+            let place = top
+                .then("startup", "")
+                .then(s, &format!("startup {}", s + 1));
             let stored = self.stored.and_then(|p| p.startup.get(s));
             if let Some(action) = self.action(value, place, stored) {
                 startup.push(action.into_table());
@@ -193,7 +203,12 @@ impl<'p> Converter<'p> {
     }
 
     fn instance(&mut self, value: &Value, mut place: Place) -> Option<Table> {
-        let object = self.object(value, &place, "an instance", &["name", "module", "properties"])?;
+        let object = self.object(
+            value,
+            &place,
+            "an instance",
+            &["name", "module", "properties"],
+        )?;
         let name = self.string(object, "name", &place, true);
         if let Some(name) = name {
             place.words = format!("instance {name:?}");
@@ -216,6 +231,8 @@ impl<'p> Converter<'p> {
         }
         if let Some(properties) = properties.filter(|p| !p.is_empty()) {
             let mut sub = Table::new();
+            // Right under its `[[instance]]`, as a person writes it.
+            sub.decor_mut().set_prefix("");
             for (key, value) in properties.iter() {
                 sub.insert(key, Item::Value(value.clone()));
             }
@@ -231,7 +248,10 @@ impl<'p> Converter<'p> {
         let when = match object.get("when") {
             Some(when) => self.trigger(when, when_place, stored.map(|s| &s.when)),
             None => {
-                self.error(&when_place, "a wire needs \"when\": {\"instance\", \"trigger\"}");
+                self.error(
+                    &when_place,
+                    "a wire needs \"when\": {\"instance\", \"trigger\"}",
+                );
                 None
             }
         };
@@ -270,7 +290,12 @@ impl<'p> Converter<'p> {
         place: Place,
         stored: Option<&TriggerDecl>,
     ) -> Option<InlineTable> {
-        let object = self.object(value, &place, "a trigger", &["instance", "trigger", "properties"])?;
+        let object = self.object(
+            value,
+            &place,
+            "a trigger",
+            &["instance", "trigger", "properties"],
+        )?;
         let instance = self.string(object, "instance", &place, true);
         let trigger = self.string(object, "trigger", &place, true);
         let stored = Stored::Table(
@@ -298,7 +323,12 @@ impl<'p> Converter<'p> {
         place: Place,
         stored: Option<&super::ActionDecl>,
     ) -> Option<InlineTable> {
-        let object = self.object(value, &place, "an action", &["instance", "action", "properties"])?;
+        let object = self.object(
+            value,
+            &place,
+            "an action",
+            &["instance", "action", "properties"],
+        )?;
         let instance = self.string(object, "instance", &place, true);
         let action = self.string(object, "action", &place, true);
         let stored = Stored::Table(
@@ -455,9 +485,18 @@ mod tests {
         let errors = document(&body, None).unwrap_err();
         let paths: Vec<&Value> = errors.iter().map(|e| &e["path"]).collect();
         assert!(paths.contains(&&json!(["extra"])), "{errors:?}");
-        assert!(paths.contains(&&json!(["instances", 0, "colour"])), "{errors:?}");
-        assert!(paths.contains(&&json!(["instances", 0, "name"])), "{errors:?}");
-        assert!(paths.contains(&&json!(["wires", 0, "when", "trigger"])), "{errors:?}");
+        assert!(
+            paths.contains(&&json!(["instances", 0, "colour"])),
+            "{errors:?}"
+        );
+        assert!(
+            paths.contains(&&json!(["instances", 0, "name"])),
+            "{errors:?}"
+        );
+        assert!(
+            paths.contains(&&json!(["wires", 0, "when", "trigger"])),
+            "{errors:?}"
+        );
         assert!(paths.contains(&&json!(["wires", 0, "then"])), "{errors:?}");
     }
 

@@ -14,7 +14,8 @@ use super::{ActionDecl, Project, ProjectError};
 
 /// What part of a declaration a span falls on.
 enum Part<'a> {
-    Field(&'static str),
+    /// A field, and the property the error concerns, if any.
+    Field(&'static str, Option<&'a str>),
     Properties(Option<&'a str>),
 }
 
@@ -39,9 +40,9 @@ impl Project {
         let property = error.property.as_deref();
         for (i, decl) in self.instances.iter().enumerate() {
             let part = if starts(&decl.name, span) {
-                Some(Part::Field("name"))
+                Some(Part::Field("name", property))
             } else if decl.module.as_ref().is_some_and(|m| starts(m, span)) {
-                Some(Part::Field("module"))
+                Some(Part::Field("module", property))
             } else if decl.properties.as_ref().is_some_and(|p| starts(p, span)) {
                 Some(Part::Properties(property))
             } else {
@@ -57,10 +58,10 @@ impl Project {
             let base = vec![json!("wires"), json!(w), json!("when")];
             let words = format!("wire {}", w + 1);
             if starts(&when.instance, span) {
-                return described(words, base, Part::Field("instance"));
+                return described(words, base, Part::Field("instance", property));
             }
             if starts(&when.trigger, span) {
-                return described(words, base, Part::Field("trigger"));
+                return described(words, base, Part::Field("trigger", property));
             }
             if when.properties.as_ref().is_some_and(|p| starts(p, span)) {
                 let (at, path) = described(words, base, Part::Properties(property));
@@ -83,11 +84,23 @@ impl Project {
         // A span no declaration starts at (the file's syntax): the innermost
         // top-level entry that contains it.
         for (key, spans) in [
-            ("instances", self.instances.iter().map(|d| d.name.span()).collect::<Vec<_>>()),
-            ("wires", self.wires.iter().map(|w| w.when.instance.span()).collect()),
+            (
+                "instances",
+                self.instances
+                    .iter()
+                    .map(|d| d.name.span())
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "wires",
+                self.wires.iter().map(|w| w.when.instance.span()).collect(),
+            ),
         ] {
             if let Some(index) = spans.iter().rposition(|s| s.start <= span.start) {
-                return (format!("{key} {}", index + 1), vec![json!(key), json!(index)]);
+                return (
+                    format!("{key} {}", index + 1),
+                    vec![json!(key), json!(index)],
+                );
             }
         }
         ("the project".into(), Vec::new())
@@ -100,9 +113,9 @@ fn action_part<'a>(
     property: Option<&'a str>,
 ) -> Option<Part<'a>> {
     if starts(&action.instance, span) {
-        Some(Part::Field("instance"))
+        Some(Part::Field("instance", property))
     } else if starts(&action.action, span) {
-        Some(Part::Field("action"))
+        Some(Part::Field("action", property))
     } else if action.properties.as_ref().is_some_and(|p| starts(p, span)) {
         Some(Part::Properties(property))
     } else {
@@ -119,7 +132,10 @@ fn starts<T>(value: &Spanned<T>, span: &Range<usize>) -> bool {
 
 fn described(words: String, mut path: Vec<Value>, part: Part) -> (String, Vec<Value>) {
     match part {
-        Part::Field(field) => {
+        // A property missing where the declaration has no properties at
+        // all is put at the declaration: it still goes under properties.
+        Part::Field(_, Some(name)) => described(words, path, Part::Properties(Some(name))),
+        Part::Field(field, None) => {
             path.push(json!(field));
             (format!("{words}, {field}"), path)
         }
@@ -132,5 +148,54 @@ fn described(words: String, mut path: Vec<Value>, part: Part) -> (String, Vec<Va
             path.push(json!(name));
             (format!("{words}, property {name}"), path)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::ModuleManifest;
+    use crate::project::Project;
+    use serde_json::json;
+
+    #[test]
+    fn errors_are_located_at_the_field_they_concern() {
+        let manifest = ModuleManifest::parse(include_str!("../../../wsio/module.toml")).unwrap();
+        let text = r#"
+[[instance]]
+name = "ws"
+[instance.properties]
+Colour = "red"
+
+[[wire]]
+when = { instance = "ws", trigger = "Messages Received" }
+then = [
+  { instance = "ws", action = "Connect" },
+  { instance = "ws", action = "Send Message" },
+]
+
+[[startup]]
+instance = "ws"
+action = "Fly"
+"#;
+        let project = Project::parse("p.toml", text).unwrap();
+        let errors = project.check_against_manifests(|_| Some(&manifest));
+        let located: Vec<_> = errors.iter().map(|e| project.locate(e, true)).collect();
+        let find = |path: serde_json::Value| {
+            located
+                .iter()
+                .find(|l| l["path"] == path)
+                .unwrap_or_else(|| panic!("{path} in {located:#?}"))
+        };
+        let colour = find(json!(["instances", 0, "properties", "Colour"]));
+        // The line `wsio run` names: the properties table's.
+        assert_eq!(colour["at"], "p.toml:4, instance \"ws\", property Colour");
+        assert_eq!(colour["line"], 4);
+        let message = find(json!(["wires", 0, "then", 1, "properties", "Message"]));
+        assert_eq!(
+            message["at"],
+            "p.toml:11, wire 1, action 2, property Message"
+        );
+        let fly = find(json!(["startup", 0, "action"]));
+        assert_eq!(fly["at"], "p.toml:16, startup 1, action");
     }
 }
