@@ -46,12 +46,10 @@ use guard::{host_name_of, is_cross_site, is_own_host};
 
 mod guard;
 mod modules;
-mod origin;
 mod project_edit;
 mod project_json;
 mod trigger_test;
 
-use origin::{host_name_of, is_cross_site, is_own_host};
 
 /// Two workers: one slow client does not hold up the others, and the
 /// machine this runs on is small.

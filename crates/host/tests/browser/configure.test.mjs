@@ -7,7 +7,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { HOST_BIN, hasExactly, openPage, startHost, step } from './support.mjs';
 
@@ -39,7 +40,7 @@ async function configure(t, refusals = []) {
   });
   page.on('response', (response) => {
     const path = new globalThis.URL(response.url()).pathname;
-    const expected = response.status() === 400 && refusals.some((end) => path.endsWith(end));
+    const expected = [400, 409].includes(response.status()) && refusals.some((end) => path.endsWith(end));
     if (response.status() >= 400 && !expected) problems.push(`${response.status()} for ${response.request().method()} ${path}`);
   });
   const project = async () => (await fetch(`${host.url}project`)).json();
@@ -78,8 +79,8 @@ async function addMessageWire(page, instance, mode, match) {
   return wire;
 }
 
-test('a new instance, wired Regex capture → Send Message <2>, tested, applied, answers', { timeout: 120_000 }, async (t) => {
-  const { host, page, problems, project } = await configure(t);
+test('a new instance, wired Regex capture → Send Message <2>, tested, applied, answers, saved', { timeout: 150_000 }, async (t) => {
+  const { host, page, problems, project } = await configure(t, ['/project']);
 
   await step('the view shows the running project and says it is the built-in demo', async () => {
     assert.equal(await page.locator('details.instance-card').count(), 2);
@@ -156,6 +157,32 @@ test('a new instance, wired Regex capture → Send Message <2>, tested, applied,
     await hasExactly(lab.locator('tr[data-key="LastReceived"] td.value'), 'kitchen');
   });
   await screenshots(page, 'status-after-apply');
+
+  const file = join(mkdtempSync(join(tmpdir(), 'wsio-configure-')), 'lab.toml');
+  await step('the demo is saved to a file, which is the project file from then on', async () => {
+    await page.getByRole('link', { name: 'Configure', exact: false }).click();
+    await page.getByRole('button', { name: 'Save project to…' }).click();
+    await page.getByLabel('Save the running project to').fill(file);
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.locator('[data-outcome="saved"]').waitFor();
+    await hasExactly(page.locator('.project-file code'), file);
+    assert.equal((await project()).file, file);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.match(readFileSync(file, 'utf8'), /name = "lab"/);
+  });
+
+  await step('an apply after the file changed on disk is refused; Reload from disk runs the file', async () => {
+    appendFileSync(file, '\n# edited by hand while the page was open\n');
+    const greeting = page.locator('details.wire').first();
+    await greeting.locator('summary').click();
+    await greeting.locator('fieldset.then li').first().getByLabel('Message', { exact: true }).fill('hello again');
+    await page.getByRole('button', { name: 'Apply', exact: true }).click();
+    await page.locator('[data-outcome="conflict"]').waitFor();
+    await page.getByRole('button', { name: 'Reload from disk' }).click();
+    await page.locator('[data-outcome="reloaded"]').waitFor();
+    await hasExactly(page.locator('#cfg-dirty'), 'No unsaved changes');
+    assert.equal(await greeting.locator('fieldset.then li').first().getByLabel('Message', { exact: true }).inputValue(), 'hello from wsio');
+  });
   assert.deepEqual(problems, []);
   await host.stop();
 });
