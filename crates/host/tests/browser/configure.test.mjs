@@ -174,7 +174,7 @@ test('a new instance, wired Regex capture → Send Message <2>, tested, applied,
   await step('an apply after the file changed on disk is refused; Reload from disk runs the file', async () => {
     appendFileSync(file, '\n# edited by hand while the page was open\n');
     const greeting = page.locator('details.wire').first();
-    await greeting.locator('summary').click();
+    await greeting.locator(':scope > summary').click();
     await greeting.locator('fieldset.then li').first().getByLabel('Message', { exact: true }).fill('hello again');
     await page.getByRole('button', { name: 'Apply', exact: true }).click();
     await page.locator('[data-outcome="conflict"]').waitFor();
