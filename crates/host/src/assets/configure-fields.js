@@ -141,11 +141,15 @@ function field(spec, owner, path, options) {
   };
   const described = [];
   const help = [];
-  if (spec.required) help.push(el('strong', { class: 'required' }, 'Required.'));
   if (spec.description) help.push(spec.description);
   const shownDefault = defaultText(spec);
-  if (kind !== 'password' && shownDefault !== '') help.push(el('span', { class: 'default' }, `Default: ${shownDefault}`));
-  if (wasSet) help.push(el('span', { class: 'default' }, 'A value is stored; it is kept unless you type a new one.'));
+  // Required, the default and a stored secret stay in sight; the
+  // description is cut to two lines until the field has the focus.
+  const facts = [];
+  if (spec.required) facts.push(el('strong', { class: 'required' }, 'Required'));
+  if (kind !== 'password' && shownDefault !== '') facts.push(`Default: ${shownDefault}`);
+  if (wasSet) facts.push('A value is stored; it is kept unless you type a new one');
+  if (facts.length) described.push(`${id}-f`);
   if (help.length) described.push(`${id}-d`);
   described.push(`${id}-e`);
   const common = {
@@ -215,7 +219,8 @@ function field(spec, owner, path, options) {
   if (options.variablesOf !== undefined && (kind === 'text' || kind === 'line_edit')) {
     wrapper.append(variablePicker(control, spec.name, options.variablesOf));
   }
-  if (help.length) wrapper.append(el('p', { class: 'hint', id: `${id}-d` }, ...help.flatMap((h, i) => (i ? [' ', h] : [h]))));
+  if (facts.length) wrapper.append(el('p', { class: 'facts', id: `${id}-f` }, ...facts.flatMap((f, i) => (i ? [' · ', f] : [f]))));
+  if (help.length) wrapper.append(el('p', { class: 'hint', id: `${id}-d` }, ...help));
   wrapper.append(el('p', { class: 'field-error', id: `${id}-e`, role: 'alert', hidden: true }));
   return wrapper;
 }

@@ -139,7 +139,20 @@ function wireSummary(wire) {
 export function wiresSection() {
   const wires = state.project.wires;
   const list = el('ol', { class: 'cards' });
+  const names = state.project.instances.map((i) => i.name);
+  if (state.wiresOf && !names.includes(state.wiresOf)) state.wiresOf = '';
+  const filter = el('div', { class: 'field wires-filter' },
+    el('label', { for: 'cfg-wires-of' }, 'Show the wires of'),
+    el('select', {
+      id: 'cfg-wires-of',
+      onchange: (event) => {
+        state.wiresOf = event.target.value;
+        state.rerender();
+      },
+    }, el('option', { value: '' }, 'every instance'),
+    names.map((name) => el('option', { value: name, selected: name === state.wiresOf || undefined }, name))));
   wires.forEach((wire, w) => {
+    if (state.wiresOf && wire.when.instance !== state.wiresOf) return;
     const path = ['wires', w];
     const manifest = moduleOf(wire.when.instance)?.manifest;
     const triggers = manifest ? manifest.triggers : [];
@@ -190,7 +203,7 @@ export function wiresSection() {
     class: 'secondary',
     disabled: state.project.instances.length === 0 || undefined,
     onclick: () => {
-      const first = state.project.instances[0];
+      const first = state.project.instances.find((i) => i.name === state.wiresOf) || state.project.instances[0];
       const manifest = moduleOf(first.name)?.manifest;
       const wire = {
         when: { instance: first.name, trigger: manifest?.triggers[0]?.name || '' },
@@ -206,7 +219,8 @@ export function wiresSection() {
   return el('section', { class: 'config-section', 'aria-labelledby': 'cfg-wires-title' },
     el('h2', { id: 'cfg-wires-title' }, 'Wires'),
     el('p', { class: 'hint' }, 'When a trigger of an instance fires, its wires run their actions in order. <1>, <2>, … in an action property are the trigger’s variables.'),
-    wires.length ? list : el('p', { class: 'hint' }, 'No wires yet.'),
+    wires.length > 1 && names.length > 1 ? filter : null,
+    list.children.length ? list : el('p', { class: 'hint' }, wires.length ? `No wire starts from ${state.wiresOf}.` : 'No wires yet.'),
     add);
 }
 
@@ -359,7 +373,7 @@ function testPanel(wire, w) {
   });
   return el('details', { class: 'test', 'data-test': w },
     el('summary', {}, 'Test this wire on a message'),
-    el('div', { class: 'test-body' }, el('div', { class: 'field' },
+    el('div', { class: 'test-body' }, el('div', { class: 'test-input' }, el('div', { class: 'field' },
       el('label', { for: `${id}-message` }, 'Sample message'),
       message,
       el('p', { class: 'hint' }, 'The module matches it with the trigger properties above and fills the actions’ variables; nothing is sent.')),
@@ -378,7 +392,7 @@ function testPanel(wire, w) {
           sample.message = received;
         },
       }, `Use Last Received of ${wire.when.instance}`),
-      el('button', { type: 'button', onclick: () => runTest(wire, sample, result) }, 'Test')),
+      el('button', { type: 'button', onclick: () => runTest(wire, sample, result) }, 'Test'))),
     result));
 }
 

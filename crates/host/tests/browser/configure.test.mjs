@@ -128,6 +128,12 @@ test('a new instance, wired Regex capture → Send Message <2>, tested, applied,
     await wire.locator('[data-test-result="matched"]').waitFor();
   });
   await screenshots(page, 'configure');
+  // The README's picture: the wire and its test, as a laptop shows them
+  // below the bar (docs/configure.png is this, through pngquant).
+  await page.setViewportSize({ width: 1240, height: 1150 });
+  await wire.evaluate((card) => window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 70));
+  await page.screenshot({ path: join(SHOTS, 'configure-wire.png'), animations: 'disabled' });
+  await page.setViewportSize({ width: 1400, height: 900 });
 
   await step('apply: lab is added, the demo instances are kept', async () => {
     await page.getByRole('button', { name: 'Apply', exact: true }).click();
