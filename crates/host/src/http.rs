@@ -50,7 +50,6 @@ mod project_edit;
 mod project_json;
 mod trigger_test;
 
-
 /// Two workers: one slow client does not hold up the others, and the
 /// machine this runs on is small.
 const WORKERS: usize = 2;

@@ -803,7 +803,11 @@ mod tests {
         assert!(asset("../Cargo.toml").is_none());
         // configure.js imports the others by these names.
         let entry = asset("configure.js").unwrap().1;
-        for name in ["configure-fields.js", "configure-wires.js", "configure-apply.js"] {
+        for name in [
+            "configure-fields.js",
+            "configure-wires.js",
+            "configure-apply.js",
+        ] {
             assert!(entry.contains(&format!("'./{name}'")), "{name}");
             assert!(asset(name).unwrap().0.starts_with("text/javascript"));
         }
@@ -812,9 +816,14 @@ mod tests {
     #[test]
     fn the_configure_view_has_a_tab_and_a_place_beside_the_status() {
         let html = page(Vec::new());
-        assert!(html.contains(r##"<a href="#configure" id="tab-configure">"##), "{html}");
+        assert!(
+            html.contains(r##"<a href="#configure" id="tab-configure">"##),
+            "{html}"
+        );
         assert!(html.contains(r#"<main id="status-view" aria-labelledby="tab-status">"#));
-        assert!(html.contains(r#"<main id="configure-view" aria-labelledby="tab-configure" hidden>"#));
+        assert!(
+            html.contains(r#"<main id="configure-view" aria-labelledby="tab-configure" hidden>"#)
+        );
         assert!(html.contains(r#"<script src="/assets/configure.js" type="module"></script>"#));
     }
 }

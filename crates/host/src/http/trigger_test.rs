@@ -40,7 +40,12 @@ pub(super) fn test_trigger(state: &HostState, instance: &str, trigger: &str, bod
         Ok(running) => running,
         Err(reply) => return reply,
     };
-    test_on(&running.module.module, &format!("instance {instance:?}"), trigger, body)
+    test_on(
+        &running.module.module,
+        &format!("instance {instance:?}"),
+        trigger,
+        body,
+    )
 }
 
 /// `POST /modules/<id>/triggers/<trigger>/test`: as the instance's, for a
