@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { HOST_BIN, hasExactly, openPage, startHost, step } from './support.mjs';
+import { HOST_BIN, hasExactly, openPage, sendFromForm, startHost, statusValue, step } from './support.mjs';
 
 const SHOTS = dirname(process.env.WSIO_SCREENSHOT || 'target/browser/status-page.png');
 
@@ -153,14 +153,11 @@ test('a new instance, wired Regex capture → Send Message <2>, tested, applied,
     await page.getByRole('link', { name: 'Status' }).click();
     const lab = page.locator('article[data-instance="lab"]');
     await hasExactly(lab.locator('.connection .badge'), 'Established');
-    const send = lab.getByRole('form', { name: 'Send Message', exact: true });
-    await send.getByLabel('Message', { exact: true }).fill('room kitchen');
-    await send.getByRole('button', { name: 'Send Message', exact: true }).click();
-    await send.locator('output[data-result="ok"]').waitFor();
+    await sendFromForm(lab, 'room kitchen');
     // The echo of "room kitchen" fires the wire, which sends "kitchen",
     // whose echo is the last message lab receives.
-    await hasExactly(lab.locator('tr[data-key="LastSent"] td.value'), 'kitchen');
-    await hasExactly(lab.locator('tr[data-key="LastReceived"] td.value'), 'kitchen');
+    await hasExactly(statusValue(lab, 'LastSent'), 'kitchen');
+    await hasExactly(statusValue(lab, 'LastReceived'), 'kitchen');
   });
   await screenshots(page, 'status-after-apply');
 

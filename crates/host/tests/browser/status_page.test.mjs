@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { HOST_BIN, hasExactly, openPage, startHost, step } from './support.mjs';
+import { HOST_BIN, hasExactly, openPage, sendFromForm, startHost, statusValue, step } from './support.mjs';
 
 const URL = process.env.WSIO_STATUS_URL;
 const SCREENSHOT = process.env.WSIO_SCREENSHOT || 'target/browser/status-page.png';
@@ -60,15 +60,12 @@ test('the status page shows live status, runs actions from the manifest and logs
   });
 
   await step('a message sent from visitor\'s form reaches piesocket, which answers', async () => {
-    const send = visitor.getByRole('form', { name: 'Send Message', exact: true });
-    await send.getByLabel('Message', { exact: true }).fill('ping from the browser');
-    await send.getByRole('button', { name: 'Send Message', exact: true }).click();
-    await send.locator('output[data-result="ok"]').waitFor();
+    await sendFromForm(visitor, 'ping from the browser');
 
-    await hasExactly(visitor.locator('tr[data-key="LastSent"] td.value'), 'ping from the browser');
-    await hasExactly(piesocket.locator('tr[data-key="LastReceived"] td.value'), 'ping from the browser');
-    await hasExactly(piesocket.locator('tr[data-key="LastSent"] td.value'), 'pong: ping from the browser');
-    await hasExactly(visitor.locator('tr[data-key="LastReceived"] td.value'), 'pong: ping from the browser');
+    await hasExactly(statusValue(visitor, 'LastSent'), 'ping from the browser');
+    await hasExactly(statusValue(piesocket, 'LastReceived'), 'ping from the browser');
+    await hasExactly(statusValue(piesocket, 'LastSent'), 'pong: ping from the browser');
+    await hasExactly(statusValue(visitor, 'LastReceived'), 'pong: ping from the browser');
 
     await log
       .locator('.entry[data-kind="trigger"]', { hasText: 'piesocket · Messages Received' })

@@ -44,6 +44,21 @@ export async function openPage(t, viewport = { width: 1280, height: 900 }) {
   return { context, page, problems };
 }
 
+/** Sends `message` with the Send Message form of the status view's
+ * instance `article`, and waits for the host's ✓. */
+export async function sendFromForm(article, message) {
+  const send = article.getByRole('form', { name: 'Send Message', exact: true });
+  await send.getByLabel('Message', { exact: true }).fill(message);
+  await send.getByRole('button', { name: 'Send Message', exact: true }).click();
+  await send.locator('output[data-result="ok"]').waitFor();
+}
+
+/** The value of status variable `key` of the status view's instance
+ * `article`. */
+export function statusValue(article, key) {
+  return article.locator(`tr[data-key="${key}"] td.value`);
+}
+
 /** A named step, so a failure says which part of the story broke. */
 export async function step(name, body) {
   try {
