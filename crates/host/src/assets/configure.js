@@ -28,9 +28,9 @@ function showView() {
   const configure = location.hash === '#configure';
   view.hidden = !configure;
   statusView.hidden = configure;
-  tabs.configure.toggleAttribute('aria-current', configure);
-  tabs.status.toggleAttribute('aria-current', !configure);
-  if (configure) tabs.configure.setAttribute('aria-current', 'page'); else tabs.status.setAttribute('aria-current', 'page');
+  const [current, other] = configure ? [tabs.configure, tabs.status] : [tabs.status, tabs.configure];
+  current.setAttribute('aria-current', 'page');
+  other.removeAttribute('aria-current');
   document.title = `${configure ? 'Configure' : 'IO Modules'} · wsio`;
   if (configure && !loaded) {
     loaded = true;
