@@ -68,6 +68,9 @@ pub struct Staged<'s> {
     wires: Vec<Wire>,
     startup: Vec<(String, ActionCall)>,
     applied: Applied,
+    /// Not errors: what the page shows beside an apply (a wire that would
+    /// loop against an echo server).
+    warnings: Vec<ProjectError>,
     committed: bool,
 }
 
@@ -100,6 +103,8 @@ pub fn stage<'s>(
         wires: Vec::new(),
         startup: Vec::new(),
         applied: Applied::default(),
+        // lead: loop_check
+        warnings: Vec::new(),
         committed: false,
     };
     let project = &staged.project;
@@ -186,6 +191,10 @@ impl Staged<'_> {
 
     pub fn applied(&self) -> &Applied {
         &self.applied
+    }
+
+    pub fn warnings(&self) -> &[ProjectError] {
+        &self.warnings
     }
 
     /// How many instances, wires and startup actions it holds.
@@ -385,7 +394,6 @@ fn prepare_wires(
     if !errors.is_empty() {
         return Err(errors);
     }
-    // lead: loop_check
     Ok(tests)
 }
 

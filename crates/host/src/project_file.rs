@@ -77,8 +77,7 @@ pub fn check(state: &HostState, body: &Value) -> Result<Vec<Value>, EditError> {
     let staged =
         apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
     // Dropping it destroys the instances it created: nothing changed.
-    drop(staged);
-    Ok(Vec::new())
+    Ok(located(&project, staged.warnings(), false))
 }
 
 /// `PUT /project`: validate, apply live, persist.
@@ -88,8 +87,8 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         let on_disk = std::fs::read(file).ok();
         if on_disk.as_deref() != Some(source.loaded.as_slice()) {
             return Err(EditError::Conflict(format!(
-                "{} changed on disk since it was loaded; reload it (POST /project/reload) or \
-                 apply again after reloading, so that nothing written there is lost",
+                "{} changed on disk since it was loaded; reload it (POST /project/reload) to \
+                 take what was written there, then make your changes again: nothing was changed",
                 file.display()
             )));
         }
@@ -107,12 +106,13 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         }
         None => None,
     };
+    let warnings = located(&project, staged.warnings(), false);
     let applied = staged.commit();
     log::info!("applied the project: {}", describe(&applied));
     Ok(Outcome {
         applied,
         saved,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -147,12 +147,20 @@ pub fn reload(state: &HostState) -> Result<Outcome, EditError> {
     let staged =
         apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, true))?;
     source.loaded = bytes;
+    let warnings = located(&project, staged.warnings(), true);
     let applied = staged.commit();
     log::info!("reloaded {}: {}", file.display(), describe(&applied));
+    for warning in &warnings {
+        log::warn!(
+            "{}: {}",
+            warning["at"].as_str().unwrap_or(""),
+            warning["message"].as_str().unwrap_or("")
+        );
+    }
     Ok(Outcome {
         applied,
         saved: None,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -234,12 +242,15 @@ fn from_body(
 }
 
 fn invalid(project: &Project, errors: &[ProjectError], with_line: bool) -> EditError {
-    EditError::Invalid(
-        errors
-            .iter()
-            .map(|e| project.locate(e, with_line))
-            .collect(),
-    )
+    EditError::Invalid(located(project, errors, with_line))
+}
+
+/// Problems as `{"at","path","message"}` (`Project::locate`).
+fn located(project: &Project, problems: &[ProjectError], with_line: bool) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|e| project.locate(e, with_line))
+        .collect()
 }
 
 /// The project as JSON with its secrets (never sent anywhere: it becomes a
