@@ -558,6 +558,24 @@ fn modules_are_listed_with_their_manifests_and_loaded_by_path() {
     let (status, body) = request(&host, "POST", "/modules", &json!({"path": path}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["module"]["id"], 1, "the same module, loaded once");
+
+    // An instance names a module by its path.
+    let mut project = get_project(&host);
+    project["instances"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "other", "module": path, "properties": {"Hostname": "127.0.0.1"}}));
+    let (status, body) = request(&host, "PUT", "/project", &project);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"]["added"], json!(["other"]));
+    let io_modules = http(&host.addr, "GET", "/io_modules", "", &[]).json();
+    let other = io_modules["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "other")
+        .unwrap();
+    assert_eq!(other["module_id"], 1, "{io_modules}");
     let (status, body) = request(
         &host,
         "POST",
