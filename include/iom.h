@@ -304,6 +304,21 @@ void iom_trigger_free(iom_prepared_trigger *prepared);
  * handle is not a prepared trigger. */
 ptrdiff_t iom_trigger_variable_count(const iom_prepared_trigger *prepared);
 
+/* Optional: what each variable of this prepared trigger's matches is, for a
+ * controller's placeholder list: a JSON array of names, variable 1 first,
+ * e.g. ["Message","room (regex group 1)","Message Type"]. Free with
+ * iom_string_free(). NULL when the handle is not a prepared trigger. */
+char *iom_trigger_variable_names(const iom_prepared_trigger *prepared);
+
+/* Optional: what an action would do with these variables, without running
+ * it and without an instance (a controller's live test of a wire): a JSON
+ * object of every property of the action, given or default, with <1>, <2>
+ * ... filled from `variables`; a non-empty secret property reads
+ * "(secret)". NULL with `error` when running it would be refused (a bad
+ * property; hex the variables make invalid). Free with iom_string_free(). */
+char *iom_action_preview(const char *action, const char *properties_json,
+                         const iom_str *variables, size_t n_variables, char **error);
+
 /* Trigger variables: variable number n is index n-1. */
 size_t iom_variables_count(const iom_variables *variables);
 /* Borrowed from `variables`; {NULL, 0} when the index is out of range. */

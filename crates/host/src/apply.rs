@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use super::abi::PreparedTrigger;
 use super::engine::{Wire, WireSet};
 use super::event_path::{Counters, InstanceEvents};
+use super::loop_check::{self, LoopSample};
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{ActionCall, Config, HostState, LoadedModule, RunningInstance, Source, destroy};
 
@@ -85,13 +86,17 @@ impl Drop for Staged<'_> {
 
 /// Step 1 (see the module documentation). `source` says where modules
 /// are found (the caller holds it locked: one apply at a time).
+/// `samples` are messages to test the wires with for the loop warning
+/// (`crate::loop_check`; the page's live test sends them).
 pub fn stage<'s>(
     state: &'s HostState,
     project: Project,
     source: &Source,
+    samples: &[LoopSample],
 ) -> Result<Staged<'s>, Vec<ProjectError>> {
     let modules = prepare_modules(state, &project, &source.project_dir, &source.default_module)?;
     let tests = prepare_wires(&project, &modules)?;
+    let warnings = loop_warnings(&project, &modules, samples);
 
     let old = state.config();
     let mut applied = Applied::default();
@@ -103,8 +108,7 @@ pub fn stage<'s>(
         wires: Vec::new(),
         startup: Vec::new(),
         applied: Applied::default(),
-        // lead: loop_check
-        warnings: Vec::new(),
+        warnings,
         committed: false,
     };
     let project = &staged.project;
@@ -468,4 +472,37 @@ fn prepare_actions(
     } else {
         Err(refused)
     }
+}
+
+/// The loop warnings of `project` (`crate::loop_check`), each located at
+/// the sent property of the action that would loop.
+fn loop_warnings(
+    project: &Project,
+    modules: &[Arc<LoadedModule>],
+    samples: &[LoopSample],
+) -> Vec<ProjectError> {
+    let module_of = |name: &str| {
+        project
+            .instances
+            .iter()
+            .position(|d| d.name.get_ref() == name)
+            .and_then(|i| modules.get(i))
+            .map(|m| &m.module)
+    };
+    loop_check::loop_warnings(project, module_of, samples)
+        .into_iter()
+        .filter_map(|warning| {
+            let (_, action) = project
+                .wire_actions(warning.wire)
+                .into_iter()
+                .nth(warning.action)?;
+            let span = action
+                .properties
+                .as_ref()
+                .map_or(action.action.span(), |p| p.span());
+            let mut error = project.error_at(span, warning.message);
+            error.property = Some(warning.property);
+            Some(error)
+        })
+        .collect()
 }

@@ -122,7 +122,8 @@ pub struct Checked {
 pub fn check(project: &Project, options: &LoadOptions) -> Result<Checked, RunError> {
     let state = HostState::new(Arc::new(EventQueue::default()), source(options, None));
     let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
-    let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+    let staged = apply::stage(&state, project.clone(), &source, &[]).map_err(RunError::Project)?;
+    log_warnings(&staged);
     let (instances, wires, startup_actions) = staged.counts();
     // Dropping it destroys the instances it created.
     drop(staged);
@@ -131,6 +132,14 @@ pub fn check(project: &Project, options: &LoadOptions) -> Result<Checked, RunErr
         wires,
         startup_actions,
     })
+}
+
+/// What the project's checks warn of (a wire that would loop against an
+/// echo server): said, not refused.
+fn log_warnings(staged: &apply::Staged<'_>) {
+    for warning in staged.warnings() {
+        log::warn!("{warning}");
+    }
 }
 
 fn source(options: &LoadOptions, file: Option<&ProjectFile>) -> Source {
@@ -159,7 +168,9 @@ pub fn run(
         let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
         // Steps 1 to 4; dropped on failure, the instances created are
         // destroyed and nothing has started.
-        let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+        let staged =
+            apply::stage(&state, project.clone(), &source, &[]).map_err(RunError::Project)?;
+        log_warnings(&staged);
         let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
         let (_, startup) = staged.install();
         (listener, startup)

@@ -315,7 +315,9 @@ const ENDPOINTS: &str = "GET /io_modules, GET /project, PUT /project, POST /proj
                          POST /project/reload, POST /project/save, GET /modules, POST /modules, \
                          POST /io_modules/<instance>/actions/<action>, \
                          POST /io_modules/<instance>/triggers/<trigger>/test, \
-                         POST /io_modules/<instance>/network, GET / (the status page), \
+                         POST /io_modules/<instance>/network, \
+                         POST /modules/<id>/triggers/<trigger>/test, \
+                         POST /modules/<id>/triggers/<trigger>/variables, GET / (the status page), \
                          GET /events (its live feed)";
 
 fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
@@ -351,6 +353,12 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             ("POST", Endpoint::TriggerTest(instance, trigger))
         }
         ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
+        ["modules", id, "triggers", trigger, "test"] => {
+            ("POST", Endpoint::ModuleTriggerTest(id, trigger))
+        }
+        ["modules", id, "triggers", trigger, "variables"] => {
+            ("POST", Endpoint::ModuleTriggerVariables(id, trigger))
+        }
         _ => {
             return Reply::error(
                 404,
@@ -392,6 +400,12 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             trigger_test::test_trigger(state, instance, trigger, body)
         }
         Endpoint::Network(instance) => network(state, instance, body),
+        Endpoint::ModuleTriggerTest(id, trigger) => {
+            trigger_test::test_module_trigger(state, id, trigger, body)
+        }
+        Endpoint::ModuleTriggerVariables(id, trigger) => {
+            trigger_test::module_trigger_variables(state, id, trigger, body)
+        }
     }
     .into()
 }
@@ -409,6 +423,8 @@ enum Endpoint<'a> {
     Action(&'a str, &'a str),
     TriggerTest(&'a str, &'a str),
     Network(&'a str),
+    ModuleTriggerTest(&'a str, &'a str),
+    ModuleTriggerVariables(&'a str, &'a str),
 }
 
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.

@@ -6,7 +6,8 @@
 //! [`abi`] (the host side of the C ABI: dlopen, instances and prepared
 //! triggers; the only module with raw FFI) with [`manifest`] (what the host reads of a module's manifest) →
 //! [`engine`] (fired triggers → wired actions, on the host's thread, with
-//! [`runaway`] to spot a wire that feeds itself) and
+//! [`runaway`] to spot a wire that feeds itself, and [`loop_check`] to warn
+//! of one before it runs) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
 //! [`controller`] brings it all up in order and back down, through
@@ -25,6 +26,7 @@ pub mod event_path;
 pub mod event_queue;
 pub mod event_stream;
 pub mod http;
+pub mod loop_check;
 pub mod manifest;
 pub mod page;
 pub mod project;

@@ -71,6 +71,10 @@ pub struct TriggerSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Fires for each message the connection receives, with the message as
+    /// its data (the loop warning tests such wires).
+    #[serde(default)]
+    pub on_message: bool,
     #[serde(default, rename = "property")]
     pub properties: Vec<PropertySpec>,
     #[serde(default, rename = "variable")]
@@ -114,6 +118,10 @@ impl TriggerSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionSpec {
     pub name: String,
+    /// The property whose value (placeholders filled) the action sends to
+    /// the server, if it sends one (the loop warning tests it).
+    #[serde(default)]
+    pub sends: Option<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default, rename = "property")]

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use toml_edit::{DocumentMut, Item};
 
 use super::apply::{self, Applied};
+use super::loop_check::LoopSample;
 use super::project::from_json;
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{HostState, Source};
@@ -74,8 +75,9 @@ pub struct Outcome {
 pub fn check(state: &HostState, body: &Value) -> Result<Vec<Value>, EditError> {
     let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
     let (project, _) = from_body(state, &source, body)?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let samples = samples(body, project.wires.len())?;
+    let staged = apply::stage(state, project.clone(), &source, &samples)
+        .map_err(|e| invalid(&project, &e, false))?;
     // Dropping it destroys the instances it created: nothing changed.
     Ok(located(&project, staged.warnings(), false))
 }
@@ -94,8 +96,9 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         }
     }
     let (project, doc) = from_body(state, &source, body)?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let samples = samples(body, project.wires.len())?;
+    let staged = apply::stage(state, project.clone(), &source, &samples)
+        .map_err(|e| invalid(&project, &e, false))?;
     let saved = match source.file.clone() {
         Some(file) => {
             let text = updated_text(&source.loaded, &doc, staged.project())?;
@@ -144,8 +147,8 @@ pub fn reload(state: &HostState) -> Result<Outcome, EditError> {
             "message": e.message,
         })])
     })?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, true))?;
+    let staged = apply::stage(state, project.clone(), &source, &[])
+        .map_err(|e| invalid(&project, &e, true))?;
     source.loaded = bytes;
     let warnings = located(&project, staged.warnings(), true);
     let applied = staged.commit();
@@ -246,6 +249,54 @@ fn invalid(project: &Project, errors: &[ProjectError], with_line: bool) -> EditE
 }
 
 /// Problems as `{"at","path","message"}` (`Project::locate`).
+/// The body's `"samples"` (`[{"wire":2,"message":"temp 21","binary":false}]`,
+/// wires numbered from 1): messages the loop warning tests the wires with.
+fn samples(body: &Value, wires: usize) -> Result<Vec<LoopSample>, EditError> {
+    let Some(list) = body.get("samples") else {
+        return Ok(Vec::new());
+    };
+    let bad = |i: usize, what: &str| {
+        EditError::Invalid(vec![json!({
+            "at": format!("sample {}", i + 1),
+            "path": ["samples", i],
+            "message": format!(
+                "{what}; a sample is {{\"wire\":2,\"message\":\"temp 21\",\"binary\":false}} \
+                 (the wire numbered from 1, binary optional)"
+            ),
+        })])
+    };
+    let Value::Array(list) = list else {
+        return Err(bad(0, "\"samples\" must be a list"));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, sample)| {
+            let wire = match sample.get("wire").and_then(Value::as_u64) {
+                Some(n) if n >= 1 && (n as usize) <= wires => n as usize - 1,
+                _ => {
+                    return Err(bad(
+                        i,
+                        &format!("\"wire\" must be a wire number from 1 to {wires}"),
+                    ));
+                }
+            };
+            let Some(message) = sample.get("message").and_then(Value::as_str) else {
+                return Err(bad(i, "\"message\" must be a string"));
+            };
+            let binary = match sample.get("binary") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad(i, "\"binary\" must be true or false")),
+            };
+            Ok(LoopSample {
+                wire,
+                message: message.as_bytes().to_vec(),
+                binary,
+            })
+        })
+        .collect()
+}
+
 fn located(project: &Project, problems: &[ProjectError], with_line: bool) -> Vec<Value> {
     problems
         .iter()

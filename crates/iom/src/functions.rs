@@ -195,6 +195,19 @@ c_functions! {
     /// with the data or the handle is not a prepared trigger.
     iom_trigger_variable_count: TriggerVariableCountFn =
         fn(prepared: *const IomPreparedTrigger) -> isize;
+    /// `iom_trigger_variable_names` (optional): the names of a prepared
+    /// trigger's variables as a JSON array, to free with `iom_string_free`.
+    iom_trigger_variable_names: TriggerVariableNamesFn =
+        fn(prepared: *const IomPreparedTrigger) -> *mut c_char;
+    /// `iom_action_preview` (optional): an action's properties with the
+    /// placeholders filled, as JSON, without running it.
+    iom_action_preview: ActionPreviewFn = fn(
+        action: *const c_char,
+        properties_json: *const c_char,
+        variables: *const IomStr,
+        n_variables: usize,
+        error: *mut *mut c_char,
+    ) -> *mut c_char;
     /// `iom_variables_count`: how many variables a match has.
     iom_variables_count: VariablesCountFn = fn(variables: *const IomVariables) -> usize;
     /// `iom_variables_get`: variable number `index + 1`, borrowed from

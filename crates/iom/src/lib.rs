@@ -37,12 +37,12 @@ pub use constants::{
     IOM_LOG_TERSE, IOM_LOG_VERBOSE, IOM_OK, IomLogLevel,
 };
 pub use functions::{
-    AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, CALLBACKS, FUNCTIONS,
-    FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, Function, InstanceActionFn,
+    AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionPreviewFn, ActionRunFn, CALLBACKS,
+    FUNCTIONS, FireTriggerExFn, FireTriggerFlowFn, FireTriggerFn, Function, InstanceActionFn,
     InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn, InstanceResumeFn, InstanceStatusFn,
     LogFn, ModuleManifestFn, StatusChangedFn, StringFreeFn, TriggerFreeFn, TriggerPrepareFn,
-    TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn, VariablesFreeFn,
-    VariablesGetFn,
+    TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, TriggerVariableNamesFn,
+    VariablesCountFn, VariablesFreeFn, VariablesGetFn,
 };
 pub use types::{
     CALLBACKS_BASE_SIZE, CALLBACKS_EX_SIZE, IomHostCallbacks, IomInstance, IomPreparedAction,

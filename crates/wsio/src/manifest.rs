@@ -156,6 +156,10 @@ pub struct PropertySpec {
 pub struct TriggerSpec {
     pub name: String,
     pub description: String,
+    /// Fires for each message the connection receives, with the message as
+    /// its data: a controller warns of a wire that would loop on it.
+    #[serde(default)]
+    pub on_message: bool,
     #[serde(rename = "property", default)]
     pub properties: Vec<PropertySpec>,
     #[serde(rename = "variable", default)]
@@ -177,6 +181,9 @@ pub struct VariableSpec {
 pub struct ActionSpec {
     pub name: String,
     pub description: String,
+    /// The property whose value (placeholders filled) the action sends to
+    /// the server, if it sends one.
+    pub sends: Option<String>,
     #[serde(rename = "property", default)]
     pub properties: Vec<PropertySpec>,
 }
@@ -543,6 +550,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_loop_keys_name_what_exists() {
+        let m = Manifest::get();
+        let on_message: Vec<&str> = m
+            .triggers
+            .iter()
+            .filter(|t| t.on_message)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(on_message, [names::TRIGGER_MESSAGES_RECEIVED]);
+        for action in &m.actions {
+            if let Some(sent) = &action.sends {
+                let p = action.properties.iter().find(|p| &p.name == sent);
+                assert!(
+                    p.is_some_and(|p| p.kind == PropertyType::String),
+                    "{}: sends = {sent:?} must name one of its string properties",
+                    action.name
+                );
+            }
+        }
+        assert_eq!(
+            m.action(names::ACTION_SEND_MESSAGE)
+                .unwrap()
+                .sends
+                .as_deref(),
+            Some(names::MESSAGE)
+        );
     }
 
     /// The reference page holds the tables of every property, trigger,

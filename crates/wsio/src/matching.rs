@@ -217,6 +217,38 @@ impl PreparedTrigger {
         }
     }
 
+    /// What each of [`PreparedTrigger::variables`] is, in order, for a
+    /// controller's placeholder list: `Message`, then `room (regex group 1)`
+    /// (or `regex group 1` for a group without a name) or `value at /temp`,
+    /// then `Message Type`; `Reason` for Disconnected and Gave Up.
+    pub fn variable_names(&self) -> Vec<String> {
+        match self.trigger {
+            Trigger::MessagesReceived => {
+                let mut names = vec!["Message".to_owned()];
+                match (&self.test, self.mode) {
+                    (Test::Regex(regex), MatchMode::Regex) => {
+                        for (n, name) in regex.capture_names().enumerate().skip(1) {
+                            names.push(match name {
+                                Some(name) => format!("{name} (regex group {n})"),
+                                None => format!("regex group {n}"),
+                            });
+                        }
+                    }
+                    (Test::Json(json), _) => names.push(if json.pointer.is_empty() {
+                        "the whole message as JSON".to_owned()
+                    } else {
+                        format!("value at {}", json.pointer)
+                    }),
+                    _ => {}
+                }
+                names.push("Message Type".to_owned());
+                names
+            }
+            Trigger::Disconnected | Trigger::GaveUp => vec!["Reason".to_owned()],
+            Trigger::Connected | Trigger::Established => Vec::new(),
+        }
+    }
+
     /// The trigger variables for matched data. Messages Received: 1 = the
     /// message, then the regex captures (2, 3, …) or the JSON value (2),
     /// then the Message Type ("text"/"binary") last. Disconnected and Gave
@@ -576,6 +608,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn variable_names_follow_the_variables() {
+        let regex = prepared("Regex", r"room (?P<room>\w+) (\d+)", true);
+        assert_eq!(
+            regex.variable_names(),
+            [
+                "Message",
+                "room (regex group 1)",
+                "regex group 2",
+                "Message Type"
+            ]
+        );
+        assert_eq!(regex.variable_names().len(), regex.variable_count());
+        let json = prepared("JSON", "/temp", true);
+        assert_eq!(
+            json.variable_names(),
+            ["Message", "value at /temp", "Message Type"]
+        );
+        assert_eq!(
+            prepared("Contains", "x", true).variable_names(),
+            ["Message", "Message Type"]
+        );
+        let gone = PreparedTrigger::prepare("Disconnected", &Value::Null).unwrap();
+        assert_eq!(gone.variable_names(), ["Reason"]);
     }
 
     #[test]

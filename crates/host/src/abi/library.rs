@@ -7,11 +7,11 @@ use std::mem::ManuallyDrop;
 use std::path::Path;
 
 use iom::{
-    AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionRunFn, IOM_ABI_VERSION, IOM_ERR_IN_CALLBACK,
-    IOM_OK, InstanceActionFn, InstanceCreateFn, InstanceDestroyFn, InstanceNetworkFn,
-    InstanceResumeFn, InstanceStatusFn, ModuleManifestFn, StringFreeFn, TriggerFreeFn,
-    TriggerPrepareFn, TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn, VariablesCountFn,
-    VariablesFreeFn, VariablesGetFn,
+    AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionPreviewFn, ActionRunFn, IOM_ABI_VERSION,
+    IOM_ERR_IN_CALLBACK, IOM_OK, InstanceActionFn, InstanceCreateFn, InstanceDestroyFn,
+    InstanceNetworkFn, InstanceResumeFn, InstanceStatusFn, ModuleManifestFn, StringFreeFn,
+    TriggerFreeFn, TriggerPrepareFn, TriggerTestExFn, TriggerTestFn, TriggerVariableCountFn,
+    TriggerVariableNamesFn, VariablesCountFn, VariablesFreeFn, VariablesGetFn,
 };
 use libloading::Library;
 
@@ -51,6 +51,10 @@ pub(super) struct Api {
     pub(super) trigger_free: TriggerFreeFn,
     /// Optional: how many variables a prepared trigger's matches give.
     pub(super) trigger_variable_count: Option<TriggerVariableCountFn>,
+    /// Optional: the names of a prepared trigger's variables.
+    pub(super) trigger_variable_names: Option<TriggerVariableNamesFn>,
+    /// Optional: an action's properties with placeholders filled.
+    pub(super) action_preview: Option<ActionPreviewFn>,
     pub(super) prepared_actions: Option<PreparedActionApi>,
     pub(super) variables_count: VariablesCountFn,
     pub(super) variables_get: VariablesGetFn,
@@ -80,6 +84,25 @@ impl Api {
             unsafe { self.take_error(error) }
         };
         Err(CallError::new(code, message))
+    }
+
+    /// Copies a string the module returned (not through `char **error`)
+    /// and frees it; None for NULL.
+    ///
+    /// # Safety
+    /// `text` is NULL or a NUL-terminated string this module returned, not
+    /// yet freed (freed here, so not used afterwards).
+    pub(super) unsafe fn take_string(&self, text: *mut c_char) -> Option<String> {
+        if text.is_null() {
+            return None;
+        }
+        // SAFETY: the caller's contract: a live module string.
+        let copy = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: freed exactly once, with the function the header names.
+        unsafe { (self.string_free)(text) };
+        Some(copy)
     }
 
     /// Copies a module-allocated error string and frees it.
@@ -165,6 +188,9 @@ impl Api {
             trigger_free: unsafe { symbol(&library, path, "iom_trigger_free") }?,
             trigger_variable_count: unsafe { symbol(&library, path, "iom_trigger_variable_count") }
                 .ok(),
+            trigger_variable_names: unsafe { symbol(&library, path, "iom_trigger_variable_names") }
+                .ok(),
+            action_preview: unsafe { symbol(&library, path, "iom_action_preview") }.ok(),
             prepared_actions: (|| {
                 Some(PreparedActionApi {
                     prepare: unsafe { symbol(&library, path, "iom_action_prepare") }.ok()?,

@@ -14,7 +14,7 @@ use super::events::{
     EventSink, SinkBox, on_fire_trigger, on_fire_trigger_ex, on_fire_trigger_flow, on_log,
     on_status_changed,
 };
-use super::instance::Instance;
+use super::instance::{Instance, iom_strs, slice_ptr};
 use super::library::Api;
 use super::prepared::PreparedTrigger;
 use crate::manifest::ModuleManifest;
@@ -143,6 +143,55 @@ impl Module {
 
     /// Compiles a project trigger's properties (`iom_trigger_prepare` with no
     /// instance, so wires can be checked before any instance starts).
+    /// What `action` would do with `variables`, without running it
+    /// (`iom_action_preview`): its properties, given or default, with the
+    /// placeholders filled and secrets reading "(secret)". None when the
+    /// module does not export it; Err with the module's message when
+    /// running it would be refused.
+    pub fn preview_action(
+        &self,
+        action: &str,
+        properties_json: &str,
+        variables: &[Vec<u8>],
+    ) -> Option<Result<serde_json::Map<String, serde_json::Value>, String>> {
+        let preview = self.api.action_preview?;
+        Some((|| {
+            let action = c_string("action name", action).map_err(|e| e.message)?;
+            let properties =
+                c_string("action properties", properties_json).map_err(|e| e.message)?;
+            let variables = iom_strs(variables);
+            let mut error: *mut c_char = ptr::null_mut();
+            // SAFETY: strings and the variables array (with the ranges it
+            // borrows) are valid for the call; `error` receives a module
+            // string or NULL.
+            let text = unsafe {
+                preview(
+                    action.as_ptr(),
+                    properties.as_ptr(),
+                    slice_ptr(&variables),
+                    variables.len(),
+                    &mut error,
+                )
+            };
+            // SAFETY: what the call returned, ours to free, freed there.
+            let Some(text) = (unsafe { self.api.take_string(text) }) else {
+                // SAFETY: `error` is what the call stored, freed only here.
+                return Err(unsafe { self.api.take_error(error) });
+            };
+            if !error.is_null() {
+                // SAFETY: as above.
+                let _ = unsafe { self.api.take_error(error) };
+            }
+            match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(map)) => Ok(map),
+                _ => Err(format!(
+                    "the module's preview is not a JSON object: {}",
+                    crate::state::shorten(text.as_bytes())
+                )),
+            }
+        })())
+    }
+
     pub fn prepare_trigger(
         &self,
         trigger: &str,

@@ -81,6 +81,18 @@ impl PreparedTrigger {
         // SAFETY: `raw` is live until Drop.
         Some(unsafe { count(self.raw) })
     }
+
+    /// What each variable is, variable 1 first ("Message", "room (regex
+    /// group 1)", …), as the module says (`iom_trigger_variable_names`).
+    /// None when the module does not export it or answers no JSON list.
+    pub fn variable_names(&self) -> Option<Vec<String>> {
+        let names = self.api.trigger_variable_names?;
+        // SAFETY: `raw` is live until Drop.
+        let text = unsafe { names(self.raw) };
+        // SAFETY: a string the module returned for us to free, freed there.
+        let text = unsafe { self.api.take_string(text) }?;
+        serde_json::from_str(&text).ok()
+    }
 }
 
 impl Drop for PreparedTrigger {

@@ -27,7 +27,7 @@ use super::handles::{
 };
 use super::send_fast_path::plain_send_message;
 use crate::instance::driver;
-use crate::instance::{Instance, InstanceError, Options, PreparedAction};
+use crate::instance::{Instance, InstanceError, Options, PreparedAction, preview_action};
 use crate::manifest::MANIFEST_TOML;
 use crate::manifest::names;
 use crate::matching::{PreparedTrigger, fill_placeholders};
@@ -365,6 +365,64 @@ pub extern "C" fn iom_trigger_variable_count(prepared: *const IomPreparedTrigger
                 isize::try_from(trigger.variable_count()).unwrap_or(-1)
             })
             .unwrap_or(-1)
+    })
+}
+
+/// See iom.h. Reads no caller memory: the handle is only looked up.
+#[unsafe(no_mangle)]
+pub extern "C" fn iom_trigger_variable_names(prepared: *const IomPreparedTrigger) -> *mut c_char {
+    guard(std::ptr::null_mut(), ErrorOut::none(), |_| {
+        if prepared.is_null() {
+            return std::ptr::null_mut();
+        }
+        triggers()
+            .with_recent(&RECENT_TRIGGERS, prepared as usize, |trigger| {
+                let names = serde_json::Value::from(trigger.variable_names());
+                c_text(&names.to_string()).into_raw()
+            })
+            .unwrap_or(std::ptr::null_mut())
+    })
+}
+
+/// See iom.h.
+///
+/// # Safety
+/// `action` and `properties_json` are NULL or NUL-terminated strings;
+/// `variables` is NULL or points to `n_variables` `iom_str`s, each NULL or
+/// pointing to `len` readable bytes; `error` is NULL or writable storage for
+/// one `char *`; all valid for the duration of the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn iom_action_preview(
+    action: *const c_char,
+    properties_json: *const c_char,
+    variables: *const IomStr,
+    n_variables: usize,
+    error: *mut *mut c_char,
+) -> *mut c_char {
+    // SAFETY: `error` as this function's contract says.
+    let error = unsafe { ErrorOut::new(error) };
+    guard(std::ptr::null_mut(), error, |error| {
+        // Every read below: the arguments are valid for this call (the
+        // contract), and what is read from them is used within it.
+        let result = (|| {
+            // SAFETY: see above.
+            let name = unsafe { read_str(action, "action") }?;
+            // SAFETY: see above.
+            let json = unsafe { read_json(properties_json, "properties_json") }?;
+            // SAFETY: see above.
+            let vars = unsafe { read_variables(variables, n_variables) }?;
+            preview_action(name, &json, &vars).map_err(|e| e.message)
+        })();
+        match result {
+            Ok(preview) => {
+                error.clear();
+                c_text(&serde_json::Value::Object(preview).to_string()).into_raw()
+            }
+            Err(message) => {
+                error.set(&message);
+                std::ptr::null_mut()
+            }
+        }
     })
 }
 
