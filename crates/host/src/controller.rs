@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::abi::{Module, PreparedTrigger};
+use super::abi::{Module, ModuleSource, PreparedTrigger};
 use super::engine::{Engine, EventQueue, Wire};
 use super::event_path::{Counters, InstanceEvents, WireTest};
 use super::http::HttpListener;
@@ -39,13 +39,15 @@ pub fn module_file_name() -> String {
     )
 }
 
-/// This crate's module: next to the running executable, where `cargo build`
-/// and `cargo run` put both (`target/<profile>/`) and where an install puts
-/// them side by side. `cargo test` builds the module only into
+/// This crate's module, for instances that name none: the `libwsio.so`
+/// next to the running executable, where `cargo build` and `cargo run` put
+/// both (`target/<profile>/`); failing that, the module linked into the
+/// executable (after `cargo install`, or from the Debian package), so that
+/// `wsio` works on its own. `cargo test` builds the module only into
 /// `target/<profile>/deps/` and leaves any copy beside the executable as it
 /// was, possibly stale; so when both exist, the newer one is the module
 /// built from the current source.
-pub fn default_module_path() -> Result<PathBuf, String> {
+pub fn default_module() -> Result<ModuleSource, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the running executable to locate its module: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
@@ -53,9 +55,10 @@ pub fn default_module_path() -> Result<PathBuf, String> {
     let in_deps = dir.join("deps").join(module_file_name());
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     Ok(match (modified(&beside), modified(&in_deps)) {
-        (Some(b), Some(d)) if d > b => in_deps,
-        (None, Some(_)) => in_deps,
-        _ => beside,
+        (Some(b), Some(d)) if d > b => ModuleSource::File(in_deps),
+        (Some(_), _) => ModuleSource::File(beside),
+        (None, Some(_)) => ModuleSource::File(in_deps),
+        (None, None) => ModuleSource::BuiltIn,
     })
 }
 
@@ -65,7 +68,7 @@ pub struct LoadOptions {
     /// (the project file's), so a project can ship beside its modules.
     pub project_dir: PathBuf,
     /// Used for instances that name no module.
-    pub default_module: PathBuf,
+    pub default_module: ModuleSource,
 }
 
 /// What `run` needs besides the project.
@@ -438,37 +441,41 @@ fn load_modules(
     options: &LoadOptions,
 ) -> Result<(Vec<Module>, Vec<usize>), RunError> {
     let mut modules: Vec<Module> = Vec::new();
-    let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
+    let mut by_source: HashMap<ModuleSource, usize> = HashMap::new();
     let mut module_of_instance = Vec::new();
     let mut errors = Vec::new();
     for decl in &project.instances {
-        let path = match &decl.module {
-            Some(module) => options.project_dir.join(module.get_ref()),
+        let source = match &decl.module {
+            Some(module) => ModuleSource::File(options.project_dir.join(module.get_ref())),
             None => options.default_module.clone(),
         };
         // The same file under two spellings is still one module.
-        let key = path.canonicalize().unwrap_or_else(|_| path.clone());
-        if let Some(&index) = by_path.get(&key) {
+        let key = match &source {
+            ModuleSource::File(path) => {
+                ModuleSource::File(path.canonicalize().unwrap_or_else(|_| path.clone()))
+            }
+            ModuleSource::BuiltIn => ModuleSource::BuiltIn,
+        };
+        if let Some(&index) = by_source.get(&key) {
             module_of_instance.push(index);
             continue;
         }
-        match Module::load(&path) {
+        match Module::open(&source) {
             Ok(module) => {
                 log::info!(
-                    "loaded module {} {} from {}",
+                    "loaded module {} {} from {source}",
                     module.manifest().module.name,
                     module.manifest().module.version,
-                    path.display()
                 );
-                by_path.insert(key, modules.len());
+                by_source.insert(key, modules.len());
                 module_of_instance.push(modules.len());
                 modules.push(module);
             }
             Err(e) => {
                 let span = decl.module.as_ref().map_or(decl.name.span(), |m| m.span());
                 let hint = if decl.module.is_none() {
-                    " (the default module is the one next to the wsio executable; build it with \
-                     `cargo build`, or name one with module = \"path\")"
+                    " (the default module is the libwsio.so next to the wsio executable, else \
+                     the one built into it; name another with module = \"path\")"
                 } else {
                     ""
                 };
