@@ -75,7 +75,7 @@ done
 dpkg-deb --field "$deb" Package Version Architecture Depends
 
 step "lintian (errors fail; accepted warnings: docs/packaging.md)"
-lintian --fail-on error --no-tag-display-limit "$deb"
+lintian --fail-on error --tag-display-limit 0 "$deb"
 
 step "install (dpkg -i)"
 if dpkg -s wsio >/dev/null 2>&1; then $SUDO dpkg --purge wsio; fi
@@ -129,8 +129,21 @@ step "the C example host, built against the installed header with pkg-config"
 pkg-config --exists --print-errors wsio
 cc -Wall -Wextra -Werror -std=c11 -pthread crates/host/tests/c/echo_host.c \
   $(pkg-config --cflags --libs wsio) -ldl -o "$scratch/echo_host"
-readelf -d "$scratch/echo_host" | grep -q 'NEEDED.*\[libwsio.so.1\]' \
-  || fail "echo_host is not linked against libwsio.so.1"
+# echo_host dlopen()s the module; a host may link it instead (-lwsio):
+# that takes the dev symlink, records the SONAME and loads through ldconfig.
+cat >"$scratch/linked.c" <<'C'
+#include <stdio.h>
+#include <iom.h>
+int main(void) {
+    printf("linked module: ABI version %u\n", iom_abi_version());
+    return iom_abi_version() == IOM_ABI_VERSION ? 0 : 1;
+}
+C
+cc -Wall -Wextra -Werror -std=c11 "$scratch/linked.c" $(pkg-config --cflags --libs wsio) \
+  -o "$scratch/linked"
+readelf -d "$scratch/linked" | grep -q 'NEEDED.*\[libwsio.so.1\]' \
+  || fail "a host linked with -lwsio does not need libwsio.so.1"
+"$scratch/linked"
 /usr/bin/wsio demo-server --listen 127.0.0.1:0 >"$scratch/demo.log" 2>&1 &
 demo=$!
 pids+=("$demo")

@@ -35,15 +35,35 @@ impl Drop for Folder {
     }
 }
 
+/// The environment a user's shell gives cargo. What `cargo test` adds for
+/// a test (`LD_LIBRARY_PATH`, `CARGO_PKG_*`, …) would reach the build
+/// scripts of the nested build and make it rebuild what the release build
+/// before it made (ring's, through the `cc` crate).
+const USER_ENVIRONMENT: &[&str] = &[
+    "PATH",
+    "HOME",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO_TARGET_DIR",
+    "CARGO_INCREMENTAL",
+];
+
 /// `cargo install --path <this crate> --root <root>`: the workspace's target
 /// folder and Cargo.lock, as a user's install would use them.
 fn cargo_install(root: &Path) -> PathBuf {
-    let output = Command::new(env!("CARGO"))
+    let mut command = Command::new(env!("CARGO"));
+    command.env_clear();
+    for name in USER_ENVIRONMENT {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let output = command
         .args(["install", "--locked", "--quiet", "--path"])
         .arg(env!("CARGO_MANIFEST_DIR"))
         .arg("--root")
         .arg(root)
-        .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
     assert!(
