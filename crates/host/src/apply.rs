@@ -26,12 +26,11 @@
 //! A rename is a remove and an add: instances are matched by name.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::abi::PreparedTrigger;
+use super::abi::{ModuleSource, PreparedTrigger};
 use super::engine::{Wire, WireSet};
 use super::event_path::{Counters, InstanceEvents};
 use super::loop_check::{self, LoopSample};
@@ -280,7 +279,7 @@ fn prepare_modules(
     state: &HostState,
     project: &Project,
     project_dir: &std::path::Path,
-    default_module: &std::path::Path,
+    default_module: &ModuleSource,
 ) -> Result<Vec<Arc<LoadedModule>>, Vec<ProjectError>> {
     let errors = project.check_structure();
     if !errors.is_empty() {
@@ -289,17 +288,17 @@ fn prepare_modules(
     let mut modules = Vec::new();
     let mut errors = Vec::new();
     for decl in &project.instances {
-        let path: PathBuf = match &decl.module {
-            Some(module) => project_dir.join(module.get_ref()),
-            None => default_module.to_path_buf(),
+        let source = match &decl.module {
+            Some(module) => ModuleSource::File(project_dir.join(module.get_ref())),
+            None => default_module.clone(),
         };
-        match state.module(&path) {
+        match state.module(&source) {
             Ok(module) => modules.push(module),
             Err(e) => {
                 let span = decl.module.as_ref().map_or(decl.name.span(), |m| m.span());
                 let hint = if decl.module.is_none() {
-                    " (the default module is the one next to the wsio executable; build it with \
-                     `cargo build`, or name one with module = \"path\")"
+                    " (the default module is the libwsio.so next to the wsio executable, else \
+                     the one built into it; name another with module = \"path\")"
                 } else {
                     ""
                 };
