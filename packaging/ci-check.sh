@@ -111,6 +111,11 @@ curl --silent --show-error --fail --max-time 10 "$api" | tee "$scratch/io_module
 echo
 grep -q '"name":"WebSocket Client"' "$scratch/io_modules.json" || fail "GET /io_modules shows no module"
 grep -q '"name":"demo"' "$scratch/io_modules.json" || fail "GET /io_modules shows no instance demo"
+# What the unit's ExecReload sends: the project is re-read and applied,
+# the unchanged instance kept, and wsio goes on serving.
+kill -HUP "$host"
+wait_line "$scratch/run.log" 'reloaded /etc/wsio/project.toml: no instance changed' "$host"
+curl --silent --show-error --fail --max-time 10 "$api" >/dev/null || fail "no answer after SIGHUP"
 kill -TERM "$host"
 wait "$host" || fail "wsio did not exit 0 on SIGTERM: $(cat "$scratch/run.log")"
 
