@@ -26,14 +26,14 @@
 //! A rename is a remove and an add: instances are matched by name.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::abi::PreparedTrigger;
+use super::abi::{ModuleSource, PreparedTrigger};
 use super::engine::{Wire, WireSet};
 use super::event_path::{Counters, InstanceEvents};
+use super::loop_check::{self, LoopSample};
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{ActionCall, Config, HostState, LoadedModule, RunningInstance, Source, destroy};
 
@@ -68,6 +68,9 @@ pub struct Staged<'s> {
     wires: Vec<Wire>,
     startup: Vec<(String, ActionCall)>,
     applied: Applied,
+    /// Not errors: what the page shows beside an apply (a wire that would
+    /// loop against an echo server).
+    warnings: Vec<ProjectError>,
     committed: bool,
 }
 
@@ -82,13 +85,17 @@ impl Drop for Staged<'_> {
 
 /// Step 1 (see the module documentation). `source` says where modules
 /// are found (the caller holds it locked: one apply at a time).
+/// `samples` are messages to test the wires with for the loop warning
+/// (`crate::loop_check`; the page's live test sends them).
 pub fn stage<'s>(
     state: &'s HostState,
     project: Project,
     source: &Source,
+    samples: &[LoopSample],
 ) -> Result<Staged<'s>, Vec<ProjectError>> {
     let modules = prepare_modules(state, &project, &source.project_dir, &source.default_module)?;
     let tests = prepare_wires(&project, &modules)?;
+    let warnings = loop_warnings(&project, &modules, samples);
 
     let old = state.config();
     let mut applied = Applied::default();
@@ -100,6 +107,7 @@ pub fn stage<'s>(
         wires: Vec::new(),
         startup: Vec::new(),
         applied: Applied::default(),
+        warnings,
         committed: false,
     };
     let project = &staged.project;
@@ -188,6 +196,10 @@ impl Staged<'_> {
         &self.applied
     }
 
+    pub fn warnings(&self) -> &[ProjectError] {
+        &self.warnings
+    }
+
     /// How many instances, wires and startup actions it holds.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.instances.len(), self.wires.len(), self.startup.len())
@@ -267,7 +279,7 @@ fn prepare_modules(
     state: &HostState,
     project: &Project,
     project_dir: &std::path::Path,
-    default_module: &std::path::Path,
+    default_module: &ModuleSource,
 ) -> Result<Vec<Arc<LoadedModule>>, Vec<ProjectError>> {
     let errors = project.check_structure();
     if !errors.is_empty() {
@@ -276,17 +288,17 @@ fn prepare_modules(
     let mut modules = Vec::new();
     let mut errors = Vec::new();
     for decl in &project.instances {
-        let path: PathBuf = match &decl.module {
-            Some(module) => project_dir.join(module.get_ref()),
-            None => default_module.to_path_buf(),
+        let source = match &decl.module {
+            Some(module) => ModuleSource::File(project_dir.join(module.get_ref())),
+            None => default_module.clone(),
         };
-        match state.module(&path) {
+        match state.module(&source) {
             Ok(module) => modules.push(module),
             Err(e) => {
                 let span = decl.module.as_ref().map_or(decl.name.span(), |m| m.span());
                 let hint = if decl.module.is_none() {
-                    " (the default module is the one next to the wsio executable; build it with \
-                     `cargo build`, or name one with module = \"path\")"
+                    " (the default module is the libwsio.so next to the wsio executable, else \
+                     the one built into it; name another with module = \"path\")"
                 } else {
                     ""
                 };
@@ -385,7 +397,6 @@ fn prepare_wires(
     if !errors.is_empty() {
         return Err(errors);
     }
-    // lead: loop_check
     Ok(tests)
 }
 
@@ -460,4 +471,37 @@ fn prepare_actions(
     } else {
         Err(refused)
     }
+}
+
+/// The loop warnings of `project` (`crate::loop_check`), each located at
+/// the sent property of the action that would loop.
+fn loop_warnings(
+    project: &Project,
+    modules: &[Arc<LoadedModule>],
+    samples: &[LoopSample],
+) -> Vec<ProjectError> {
+    let module_of = |name: &str| {
+        project
+            .instances
+            .iter()
+            .position(|d| d.name.get_ref() == name)
+            .and_then(|i| modules.get(i))
+            .map(|m| &m.module)
+    };
+    loop_check::loop_warnings(project, module_of, samples)
+        .into_iter()
+        .filter_map(|warning| {
+            let (_, action) = project
+                .wire_actions(warning.wire)
+                .into_iter()
+                .nth(warning.action)?;
+            let span = action
+                .properties
+                .as_ref()
+                .map_or(action.action.span(), |p| p.span());
+            let mut error = project.error_at(span, warning.message);
+            error.property = Some(warning.property);
+            Some(error)
+        })
+        .collect()
 }

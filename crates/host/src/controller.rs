@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::abi::ModuleSource;
 use super::apply;
 use super::engine::{Engine, EventQueue};
 use super::http::HttpListener;
@@ -40,13 +41,15 @@ pub fn module_file_name() -> String {
     )
 }
 
-/// This crate's module: next to the running executable, where `cargo build`
-/// and `cargo run` put both (`target/<profile>/`) and where an install puts
-/// them side by side. `cargo test` builds the module only into
+/// This crate's module, for instances that name none: the `libwsio.so`
+/// next to the running executable, where `cargo build` and `cargo run` put
+/// both (`target/<profile>/`); failing that, the module linked into the
+/// executable (after `cargo install`, or from the Debian package), so that
+/// `wsio` works on its own. `cargo test` builds the module only into
 /// `target/<profile>/deps/` and leaves any copy beside the executable as it
 /// was, possibly stale; so when both exist, the newer one is the module
 /// built from the current source.
-pub fn default_module_path() -> Result<PathBuf, String> {
+pub fn default_module() -> Result<ModuleSource, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the running executable to locate its module: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
@@ -54,9 +57,10 @@ pub fn default_module_path() -> Result<PathBuf, String> {
     let in_deps = dir.join("deps").join(module_file_name());
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     Ok(match (modified(&beside), modified(&in_deps)) {
-        (Some(b), Some(d)) if d > b => in_deps,
-        (None, Some(_)) => in_deps,
-        _ => beside,
+        (Some(b), Some(d)) if d > b => ModuleSource::File(in_deps),
+        (Some(_), _) => ModuleSource::File(beside),
+        (None, Some(_)) => ModuleSource::File(in_deps),
+        (None, None) => ModuleSource::BuiltIn,
     })
 }
 
@@ -66,7 +70,7 @@ pub struct LoadOptions {
     /// (the project file's), so a project can ship beside its modules.
     pub project_dir: PathBuf,
     /// Used for instances that name no module.
-    pub default_module: PathBuf,
+    pub default_module: ModuleSource,
 }
 
 /// What `run` needs besides the project.
@@ -122,7 +126,8 @@ pub struct Checked {
 pub fn check(project: &Project, options: &LoadOptions) -> Result<Checked, RunError> {
     let state = HostState::new(Arc::new(EventQueue::default()), source(options, None));
     let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
-    let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+    let staged = apply::stage(&state, project.clone(), &source, &[]).map_err(RunError::Project)?;
+    log_warnings(&staged);
     let (instances, wires, startup_actions) = staged.counts();
     // Dropping it destroys the instances it created.
     drop(staged);
@@ -131,6 +136,14 @@ pub fn check(project: &Project, options: &LoadOptions) -> Result<Checked, RunErr
         wires,
         startup_actions,
     })
+}
+
+/// What the project's checks warn of (a wire that would loop against an
+/// echo server): said, not refused.
+fn log_warnings(staged: &apply::Staged<'_>) {
+    for warning in staged.warnings() {
+        log::warn!("{warning}");
+    }
 }
 
 fn source(options: &LoadOptions, file: Option<&ProjectFile>) -> Source {
@@ -159,7 +172,9 @@ pub fn run(
         let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
         // Steps 1 to 4; dropped on failure, the instances created are
         // destroyed and nothing has started.
-        let staged = apply::stage(&state, project.clone(), &source).map_err(RunError::Project)?;
+        let staged =
+            apply::stage(&state, project.clone(), &source, &[]).map_err(RunError::Project)?;
+        log_warnings(&staged);
         let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
         let (_, startup) = staged.install();
         (listener, startup)

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 
 use clap::{Parser, Subcommand};
-use wsio_host::abi::Module;
+use wsio_host::abi::{Module, ModuleSource};
 use wsio_host::controller::{self, LoadOptions, ProjectFile, RunError, RunOptions};
 use wsio_host::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
 use wsio_host::project::Project;
@@ -71,7 +71,8 @@ enum Command {
     },
     /// Print a module's manifest (its triggers, actions and properties).
     Manifest {
-        /// The module's shared library; default: the one next to this program.
+        /// The module's shared library; default: the one next to this
+        /// program, else the module built into it.
         #[arg(long, value_name = "PATH")]
         module: Option<PathBuf>,
     },
@@ -145,7 +146,7 @@ fn load_options(path: &Path) -> Result<LoadOptions, String> {
         project_dir: path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        default_module: controller::default_module_path()?,
+        default_module: controller::default_module()?,
     })
 }
 
@@ -172,7 +173,7 @@ fn run_demo(http: String) -> Result<(), String> {
     let options = RunOptions {
         load: LoadOptions {
             project_dir: PathBuf::from("."),
-            default_module: controller::default_module_path()?,
+            default_module: controller::default_module()?,
         },
         http,
         file: None,
@@ -260,11 +261,11 @@ fn demo_server(listen: SocketAddr, tls: bool) -> Result<(), String> {
 }
 
 fn manifest(module: Option<PathBuf>) -> Result<(), String> {
-    let path = match module {
-        Some(path) => path,
-        None => controller::default_module_path()?,
+    let source = match module {
+        Some(path) => ModuleSource::File(path),
+        None => controller::default_module()?,
     };
-    let module = Module::load(&path).map_err(|e| e.to_string())?;
+    let module = Module::open(&source).map_err(|e| e.to_string())?;
     print!("{}", module.manifest_text());
     if !module.manifest_text().ends_with('\n') {
         println!();

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use toml_edit::{DocumentMut, Item};
 
 use super::apply::{self, Applied};
+use super::loop_check::LoopSample;
 use super::project::from_json;
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{HostState, Source};
@@ -74,11 +75,11 @@ pub struct Outcome {
 pub fn check(state: &HostState, body: &Value) -> Result<Vec<Value>, EditError> {
     let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
     let (project, _) = from_body(state, &source, body)?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let samples = samples(body, project.wires.len())?;
+    let staged = apply::stage(state, project.clone(), &source, &samples)
+        .map_err(|e| invalid(&project, &e, false))?;
     // Dropping it destroys the instances it created: nothing changed.
-    drop(staged);
-    Ok(Vec::new())
+    Ok(located(&project, staged.warnings(), false))
 }
 
 /// `PUT /project`: validate, apply live, persist.
@@ -88,15 +89,16 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         let on_disk = std::fs::read(file).ok();
         if on_disk.as_deref() != Some(source.loaded.as_slice()) {
             return Err(EditError::Conflict(format!(
-                "{} changed on disk since it was loaded; reload it (POST /project/reload) or \
-                 apply again after reloading, so that nothing written there is lost",
+                "{} changed on disk since it was loaded; reload it (POST /project/reload) to \
+                 take what was written there, then make your changes again: nothing was changed",
                 file.display()
             )));
         }
     }
     let (project, doc) = from_body(state, &source, body)?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, false))?;
+    let samples = samples(body, project.wires.len())?;
+    let staged = apply::stage(state, project.clone(), &source, &samples)
+        .map_err(|e| invalid(&project, &e, false))?;
     let saved = match source.file.clone() {
         Some(file) => {
             let text = updated_text(&source.loaded, &doc, staged.project())?;
@@ -107,12 +109,13 @@ pub fn put(state: &HostState, body: &Value) -> Result<Outcome, EditError> {
         }
         None => None,
     };
+    let warnings = located(&project, staged.warnings(), false);
     let applied = staged.commit();
     log::info!("applied the project: {}", describe(&applied));
     Ok(Outcome {
         applied,
         saved,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -144,15 +147,23 @@ pub fn reload(state: &HostState) -> Result<Outcome, EditError> {
             "message": e.message,
         })])
     })?;
-    let staged =
-        apply::stage(state, project.clone(), &source).map_err(|e| invalid(&project, &e, true))?;
+    let staged = apply::stage(state, project.clone(), &source, &[])
+        .map_err(|e| invalid(&project, &e, true))?;
     source.loaded = bytes;
+    let warnings = located(&project, staged.warnings(), true);
     let applied = staged.commit();
     log::info!("reloaded {}: {}", file.display(), describe(&applied));
+    for warning in &warnings {
+        log::warn!(
+            "{}: {}",
+            warning["at"].as_str().unwrap_or(""),
+            warning["message"].as_str().unwrap_or("")
+        );
+    }
     Ok(Outcome {
         applied,
         saved: None,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -234,12 +245,63 @@ fn from_body(
 }
 
 fn invalid(project: &Project, errors: &[ProjectError], with_line: bool) -> EditError {
-    EditError::Invalid(
-        errors
-            .iter()
-            .map(|e| project.locate(e, with_line))
-            .collect(),
-    )
+    EditError::Invalid(located(project, errors, with_line))
+}
+
+/// Problems as `{"at","path","message"}` (`Project::locate`).
+/// The body's `"samples"` (`[{"wire":2,"message":"temp 21","binary":false}]`,
+/// wires numbered from 1): messages the loop warning tests the wires with.
+fn samples(body: &Value, wires: usize) -> Result<Vec<LoopSample>, EditError> {
+    let Some(list) = body.get("samples") else {
+        return Ok(Vec::new());
+    };
+    let bad = |i: usize, what: &str| {
+        EditError::Invalid(vec![json!({
+            "at": format!("sample {}", i + 1),
+            "path": ["samples", i],
+            "message": format!(
+                "{what}; a sample is {{\"wire\":2,\"message\":\"temp 21\",\"binary\":false}} \
+                 (the wire numbered from 1, binary optional)"
+            ),
+        })])
+    };
+    let Value::Array(list) = list else {
+        return Err(bad(0, "\"samples\" must be a list"));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, sample)| {
+            let wire = match sample.get("wire").and_then(Value::as_u64) {
+                Some(n) if n >= 1 && (n as usize) <= wires => n as usize - 1,
+                _ => {
+                    return Err(bad(
+                        i,
+                        &format!("\"wire\" must be a wire number from 1 to {wires}"),
+                    ));
+                }
+            };
+            let Some(message) = sample.get("message").and_then(Value::as_str) else {
+                return Err(bad(i, "\"message\" must be a string"));
+            };
+            let binary = match sample.get("binary") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad(i, "\"binary\" must be true or false")),
+            };
+            Ok(LoopSample {
+                wire,
+                message: message.as_bytes().to_vec(),
+                binary,
+            })
+        })
+        .collect()
+}
+
+fn located(project: &Project, problems: &[ProjectError], with_line: bool) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|e| project.locate(e, with_line))
+        .collect()
 }
 
 /// The project as JSON with its secrets (never sent anywhere: it becomes a

@@ -5,14 +5,14 @@
 //! action is logged and recorded the same way whoever asked for it.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Local};
 
-use super::abi::{CallError, Instance, LoadError, Module, PreparedAction};
+use super::abi::{CallError, Instance, LoadError, Module, ModuleSource, PreparedAction};
 use super::engine::Wiring;
 use super::event_path::Counters;
 use super::event_queue::EventQueue;
@@ -33,8 +33,9 @@ pub const SUBSCRIBER_BACKLOG: usize = 4096;
 /// until the host stops.
 pub struct LoadedModule {
     pub id: u64,
-    /// The path it was loaded from, as resolved (before canonicalising).
-    pub path: PathBuf,
+    /// Where it was loaded from: a file's path as resolved (before
+    /// canonicalising), or the module built into the executable.
+    pub source: ModuleSource,
     pub module: Module,
 }
 
@@ -357,7 +358,7 @@ pub struct Source {
     /// Relative module paths are resolved against this directory.
     pub project_dir: PathBuf,
     /// The module of instances that name none.
-    pub default_module: PathBuf,
+    pub default_module: ModuleSource,
 }
 
 impl HostState {
@@ -422,27 +423,29 @@ impl HostState {
         }
     }
 
-    /// The module loaded from `path` (canonical paths compared), loading it
+    /// The module loaded from `source` (files by canonical path), loading it
     /// now if no instance used it yet.
-    pub fn module(&self, path: &Path) -> Result<Arc<LoadedModule>, LoadError> {
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    pub fn module(&self, source: &ModuleSource) -> Result<Arc<LoadedModule>, LoadError> {
+        let canonical = |source: &ModuleSource| match source {
+            ModuleSource::File(path) => {
+                ModuleSource::File(path.canonicalize().unwrap_or_else(|_| path.clone()))
+            }
+            ModuleSource::BuiltIn => ModuleSource::BuiltIn,
+        };
+        let key = canonical(source);
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = modules
-            .iter()
-            .find(|m| m.path.canonicalize().unwrap_or_else(|_| m.path.clone()) == key)
-        {
+        if let Some(found) = modules.iter().find(|m| canonical(&m.source) == key) {
             return Ok(found.clone());
         }
-        let module = Module::load(path)?;
+        let module = Module::open(source)?;
         log::info!(
-            "loaded module {} {} from {}",
+            "loaded module {} {} from {source}",
             module.manifest().module.name,
             module.manifest().module.version,
-            path.display()
         );
         let loaded = Arc::new(LoadedModule {
             id: modules.len() as u64 + 1,
-            path: path.to_path_buf(),
+            source: source.clone(),
             module,
         });
         modules.push(loaded.clone());

@@ -390,6 +390,24 @@ then = {{ instance = "a", action = "Send Message", properties = {{ Message = "<2
 }
 
 #[test]
+fn check_warns_of_a_wire_whose_message_its_own_trigger_matches_and_passes() {
+    let project = format!(
+        r#"{}
+[[wire]]
+when = {{ instance = "echo", trigger = "Messages Received", properties = {{ "Match String" = "temp" }} }}
+then = {{ instance = "echo", action = "Send Message", properties = {{ Message = "temp again" }} }}
+"#,
+        project_instance("echo", 9, "/", "")
+    );
+    let (code, _, stderr) = check("check-loop-warning", &project);
+    assert_eq!(code, 0, "a warning is not an error: {stderr}");
+    assert!(
+        stderr.contains(r#"wire 1: Send Message on "echo" sends "temp again""#),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_refuses_what_run_refuses_with_the_same_file_and_line_messages() {
     let projects = [
         // Against the manifest.

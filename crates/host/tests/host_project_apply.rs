@@ -50,6 +50,15 @@ fn assert_checks(file: &Path) {
     );
 }
 
+/// The entry of a JSON list with that `"name"`.
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["name"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} in {list}"))
+}
+
 fn mode_of(file: &Path) -> u32 {
     std::fs::metadata(file).unwrap().permissions().mode() & 0o777
 }
@@ -524,20 +533,10 @@ fn modules_are_listed_with_their_manifests_and_loaded_by_path() {
     assert_eq!(module["id"], 1);
     assert_eq!(module["name"], "WebSocket Client");
     let manifest = &module["manifest"];
-    let port = manifest["properties"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "Port")
-        .unwrap();
+    let port = named(&manifest["properties"], "Port");
     assert_eq!(port["editor"], "spinbox", "{port}");
     assert!(port["max"].is_number(), "{port}");
-    let received = manifest["triggers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "Messages Received")
-        .unwrap();
+    let received = named(&manifest["triggers"], "Messages Received");
     assert_eq!(received["variables"][0]["name"], "Message", "{received}");
     assert!(
         received["description"]
@@ -546,18 +545,25 @@ fn modules_are_listed_with_their_manifests_and_loaded_by_path() {
             .contains("message"),
         "{received}"
     );
-    assert!(
-        manifest["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["name"] == "Send Message")
-    );
+    named(&manifest["actions"], "Send Message");
 
     let path = module["path"].as_str().unwrap();
     let (status, body) = request(&host, "POST", "/modules", &json!({"path": path}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["module"]["id"], 1, "the same module, loaded once");
+
+    // An instance names a module by its path.
+    let mut project = get_project(&host);
+    project["instances"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "other", "module": path, "properties": {"Hostname": "127.0.0.1"}}));
+    let (status, body) = request(&host, "PUT", "/project", &project);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"]["added"], json!(["other"]));
+    let io_modules = http(&host.addr, "GET", "/io_modules", "", &[]).json();
+    let other = named(&io_modules["instances"], "other");
+    assert_eq!(other["module_id"], 1, "{io_modules}");
     let (status, body) = request(
         &host,
         "POST",

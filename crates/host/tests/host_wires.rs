@@ -302,6 +302,56 @@ then = [
     );
 }
 
+#[test]
+fn the_loop_warning_is_located_at_the_message_it_would_send_and_blocks_nothing() {
+    let server = EchoServer::start();
+    let host = run_project(
+        "loop-warning",
+        &project_instance("echo", server.port(), "/echo", ""),
+    );
+    let runaway = json!({
+        "instances": [{"name": "echo", "properties": {"Hostname": "127.0.0.1", "Port": server.port(), "Path": "/echo"}}],
+        "wires": [{
+            "when": {"instance": "echo", "trigger": "Messages Received", "properties": {"Match String": "temp"}},
+            "then": [{"instance": "echo", "action": "Send Message", "properties": {"Message": "got <1>"}}],
+        }],
+        "startup": [],
+    });
+    // As written, "got <1>" does not match "temp": no warning without a sample.
+    let (status, body) = post(&host, "/project/check", &runaway.to_string());
+    assert_eq!((status, &body["warnings"]), (200, &json!([])), "{body}");
+
+    let mut with_sample = runaway.clone();
+    with_sample["samples"] = json!([{"wire": 1, "message": "temp 21"}]);
+    let (status, body) = post(&host, "/project/check", &with_sample.to_string());
+    assert_eq!(status, 200, "a warning refuses nothing: {body}");
+    assert_eq!(body["errors"], json!([]), "{body}");
+    let warnings = body["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert_eq!(
+        warnings[0]["path"],
+        json!(["wires", 0, "then", 0, "properties", "Message"]),
+        "{body}"
+    );
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(message.contains("sends \"got temp 21\""), "{message}");
+
+    let (status, body) = post(
+        &host,
+        "/project/check",
+        &json!({"instances": [], "wires": [], "startup": [], "samples": [{"wire": 3, "message": "x"}]})
+            .to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"wire\" must be a wire number"),
+        "{body}"
+    );
+}
+
 /// The instance's `looping_wires` in `GET /io_modules`.
 fn looping_wires(host: &HostProcess, instance: &str) -> Value {
     let response = http(&host.addr, "GET", "/io_modules", "", &[]);

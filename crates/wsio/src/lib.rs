@@ -46,6 +46,13 @@ pub use properties::{Properties, PropertyError, closest_name};
 pub use status::StatusVariable;
 pub use vocabulary::{LogLevel, Secret, Timing, Trigger};
 
+/// The C ABI functions of `include/iom.h`, the very ones the cdylib
+/// exports, reachable as Rust paths for a host that links the module in
+/// rather than loading `libwsio.so` (the `wsio` binary's built-in module).
+/// A host calls them only through the header's contract, exactly as it
+/// would after `dlsym`.
+pub use abi::exports as c_abi;
+
 /// Internals that the integration tests, the fuzz targets and the soak
 /// example check or drive directly. Not part of the API: they may change
 /// with any release.

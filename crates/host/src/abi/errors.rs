@@ -4,8 +4,8 @@
 
 use std::ffi::{CString, c_int};
 use std::fmt;
-use std::path::PathBuf;
 
+use super::library::ModuleSource;
 use iom::{
     IOM_ABI_VERSION, IOM_ERR_IN_CALLBACK, IOM_ERR_INVALID_ARGUMENT, IOM_ERR_PANIC, IOM_ERR_REJECTED,
 };
@@ -13,35 +13,41 @@ use iom::{
 /// Why a module could not be loaded.
 #[derive(Debug)]
 pub enum LoadError {
-    Open { path: PathBuf, reason: String },
-    MissingSymbol { path: PathBuf, symbol: &'static str },
-    AbiVersion { path: PathBuf, found: u32 },
-    Manifest { path: PathBuf, reason: String },
+    Open {
+        source: ModuleSource,
+        reason: String,
+    },
+    MissingSymbol {
+        source: ModuleSource,
+        symbol: &'static str,
+    },
+    AbiVersion {
+        source: ModuleSource,
+        found: u32,
+    },
+    Manifest {
+        source: ModuleSource,
+        reason: String,
+    },
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::Open { path, reason } => {
-                write!(f, "cannot load IO module {}: {reason}", path.display())
+            LoadError::Open { source, reason } => {
+                write!(f, "cannot load IO module {source}: {reason}")
             }
-            LoadError::MissingSymbol { path, symbol } => write!(
+            LoadError::MissingSymbol { source, symbol } => write!(
                 f,
-                "{} is not an IO module: it does not export {symbol} (see include/iom.h)",
-                path.display()
+                "{source} is not an IO module: it does not export {symbol} (see include/iom.h)"
             ),
-            LoadError::AbiVersion { path, found } => write!(
+            LoadError::AbiVersion { source, found } => write!(
                 f,
-                "IO module {} implements ABI version {found}, but this host implements ABI \
-                 version {IOM_ABI_VERSION}; use a module built for ABI version {IOM_ABI_VERSION}",
-                path.display()
+                "IO module {source} implements ABI version {found}, but this host implements ABI \
+                 version {IOM_ABI_VERSION}; use a module built for ABI version {IOM_ABI_VERSION}"
             ),
-            LoadError::Manifest { path, reason } => {
-                write!(
-                    f,
-                    "IO module {} has an unreadable manifest: {reason}",
-                    path.display()
-                )
+            LoadError::Manifest { source, reason } => {
+                write!(f, "IO module {source} has an unreadable manifest: {reason}")
             }
         }
     }
@@ -118,7 +124,7 @@ mod tests {
     #[test]
     fn a_wrong_abi_version_names_both_versions() {
         let err = LoadError::AbiVersion {
-            path: PathBuf::from("libx.so"),
+            source: ModuleSource::File("libx.so".into()),
             found: 2,
         };
         let text = err.to_string();

@@ -1,10 +1,14 @@
-//! The module's shared library and its function table: opened with
-//! `dlopen` (libloading), its version checked first, every `iom_*` symbol
-//! resolved once with the type the `iom` crate gives it.
+//! The module's function table, from one of two places: a shared library
+//! opened with `dlopen` (libloading), its version checked first and every
+//! `iom_*` symbol resolved once with the type the `iom` crate gives it; or
+//! the wsio module linked into this executable (`wsio::c_abi`, the same
+//! `extern "C"` functions the cdylib exports). Everything past the table is
+//! one code path: the built-in module is just another loaded module.
 
 use std::ffi::{CStr, c_char, c_int};
+use std::fmt;
 use std::mem::ManuallyDrop;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use iom::{
     AbiVersionFn, ActionFreeFn, ActionPrepareFn, ActionPreviewFn, ActionRunFn, IOM_ABI_VERSION,
@@ -16,6 +20,27 @@ use iom::{
 use libloading::Library;
 
 use super::errors::{CallError, LoadError, destroy_refusal};
+
+/// Where a module's functions come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    /// A shared library exporting the ABI, loaded with `dlopen`.
+    File(PathBuf),
+    /// The wsio module linked into this executable: what `wsio` uses when a
+    /// project names no module and no `libwsio.so` is beside it (e.g. after
+    /// `cargo install`).
+    #[default]
+    BuiltIn,
+}
+
+impl fmt::Display for ModuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleSource::File(path) => write!(f, "{}", path.display()),
+            ModuleSource::BuiltIn => f.write_str("built-in (linked into the wsio executable)"),
+        }
+    }
+}
 
 /// `iom_action_prepare`, `iom_action_run` and `iom_action_free`: optional
 /// as a set (modules built before this ABI 1 addition lack them; the host
@@ -60,7 +85,9 @@ pub(super) struct Api {
     pub(super) variables_get: VariablesGetFn,
     pub(super) variables_free: VariablesFreeFn,
     pub(super) string_free: StringFreeFn,
-    _library: ManuallyDrop<Library>,
+    /// The `dlopen`ed library the pointers point into; `None` for the
+    /// built-in module, whose functions are part of this executable.
+    _library: Option<ManuallyDrop<Library>>,
 }
 
 impl Api {
@@ -139,7 +166,7 @@ unsafe fn symbol<T: Copy>(
     match unsafe { library.get::<T>(name.as_bytes()) } {
         Ok(symbol) => Ok(*symbol),
         Err(_) => Err(LoadError::MissingSymbol {
-            path: path.to_path_buf(),
+            source: ModuleSource::File(path.to_path_buf()),
             symbol: name,
         }),
     }
@@ -154,7 +181,7 @@ impl Api {
         // named as an IO module is trusted to be one (a controller loads the
         // modules of its project). Nothing else can be checked before loading.
         let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
-            path: path.to_path_buf(),
+            source: ModuleSource::File(path.to_path_buf()),
             reason: e.to_string(),
         })?;
 
@@ -166,7 +193,7 @@ impl Api {
         let found = unsafe { abi_version() };
         if found != IOM_ABI_VERSION {
             return Err(LoadError::AbiVersion {
-                path: path.to_path_buf(),
+                source: ModuleSource::File(path.to_path_buf()),
                 found,
             });
         }
@@ -202,8 +229,51 @@ impl Api {
             variables_get: unsafe { symbol(&library, path, "iom_variables_get") }?,
             variables_free: unsafe { symbol(&library, path, "iom_variables_free") }?,
             string_free: unsafe { symbol(&library, path, "iom_string_free") }?,
-            _library: ManuallyDrop::new(library),
+            _library: Some(ManuallyDrop::new(library)),
         };
         Ok((api, module_manifest))
+    }
+
+    /// The table of the wsio module linked into this executable: the same
+    /// functions `open` would resolve from `libwsio.so`, taken by their Rust
+    /// paths instead of by `dlsym`. Its version is checked all the same, so
+    /// the two sources stay alike.
+    pub(super) fn built_in() -> Result<(Api, ModuleManifestFn), LoadError> {
+        use wsio::c_abi as m;
+        let found = m::iom_abi_version();
+        if found != IOM_ABI_VERSION {
+            return Err(LoadError::AbiVersion {
+                source: ModuleSource::BuiltIn,
+                found,
+            });
+        }
+        // Each function item coerces to the `iom` alias of its symbol: the
+        // compiler checks here what `symbol`'s caller promises for `open`.
+        let api = Api {
+            instance_create: m::iom_instance_create,
+            instance_destroy: m::iom_instance_destroy,
+            instance_action: m::iom_instance_action,
+            instance_status: m::iom_instance_status,
+            instance_network: m::iom_instance_network,
+            instance_resume: Some(m::iom_instance_resume),
+            trigger_prepare: m::iom_trigger_prepare,
+            trigger_test: m::iom_trigger_test,
+            trigger_test_ex: Some(m::iom_trigger_test_ex),
+            trigger_free: m::iom_trigger_free,
+            trigger_variable_count: Some(m::iom_trigger_variable_count),
+            trigger_variable_names: Some(m::iom_trigger_variable_names),
+            action_preview: Some(m::iom_action_preview),
+            prepared_actions: Some(PreparedActionApi {
+                prepare: m::iom_action_prepare,
+                run: m::iom_action_run,
+                free: m::iom_action_free,
+            }),
+            variables_count: m::iom_variables_count,
+            variables_get: m::iom_variables_get,
+            variables_free: m::iom_variables_free,
+            string_free: m::iom_string_free,
+            _library: None,
+        };
+        Ok((api, m::iom_module_manifest))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, c_char};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::ptr;
 use std::sync::{Arc, RwLock};
 
@@ -15,14 +15,14 @@ use super::events::{
     on_status_changed,
 };
 use super::instance::{Instance, iom_strs, slice_ptr};
-use super::library::Api;
+use super::library::{Api, ModuleSource};
 use super::prepared::PreparedTrigger;
 use crate::manifest::ModuleManifest;
 
 /// A loaded IO module: its entry points and its manifest.
 pub struct Module {
     api: Arc<Api>,
-    path: PathBuf,
+    source: ModuleSource,
     manifest_text: String,
     manifest: ModuleManifest,
 }
@@ -30,7 +30,7 @@ pub struct Module {
 impl fmt::Debug for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Module")
-            .field("path", &self.path)
+            .field("source", &self.source)
             .field("name", &self.manifest.module.name)
             .finish_non_exhaustive()
     }
@@ -41,36 +41,67 @@ impl Module {
     /// version 1, resolves every `iom_*` function and reads the manifest.
     pub fn load(path: &Path) -> Result<Module, LoadError> {
         let (api, module_manifest) = Api::open(path)?;
+        Module::from_table(ModuleSource::File(path.to_path_buf()), api, module_manifest)
+    }
 
+    /// The wsio module linked into this executable, through the same
+    /// function table as a loaded one.
+    pub fn built_in() -> Result<Module, LoadError> {
+        let (api, module_manifest) = Api::built_in()?;
+        Module::from_table(ModuleSource::BuiltIn, api, module_manifest)
+    }
+
+    /// [`Module::load`] for a file, [`Module::built_in`] otherwise.
+    pub fn open(source: &ModuleSource) -> Result<Module, LoadError> {
+        match source {
+            ModuleSource::File(path) => Module::load(path),
+            ModuleSource::BuiltIn => Module::built_in(),
+        }
+    }
+
+    /// Reads the manifest through a resolved table: from here on, a
+    /// built-in module and a loaded one are the same.
+    fn from_table(
+        source: ModuleSource,
+        api: Api,
+        module_manifest: iom::ModuleManifestFn,
+    ) -> Result<Module, LoadError> {
         // SAFETY: returns a module-owned string valid while the library is
-        // loaded (it is: `api` owns the library); copied before use.
+        // loaded (it is: `api` owns the library, or the module is part of
+        // this executable); copied before use.
         let text = unsafe { module_manifest() };
         if text.is_null() {
             return Err(LoadError::Manifest {
-                path: path.to_path_buf(),
+                source,
                 reason: "iom_module_manifest() returned NULL".to_string(),
             });
         }
         // SAFETY: non-NULL, NUL-terminated, valid while loaded (see above).
-        let manifest_text = unsafe { CStr::from_ptr(text) }
-            .to_str()
-            .map_err(|_| LoadError::Manifest {
-                path: path.to_path_buf(),
-                reason: "the manifest is not valid UTF-8".to_string(),
-            })?
-            .to_string();
-        let manifest =
-            ModuleManifest::parse(&manifest_text).map_err(|reason| LoadError::Manifest {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        let manifest_text = match unsafe { CStr::from_ptr(text) }.to_str() {
+            Ok(text) => text.to_string(),
+            Err(_) => {
+                return Err(LoadError::Manifest {
+                    source,
+                    reason: "the manifest is not valid UTF-8".to_string(),
+                });
+            }
+        };
+        let manifest = match ModuleManifest::parse(&manifest_text) {
+            Ok(manifest) => manifest,
+            Err(reason) => return Err(LoadError::Manifest { source, reason }),
+        };
 
         Ok(Module {
             api: Arc::new(api),
-            path: path.to_path_buf(),
+            source,
             manifest_text,
             manifest,
         })
+    }
+
+    /// Where the module's functions come from (its file, or built-in).
+    pub fn source(&self) -> &ModuleSource {
+        &self.source
     }
 
     /// The manifest exactly as the module returned it.
@@ -234,5 +265,20 @@ mod tests {
         let err = Module::load(Path::new("/nonexistent/libnothing.so")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("/nonexistent/libnothing.so"), "{text}");
+    }
+
+    #[test]
+    fn the_built_in_module_is_wsio_through_the_same_table() {
+        let module = Module::built_in().unwrap();
+        assert_eq!(module.source(), &ModuleSource::BuiltIn);
+        assert_eq!(module.manifest_text(), wsio::MANIFEST_TOML);
+        assert!(module.has_flow_control());
+        // A call through the table: a trigger the manifest does not declare
+        // is refused with the module's own message.
+        let Err(error) = module.prepare_trigger("No Such Trigger", "{}") else {
+            panic!("an undeclared trigger was prepared");
+        };
+        assert!(error.contains("No Such Trigger"), "{error}");
+        assert!(module.prepare_trigger("Messages Received", "{}").is_ok());
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::{Reply, json_object};
+use crate::abi::ModuleSource;
 use crate::manifest::{ModuleManifest, PropertySpec};
 use crate::state::{HostState, LoadedModule};
 
@@ -33,7 +34,7 @@ pub(super) fn load(state: &HostState, body: &[u8]) -> Reply {
         let source = state.source.lock().unwrap_or_else(|e| e.into_inner());
         source.project_dir.join(Path::new(path))
     };
-    match state.module(&resolved) {
+    match state.module(&ModuleSource::File(resolved)) {
         Ok(module) => Reply::json(200, json!({ "module": describe(&module) })),
         Err(e) => Reply::error(400, format!("cannot load the module: {e}")),
     }
@@ -45,7 +46,11 @@ fn describe(loaded: &LoadedModule) -> Value {
         "id": loaded.id,
         "name": manifest.module.name,
         "version": manifest.module.version,
-        "path": loaded.path.display().to_string(),
+        "path": match &loaded.source {
+            ModuleSource::File(path) => Value::from(path.display().to_string()),
+            ModuleSource::BuiltIn => Value::Null,
+        },
+        "built_in": loaded.source == ModuleSource::BuiltIn,
         "manifest": {
             "properties": properties(&manifest.properties),
             "triggers": manifest.triggers.iter().map(|t| json!({

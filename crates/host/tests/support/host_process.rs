@@ -8,7 +8,7 @@
 //! through the lines already read after its last match, then reads on.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -81,10 +81,24 @@ impl HostProcess {
 
     /// [`HostProcess::spawn`] with these environment variables set.
     pub fn spawn_with_env(args: &[&str], log: &str, env: &[(&str, &str)]) -> HostProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsio"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wsio"));
+        command.args(args).envs(env.iter().copied());
+        Self::start(command, log)
+    }
+
+    /// Another `wsio` executable (e.g. an installed copy) run in `folder`,
+    /// as [`HostProcess::spawn`] runs the one this test was built with.
+    pub fn spawn_program(program: &Path, folder: &Path, args: &[&str], log: &str) -> HostProcess {
+        let mut command = Command::new(program);
+        command.args(args).current_dir(folder);
+        Self::start(command, log)
+    }
+
+    /// Starts `command` with `RUST_LOG=log`, its output read line by line,
+    /// and waits until it prints its status page address.
+    fn start(mut command: Command, log: &str) -> HostProcess {
+        let mut child = command
             .env("RUST_LOG", log)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

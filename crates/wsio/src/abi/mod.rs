@@ -4,9 +4,9 @@
 //! validates its input (NULL, UTF-8, JSON, names) and catches panics, so a
 //! controller written in any language gets an error message, never a crash.
 //! The types and constants are the `iom` crate's, the contract shared with
-//! hosts; this module is private to the crate, and its functions reach C
-//! through the cdylib's symbol table (`#[unsafe(no_mangle)]`), not through
-//! Rust paths.
+//! hosts; its functions reach C through the cdylib's symbol table
+//! (`#[unsafe(no_mangle)]`) and a host that links the crate in (the `wsio`
+//! binary's built-in module) through `wsio::c_abi`, the same functions.
 //!
 //! One file per concept: [`exports`] (the functions of the header),
 //! [`arguments`] (reading the caller's pointers, writing its errors),
@@ -16,6 +16,19 @@
 
 mod arguments;
 mod c_host;
-mod exports;
+pub mod exports;
 mod handles;
 mod send_fast_path;
+
+#[cfg(test)]
+mod tests {
+    /// build.rs names the cdylib `libwsio.so.<major>` (its SONAME): the
+    /// major must be the ABI version the exports implement.
+    #[test]
+    fn the_soname_carries_the_abi_version() {
+        assert_eq!(
+            env!("WSIO_SONAME"),
+            format!("libwsio.so.{}", iom::IOM_ABI_VERSION)
+        );
+    }
+}
