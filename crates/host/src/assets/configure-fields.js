@@ -144,7 +144,7 @@ function field(spec, owner, path, options) {
   if (spec.description) help.push(spec.description);
   const shownDefault = defaultText(spec);
   // Required, the default and a stored secret stay in sight; the
-  // description is cut to two lines until the field has the focus.
+  // description is cut to two lines (whole on a click, or as the tooltip).
   const facts = [];
   if (spec.required) facts.push(el('strong', { class: 'required' }, 'Required'));
   if (kind !== 'password' && shownDefault !== '') facts.push(`Default: ${shownDefault}`);
@@ -220,7 +220,14 @@ function field(spec, owner, path, options) {
     wrapper.append(variablePicker(control, spec.name, options.variablesOf));
   }
   if (facts.length) wrapper.append(el('p', { class: 'facts', id: `${id}-f` }, ...facts.flatMap((f, i) => (i ? [' · ', f] : [f]))));
-  if (help.length) wrapper.append(el('p', { class: 'hint', id: `${id}-d` }, ...help));
+  if (help.length) {
+    wrapper.append(el('p', {
+      class: 'hint',
+      id: `${id}-d`,
+      title: spec.description,
+      onclick: (event) => event.currentTarget.classList.toggle('whole'),
+    }, ...help));
+  }
   wrapper.append(el('p', { class: 'field-error', id: `${id}-e`, role: 'alert', hidden: true }));
   return wrapper;
 }
