@@ -106,20 +106,27 @@ function busy(on) {
 // ------------------------------------------------------------ check
 
 let liveTimer = null;
+/** Bumped by every check and apply: a check answered after a newer
+ * request was sent is stale and dropped. */
+let generation = 0;
 
-/** After a check found errors, each edit checks again (once typing
- * pauses), so an error goes away as soon as it is fixed. */
+/** Every edit checks the project again once typing pauses, so each field
+ * is validated by the host as it is typed (the manifest's validators,
+ * every load-time check, the loop warning) and a fixed error goes away. */
 export function recheckSoon() {
-  if (!state.problems.errors.length && !state.problems.warnings.length) return;
   clearTimeout(liveTimer);
+  if (!isDirty() && !state.problems.errors.length && !state.problems.warnings.length) return;
   liveTimer = setTimeout(() => check({ quiet: true }), 700);
 }
 
 async function check(options = {}) {
   const quiet = options.quiet === true;
+  clearTimeout(liveTimer);
+  const mine = ++generation;
   if (!quiet) busy(true);
   const { status, answer } = await request('POST', '/project/check', body({ samples: testSamples() }));
   if (!quiet) busy(false);
+  if (mine !== generation) return;
   if (status === 200 || status === 400) {
     showProblems(answer.errors || [], answer.warnings || [], answer.errors && answer.errors.length
       ? null
@@ -132,6 +139,8 @@ async function check(options = {}) {
 // ------------------------------------------------------------ apply
 
 async function apply() {
+  clearTimeout(liveTimer);
+  generation++;
   busy(true);
   const { status, answer } = await request('PUT', '/project', body());
   busy(false);
