@@ -3,7 +3,7 @@
 //! a module that declares a new action, property or status variable shows
 //! up without a change here. The page's behaviour (live updates from
 //! `/events`, running actions with `fetch`) is in `assets/page.js`; its look
-//! in `assets/page.css`. Both are embedded at build time and served by
+//! in `assets/page.css`. They are embedded at build time and served by
 //! [`asset`]: the page needs no internet, no CDN and no build step.
 //!
 //! The page knows the *meaning* of three status variables, all documented
@@ -29,12 +29,14 @@
 //! "password") gets a password field that is never pre-filled; the page
 //! clears it once it has sent the action.
 
+mod assets;
 mod configuration;
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+pub use assets::asset;
 pub use configuration::{WireView, looping_wires, target, wires_from};
 
 use super::manifest::{ModuleManifest, PropertySpec};
@@ -53,39 +55,6 @@ pub const NEXT_RETRY: &str = "NextRetry";
 /// Status values longer than this are cut on the page (Last Received may be
 /// a megabyte); `/io_modules` has them whole.
 const MAX_SHOWN_VALUE: usize = 500;
-
-/// A static file of the page: content type and body.
-pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
-    match name {
-        "page.css" => Some(("text/css; charset=utf-8", include_str!("assets/page.css"))),
-        "page.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_str!("assets/page.js"),
-        )),
-        "configure.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_str!("assets/configure.js"),
-        )),
-        "configure-fields.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_str!("assets/configure-fields.js"),
-        )),
-        "configure-wires.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_str!("assets/configure-wires.js"),
-        )),
-        "configure-apply.js" => Some((
-            "text/javascript; charset=utf-8",
-            include_str!("assets/configure-apply.js"),
-        )),
-        "configure.css" => Some((
-            "text/css; charset=utf-8",
-            include_str!("assets/configure.css"),
-        )),
-        "icon.svg" => Some(("image/svg+xml", include_str!("assets/icon.svg"))),
-        _ => None,
-    }
-}
 
 /// The connection, as the page shows it: a state for the colour and a word
 /// for the text (colour is never the only signal).
@@ -793,24 +762,6 @@ mod tests {
         let view = status_view(&manifest(), "LastReceived", &long, "");
         let shown = view["value"].as_str().unwrap();
         assert!(shown.ends_with("… (10000 bytes)"), "{shown}");
-    }
-
-    #[test]
-    fn the_assets_are_embedded() {
-        assert!(asset("page.css").unwrap().0.starts_with("text/css"));
-        assert!(asset("page.js").unwrap().1.contains("EventSource"));
-        assert!(asset("configure.css").unwrap().0.starts_with("text/css"));
-        assert!(asset("../Cargo.toml").is_none());
-        // configure.js imports the others by these names.
-        let entry = asset("configure.js").unwrap().1;
-        for name in [
-            "configure-fields.js",
-            "configure-wires.js",
-            "configure-apply.js",
-        ] {
-            assert!(entry.contains(&format!("'./{name}'")), "{name}");
-            assert!(asset(name).unwrap().0.starts_with("text/javascript"));
-        }
     }
 
     #[test]
