@@ -94,7 +94,10 @@ pub fn stage<'s>(
     samples: &[LoopSample],
 ) -> Result<Staged<'s>, Vec<ProjectError>> {
     let modules = prepare_modules(state, &project, &source.project_dir, &source.default_module)?;
-    let tests = prepare_wires(&project, &modules)?;
+    // From here every problem is collected, not only the first step's: a
+    // bad Match String, an instance the module refuses and an action it
+    // refuses are all reported at once (the page shows each at its field).
+    let (tests, mut errors) = prepare_wires(&project, &modules);
     let warnings = loop_warnings(&project, &modules, samples);
 
     let old = state.config();
@@ -160,11 +163,11 @@ pub fn stage<'s>(
                     .properties
                     .as_ref()
                     .map_or(decl.name.span(), |p| p.span());
-                let error = project
-                    .error_at(span, format!("instance {name:?}: {message}"))
-                    .about_named_property(&decl.properties, &message);
-                // Dropping `staged` destroys the instances created so far.
-                return Err(vec![error]);
+                errors.push(
+                    project
+                        .error_at(span, format!("instance {name:?}: {message}"))
+                        .about_named_property(&decl.properties, &message),
+                );
             }
         }
     }
@@ -180,7 +183,14 @@ pub fn stage<'s>(
         .map(|i| i.name.clone())
         .collect();
 
-    let (wires, startup) = prepare_actions(project, &staged.instances, tests)?;
+    let (wires, startup, refused) = prepare_actions(project, &staged.instances, tests);
+    errors.extend(refused);
+    if !errors.is_empty() {
+        // In the order of the project (the file's, or the JSON's).
+        errors.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
+        // Dropping `staged` destroys the instances it created.
+        return Err(errors);
+    }
     staged.wires = wires;
     staged.startup = startup;
     staged.applied = applied;
@@ -329,10 +339,11 @@ fn prepare_modules(
 /// Step 3: every wire's trigger test, compiled by its module before any
 /// instance exists (a bad Match String is reported while nothing changed),
 /// and the placeholders its actions use.
+/// Per wire its test (None where the module refused it), and the problems.
 fn prepare_wires(
     project: &Project,
     modules: &[Arc<LoadedModule>],
-) -> Result<Vec<PreparedTrigger>, Vec<ProjectError>> {
+) -> (Vec<Option<PreparedTrigger>>, Vec<ProjectError>) {
     let module_of = |name: &str| {
         project
             .instances
@@ -344,12 +355,14 @@ fn prepare_wires(
     let mut errors = Vec::new();
     for (w, wire) in project.wires.iter().enumerate() {
         let Some(module) = module_of(wire.when.instance.get_ref()) else {
+            tests.push(None);
             continue;
         };
         let properties = Value::Object(properties_json(&wire.when.properties)).to_string();
         match module.prepare_trigger(wire.when.trigger.get_ref(), &properties) {
-            Ok(test) => tests.push(test),
+            Ok(test) => tests.push(Some(test)),
             Err(message) => {
+                tests.push(None);
                 let span = wire
                     .when
                     .properties
@@ -369,9 +382,6 @@ fn prepare_wires(
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
 
     // A placeholder no variable fills (`<3>` where the trigger gives 2)
     // would be sent as written: refused now. The prepared trigger says how
@@ -379,7 +389,7 @@ fn prepare_wires(
     // groups); a module that does not say is taken at its manifest's word,
     // and one whose count varies with the data is not checked.
     for (w, (wire, test)) in project.wires.iter().zip(&tests).enumerate() {
-        let Some(module) = module_of(wire.when.instance.get_ref()) else {
+        let (Some(module), Some(test)) = (module_of(wire.when.instance.get_ref()), test) else {
             continue;
         };
         let Some(trigger) = module.manifest().trigger(wire.when.trigger.get_ref()) else {
@@ -394,22 +404,21 @@ fn prepare_wires(
         };
         errors.extend(project.check_placeholders(w, trigger, count));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(tests)
+    (tests, errors)
 }
 
 type Actions = Vec<(String, ActionCall)>;
 
 /// Step 4's end: each wire's and startup action compiled once on the
 /// instance it names (`iom_action_prepare`): a wire runs it without JSON per
-/// call, and what the module refuses is reported now, with its place.
+/// call, and what the module refuses is reported now, with its place. A
+/// wire without a test (refused) or an action on an instance that was not
+/// created is left out; the caller has its error already.
 fn prepare_actions(
     project: &Project,
     instances: &[Arc<RunningInstance>],
-    tests: Vec<PreparedTrigger>,
-) -> Result<(Vec<Wire>, Actions), Vec<ProjectError>> {
+    tests: Vec<Option<PreparedTrigger>>,
+) -> (Vec<Wire>, Actions, Vec<ProjectError>) {
     let find = |name: &str| instances.iter().find(|i| i.name == name);
     let mut refused = Vec::new();
     // Instances were checked to exist, so the lookups cannot fail;
@@ -448,7 +457,7 @@ fn prepare_actions(
             .into_iter()
             .filter_map(&mut call)
             .collect();
-        let Some(instance) = find(wire.when.instance.get_ref()) else {
+        let (Some(instance), Some(test)) = (find(wire.when.instance.get_ref()), test) else {
             continue;
         };
         wires.push(Wire {
@@ -466,11 +475,7 @@ fn prepare_actions(
         .into_iter()
         .filter_map(&mut call)
         .collect();
-    if refused.is_empty() {
-        Ok((wires, startup))
-    } else {
-        Err(refused)
-    }
+    (wires, startup, refused)
 }
 
 /// The loop warnings of `project` (`crate::loop_check`), each located at

@@ -286,6 +286,34 @@ fn a_refused_put_changes_nothing_and_says_where_each_error_is() {
         .push(json!({"instance": "new", "action": "Connect"}));
     project["wires"][0]["when"]["properties"]["Match String"] = json!("temp (\\d+");
     let before = get_project(&host);
+    // Every problem the modules find at once, in the project's order: the
+    // instance, the trigger and the action each module refuses (three
+    // different steps). (The manifest's own checks, names and required
+    // values, come first and stop there: what follows depends on them.)
+    let mut many = project.clone();
+    many["instances"][1]["properties"]["Port"] = json!(70000);
+    let startup = many["startup"].as_array_mut().unwrap();
+    startup.push(
+        json!({"instance": "keep", "action": "Connect", "properties": {"Bearer Token": "a b"}}),
+    );
+    let last = startup.len() - 1;
+    let (status, body) = request(&host, "POST", "/project/check", &many);
+    assert_eq!(status, 400, "{body}");
+    let paths: Vec<&Value> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            &json!(["instances", 1, "properties", "Port"]),
+            &json!(["wires", 0, "when", "properties", "Match String"]),
+            &json!(["startup", last, "properties", "Bearer Token"]),
+        ],
+        "{body}"
+    );
 
     for endpoint in [("PUT", "/project"), ("POST", "/project/check")] {
         let (status, body) = request(&host, endpoint.0, endpoint.1, &project);
