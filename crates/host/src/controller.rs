@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::abi::{Module, PreparedTrigger};
 use super::engine::{Engine, EventQueue, Wire};
 use super::event_path::{Counters, InstanceEvents, WireTest};
-use super::http::HttpListener;
+use super::http::{AccessOptions, HttpListener};
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{ActionCall, HostState, LoadedModule, RunningInstance};
 
@@ -73,6 +73,8 @@ pub struct RunOptions {
     pub load: LoadOptions,
     /// Where to serve HTTP, e.g. 127.0.0.1:8080 (port 0: any free port).
     pub http: String,
+    /// The users file and TLS (`http::access`).
+    pub access: AccessOptions,
 }
 
 /// Why `run` did not start (or stopped) the project.
@@ -130,7 +132,7 @@ pub fn run(
 ) -> Result<(), RunError> {
     let prepared = prepare(project, &options.load)?;
 
-    let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
+    let listener = HttpListener::bind(&options.http, &options.access).map_err(RunError::Other)?;
 
     let queue = Arc::new(EventQueue::default());
     install_signal_handler(queue.clone())?;

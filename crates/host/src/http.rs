@@ -38,8 +38,20 @@ use super::event_stream::EventStreams;
 use super::page;
 use super::state::{ActionCall, HostState};
 
+mod access;
+mod login;
 mod project_json;
+mod routes;
+mod throttle;
+mod tls;
 mod trigger_test;
+
+pub use access::AccessOptions;
+pub use routes::{Need, ROUTES, Route};
+pub use tls::{SELF_SIGNED_CERT, SELF_SIGNED_KEY, TlsSource};
+
+use access::{Admit, Caller, Gate};
+use tls::TlsFront;
 
 /// Two workers: one slow client does not hold up the others, and the
 /// machine this runs on is small.
@@ -55,22 +67,70 @@ pub struct HttpListener {
     addr: SocketAddr,
     /// The host name of `--http`, when it is a name (accepted in `Host`).
     name: Option<String>,
+    gate: Arc<Gate>,
+    /// Under TLS: the front on `addr`; tiny_http then listens on loopback.
+    tls: Option<Arc<TlsFront>>,
 }
 
 impl HttpListener {
-    pub fn bind(addr_text: &str) -> Result<HttpListener, String> {
-        let addr = addr_text;
-        let server = Server::http(addr).map_err(|e| {
-            format!("cannot serve HTTP on {addr}: {e}; choose another address with --http, e.g. --http 127.0.0.1:8081")
-        })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| format!("cannot serve HTTP on {addr}: not an IP address"))?;
+    /// Binds `addr_text` after reading the users file: with no users, only
+    /// a loopback address is accepted (`access`).
+    pub fn bind(addr_text: &str, access: &AccessOptions) -> Result<HttpListener, String> {
+        let users = crate::users::UsersWatch::open(&access.users)?;
+        let users_configured = users.current().as_ref().as_ref().is_ok_and(|u| u.any());
+        let name = host_name_of(addr_text).map(str::to_ascii_lowercase);
+        // An address that does not resolve fails to bind below, with its
+        // own message.
+        let loopback = match std::net::ToSocketAddrs::to_socket_addrs(addr_text) {
+            Ok(mut all) => all.all(|a| a.ip().is_loopback()),
+            Err(_) => true,
+        };
+        if !loopback && !users_configured {
+            return Err(format!(
+                "serving on {addr_text} would make this controller reachable from the network; \
+                 add a user first: wsio user add admin --role admin"
+            ));
+        }
+        let busy = |e: &dyn std::fmt::Display| {
+            format!(
+                "cannot serve HTTP on {addr_text}: {e}; choose another address with --http, e.g. --http 127.0.0.1:8081"
+            )
+        };
+        let (server, addr, tls) = match &access.tls {
+            None => {
+                let server = Server::http(addr_text).map_err(|e| busy(&e))?;
+                let addr = server.server_addr().to_ip().ok_or_else(|| {
+                    format!("cannot serve HTTP on {addr_text}: not an IP address")
+                })?;
+                (server, addr, None)
+            }
+            Some(source) => {
+                let public = std::net::TcpListener::bind(addr_text).map_err(|e| busy(&e))?;
+                let addr = public.local_addr().map_err(|e| busy(&e))?;
+                let names: Vec<String> = name.iter().cloned().collect();
+                let (config, fingerprint) = tls::server_config(source, &names)?;
+                println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
+                let server = Server::http("127.0.0.1:0").map_err(|e| busy(&e))?;
+                let backend = server.server_addr().to_ip().ok_or("no loopback address")?;
+                (
+                    server,
+                    addr,
+                    Some(Arc::new(TlsFront::new(public, config, backend))),
+                )
+            }
+        };
+        if !addr.ip().is_loopback() && tls.is_none() {
+            log::warn!(
+                "serving {addr} without TLS: passwords, tokens and session cookies travel \
+                 in clear; use --tls-cert FILE --tls-key FILE or --tls self-signed"
+            );
+        }
         Ok(HttpListener {
             server: Arc::new(server),
             addr,
-            name: host_name_of(addr_text).map(str::to_ascii_lowercase),
+            name,
+            gate: Arc::new(Gate::new(users, tls.is_some())),
+            tls,
         })
     }
 
@@ -79,6 +139,7 @@ impl HttpListener {
         let mut running = HttpServer {
             server: self.server,
             addr: self.addr,
+            tls: self.tls.clone(),
             workers: Vec::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             state: state.clone(),
@@ -87,7 +148,15 @@ impl HttpListener {
         let own = Arc::new(OwnHost {
             name: self.name,
             addr: self.addr,
+            gate: self.gate,
+            tls: self.tls.clone(),
         });
+        if let Some(front) = self.tls {
+            std::thread::Builder::new()
+                .name("wsio-https-accept".into())
+                .spawn(move || front.run())
+                .map_err(|e| format!("cannot start the HTTPS thread: {e}"))?;
+        }
         for n in 0..WORKERS {
             let (server, state, stopping, streams, own) = (
                 running.server.clone(),
@@ -112,16 +181,19 @@ impl HttpListener {
     }
 }
 
-/// What `Host` may name (see `is_own_host`).
+/// What `Host` may name (see `is_own_host`), and who may come in.
 struct OwnHost {
     name: Option<String>,
     addr: SocketAddr,
+    gate: Arc<Gate>,
+    tls: Option<Arc<TlsFront>>,
 }
 
 /// The running HTTP server; `stop` ends it.
 pub struct HttpServer {
     server: Arc<Server>,
     addr: SocketAddr,
+    tls: Option<Arc<TlsFront>>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     /// To end the live streams, which run on threads of their own.
@@ -140,6 +212,9 @@ impl HttpServer {
     pub fn stop(self) {
         self.state.recent.close_feed();
         self.stopping.store(true, Ordering::SeqCst);
+        if let Some(front) = &self.tls {
+            front.stop();
+        }
         for _ in &self.workers {
             // Each call wakes one worker blocked in recv().
             self.server.unblock();
@@ -189,6 +264,8 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
             .map(|h| h.value.as_str().to_string())
     };
     let host = header("Host");
+    let (cookie, authorization) = (header("Cookie"), header("Authorization"));
+    let mut gate_headers = Vec::new();
     let cross_site = is_cross_site(&method, header("Origin").as_deref(), host.as_deref());
     let foreign_host = !is_own_host(host.as_deref(), own.name.as_deref());
     let mut body = Vec::new();
@@ -220,7 +297,28 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
              or a client that sends no Origin header (curl)",
         )
         .into(),
-        Ok(_) => route(state, &method, &url, &body),
+        Ok(_) => {
+            let caller = Caller {
+                addr: access::client_addr(request.remote_addr(), own.tls.as_deref()),
+                cookie: cookie.as_deref(),
+                authorization: authorization.as_deref(),
+            };
+            match own.gate.admit(route_of(&method, &url), &caller, &body) {
+                Admit::Answer(answer) => {
+                    gate_headers = answer.headers;
+                    answer.reply.into()
+                }
+                Admit::Granted(grant) => match route(state, &method, &url, &body) {
+                    Answer::Reply(reply) if reply.status == 200 && url_path(&url) == "/" => {
+                        Answer::Reply(Reply {
+                            body: login::mark_page(reply.body, &grant),
+                            ..reply
+                        })
+                    }
+                    answer => answer,
+                },
+            }
+        }
     };
     let reply = match answer {
         Answer::Reply(reply) => reply,
@@ -241,6 +339,9 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
         response.add_header(header_of(name, value));
     }
     response.add_header(header_of("Cache-Control", reply.cache));
+    for (name, value) in gate_headers {
+        response.add_header(header_of(name, &value));
+    }
     if let Err(e) = request.respond(response) {
         log::debug!("HTTP {method} {url}: could not send the response: {e}");
     }
@@ -272,7 +373,10 @@ fn is_cross_site(method: &Method, origin: Option<&str>, host: Option<&str>) -> b
     match (origin, host) {
         (None, _) => false,
         (Some(origin), Some(host)) => {
-            let origin = origin.strip_prefix("http://").unwrap_or(origin);
+            let origin = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or(origin);
             !origin.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => true,
@@ -351,51 +455,84 @@ impl Reply {
     }
 }
 
-const ENDPOINTS: &str = "GET /io_modules, GET /project, POST /io_modules/<instance>/actions/<action>, \
-                         POST /io_modules/<instance>/triggers/<trigger>/test, \
-                         POST /io_modules/<instance>/network, GET / (the status page), \
-                         GET /events (its live feed)";
+/// The path of a request's URL, without query or fragment.
+fn url_path(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or("")
+}
 
-fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
-    let path = url.split(['?', '#']).next().unwrap_or("");
-    let segments: Vec<String> = match path
-        .split('/')
+/// The decoded segments of a path; None if one is not valid UTF-8.
+fn segments_of(path: &str) -> Option<Vec<String>> {
+    path.split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
-        .collect::<Option<Vec<String>>>()
-    {
-        Some(segments) => segments,
-        None => {
-            return Reply::error(
-                400,
-                format!("the path {path:?} is not valid percent-encoded UTF-8"),
-            )
-            .into();
+        .collect()
+}
+
+/// The route a request is for, if the router knows it (for the gate).
+fn route_of(method: &Method, url: &str) -> Option<&'static routes::Route> {
+    let segments = segments_of(url_path(url))?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    routes::find(method.as_str(), &segments)
+        .ok()
+        .map(|(r, _)| r)
+}
+
+/// The handler of a route of the table (`routes::ROUTES`), with the
+/// segments its `{…}` parts matched. None: a route without a handler (a
+/// test checks there is none). The sign-in routes are the gate's.
+fn endpoint_of<'a>(route: &routes::Route, args: &[&'a str]) -> Option<Endpoint<'a>> {
+    Some(match (route.method, route.pattern, args) {
+        ("GET", "/", []) => Endpoint::Page,
+        ("GET", "/events", []) => Endpoint::Events,
+        ("GET", "/assets/{file}", [name]) => Endpoint::Asset(name),
+        ("GET", "/io_modules", []) => Endpoint::IoModules,
+        ("GET", "/project", []) => Endpoint::Project,
+        ("POST", "/io_modules/{instance}/actions/{action}", [instance, action]) => {
+            Endpoint::Action(instance, action)
         }
+        ("POST", "/io_modules/{instance}/triggers/{trigger}/test", [instance, trigger]) => {
+            Endpoint::TriggerTest(instance, trigger)
+        }
+        ("POST", "/io_modules/{instance}/network", [instance]) => Endpoint::Network(instance),
+        ("GET", "/login" | "/session", []) | ("POST", "/login" | "/logout", []) => Endpoint::Gate,
+        _ => return None,
+    })
+}
+
+fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
+    let path = url_path(url);
+    let Some(segments) = segments_of(path) else {
+        return Reply::error(
+            400,
+            format!("the path {path:?} is not valid percent-encoded UTF-8"),
+        )
+        .into();
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (allowed, endpoint) = match segments.as_slice() {
-        [] => ("GET", Endpoint::Page),
-        ["events"] => ("GET", Endpoint::Events),
-        ["assets", name] => ("GET", Endpoint::Asset(name)),
-        ["io_modules"] => ("GET", Endpoint::IoModules),
-        ["project"] => ("GET", Endpoint::Project),
-        ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
-        ["io_modules", instance, "triggers", trigger, "test"] => {
-            ("POST", Endpoint::TriggerTest(instance, trigger))
-        }
-        ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
-        _ => {
+    let (found, args) = match routes::find(method.as_str(), &segments) {
+        Ok(found) => found,
+        Err(routes::Miss::NotFound) => {
             return Reply::error(
                 404,
-                format!("no such endpoint: {path}; endpoints: {ENDPOINTS}"),
+                format!("no such endpoint: {path}; endpoints: {}", routes::listing()),
+            )
+            .into();
+        }
+        Err(routes::Miss::Method(allowed)) => {
+            return Reply::error(
+                405,
+                format!("{path} takes {}, not {method}", allowed.join(" or ")),
             )
             .into();
         }
     };
-    if method.as_str() != allowed {
-        return Reply::error(405, format!("{path} takes {allowed}, not {method}")).into();
-    }
+    let Some(endpoint) = endpoint_of(found, &args) else {
+        return Reply::error(
+            501,
+            format!("{} {} has no handler yet", found.method, found.pattern),
+        )
+        .into();
+    };
     match endpoint {
         Endpoint::Page => Reply {
             status: 200,
@@ -420,6 +557,8 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
             trigger_test::test_trigger(state, instance, trigger, body)
         }
         Endpoint::Network(instance) => network(state, instance, body),
+        // Answered by the gate before the router is asked.
+        Endpoint::Gate => Reply::error(500, "the sign-in routes are answered by the gate"),
     }
     .into()
 }
@@ -433,6 +572,8 @@ enum Endpoint<'a> {
     Action(&'a str, &'a str),
     TriggerTest(&'a str, &'a str),
     Network(&'a str),
+    /// `/login`, `/logout`, `/session` (`access`).
+    Gate,
 }
 
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.

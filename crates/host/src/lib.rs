@@ -9,7 +9,8 @@
 //! [`runaway`] to spot a wire that feeds itself) and
 //! [`http`] (status and actions over HTTP, the status page in [`page`] and
 //! its live feed in [`event_stream`]), sharing [`state`];
-//! [`controller`] brings it all up in order and back down.
+//! [`controller`] brings it all up in order and back down. [`users`] is the
+//! users file that `http::access` checks every request against.
 
 #![deny(unsafe_code)]
 
@@ -27,3 +28,4 @@ pub mod page;
 pub mod project;
 pub mod runaway;
 pub mod state;
+pub mod users;
