@@ -361,7 +361,9 @@ const COMMON_HEADERS: [(&str, &str); 3] = [
          img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    // Not no-referrer: under it a browser sends `Origin: null` with a form
+    // POST (sign in, sign out), which the cross-site check must refuse.
+    ("Referrer-Policy", "same-origin"),
 ];
 
 /// A POST sent by a browser from a page of another origin. Browsers always

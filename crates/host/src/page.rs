@@ -377,8 +377,8 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
     if !instance.manifest.actions.is_empty() {
         let _ = writeln!(
             html,
-            r#"<h3 class="actions-title" id="i{n}-actions">Actions</h3>
-<div class="actions" role="group" aria-labelledby="i{n}-actions">"#
+            r#"<h3 class="actions-title" id="i{n}-actions" data-needs="operator">Actions</h3>
+<div class="actions" role="group" aria-labelledby="i{n}-actions" data-needs="operator">"#
         );
         for (a, action) in instance.manifest.actions.iter().enumerate() {
             let id = format!("i{n}-a{}", a + 1);

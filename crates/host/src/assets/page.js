@@ -239,6 +239,16 @@
     feed.textContent = text;
   }
 
+  // A session that ended (signed out elsewhere, expired, user removed)
+  // answers 401: the page goes to the login page rather than going stale.
+  function signInIfSignedOut(response) {
+    if (response) {
+      if (response.status === 401) window.location.assign('/login');
+      return;
+    }
+    fetch('/session').then(signInIfSignedOut).catch(() => { /* host away */ });
+  }
+
   if (typeof EventSource === 'function') {
     const source = new EventSource('/events');
     source.addEventListener('snapshot', (message) => {
@@ -256,6 +266,7 @@
     });
     source.addEventListener('log', (message) => addLog(JSON.parse(message.data)));
     source.addEventListener('error', () => {
+      signInIfSignedOut();
       // While the host does not answer, no badge may go on claiming the
       // state it last showed: every instance is Unknown until a snapshot.
       for (const [name, instance] of instances) {
@@ -305,6 +316,7 @@
     if (document.hidden) return;
     try {
       const response = await fetch('/io_modules');
+      signInIfSignedOut(response);
       if (!response.ok) return;
       const body = await response.json();
       const looping = new Set();
@@ -359,6 +371,7 @@
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(properties),
       });
+      signInIfSignedOut(response);
       let answer = {};
       try { answer = await response.json(); } catch (_) { /* not JSON */ }
       if (response.ok) {

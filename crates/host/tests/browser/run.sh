@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The browser suite: the status page in headless Chromium.
+# The browser suite: the status page in headless Chromium, and signing in
+# (access.test.mjs, with a host and users file of its own).
 #
 # Builds wsio, starts the built-in demo (`wsio run --http 127.0.0.1:0`),
 # reads the status page's address from its stdout, runs the Playwright test
@@ -67,7 +68,7 @@ WSIO_STATUS_URL=$url \
   WSIO_TEST_TOKEN=$token \
   WSIO_BIN=$(cd "$target/debug" && pwd)/wsio \
   CHROMIUM=$chromium \
-  node --test crates/host/tests/browser/status_page.test.mjs
+  node --test crates/host/tests/browser/status_page.test.mjs crates/host/tests/browser/access.test.mjs
 tested=$?
 set -e
 
