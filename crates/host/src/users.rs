@@ -21,7 +21,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -137,14 +137,23 @@ impl Users {
         write_private(path, text.as_bytes())
     }
 
-    /// The user whose name and password these are.
+    /// The user whose name and password these are. An unknown name costs
+    /// the same Argon2 work as a known one, so the time an answer takes
+    /// does not tell which names exist.
     pub fn check_password(&self, name: &str, password: &str) -> Option<&User> {
-        let user = self.users.get(name)?;
-        let hash = PasswordHash::new(&user.password).ok()?;
-        Argon2::default()
+        static UNKNOWN_USER: OnceLock<Option<String>> = OnceLock::new();
+        let user = self.users.get(name);
+        let stored = match user {
+            Some(user) => Some(user.password.as_str()),
+            None => UNKNOWN_USER
+                .get_or_init(|| hash_password("no such user").ok())
+                .as_deref(),
+        }?;
+        let hash = PasswordHash::new(stored).ok()?;
+        let verified = Argon2::default()
             .verify_password(password.as_bytes(), &hash)
-            .ok()
-            .map(|()| user)
+            .is_ok();
+        user.filter(|_| verified)
     }
 
     /// The name and entry of the token presented. Comparing hashes, not
@@ -263,8 +272,11 @@ pub fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
 /// is cheap), so `wsio user remove` takes effect at once.
 pub struct UsersWatch {
     path: PathBuf,
-    current: Mutex<(Option<Stamp>, Arc<Result<Users, String>>)>,
+    current: Mutex<(Option<Stamp>, Loaded)>,
 }
+
+/// The file as last read, or why it could not be used.
+pub type Loaded = Arc<Result<Users, String>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -303,7 +315,7 @@ impl UsersWatch {
 
     /// The users now. An error (the file became unreadable, invalid or
     /// public) lets no one in until it is fixed.
-    pub fn current(&self) -> Arc<Result<Users, String>> {
+    pub fn current(&self) -> Loaded {
         let now = stamp(&self.path);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.0 != now {

@@ -169,7 +169,11 @@ impl Gate {
                         403,
                         format!(
                             "this needs the {needed} role; {user} has the {role} role \
-                             (an admin changes it with wsio user add {user} --role {needed})"
+                             (an admin can give it with wsio {} --role {needed})",
+                            match user.strip_prefix("token ") {
+                                Some(_) => "token add NAME".to_string(),
+                                None => format!("user add {user}"),
+                            }
                         ),
                     )
                     .into(),
