@@ -264,7 +264,11 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
             .map(|h| h.value.as_str().to_string())
     };
     let host = header("Host");
-    let (cookie, authorization) = (header("Cookie"), header("Authorization"));
+    let caller_parts = (
+        access::client_addr(request.remote_addr(), own.tls.as_deref()),
+        header("Cookie"),
+        header("Authorization"),
+    );
     let mut gate_headers = Vec::new();
     let cross_site = is_cross_site(&method, header("Origin").as_deref(), host.as_deref());
     let foreign_host = !is_own_host(host.as_deref(), own.name.as_deref());
@@ -299,9 +303,9 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
         .into(),
         Ok(_) => {
             let caller = Caller {
-                addr: access::client_addr(request.remote_addr(), own.tls.as_deref()),
-                cookie: cookie.as_deref(),
-                authorization: authorization.as_deref(),
+                addr: caller_parts.0,
+                cookie: caller_parts.1.as_deref(),
+                authorization: caller_parts.2.as_deref(),
             };
             match own.gate.admit(route_of(&method, &url), &caller, &body) {
                 Admit::Answer(answer) => {
@@ -324,6 +328,7 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
         Answer::Reply(reply) => reply,
         Answer::EventStream => match streams.open(&request, state) {
             Ok(opening) => {
+                let opening = own.gate.stream_guard(opening, caller_parts);
                 log::debug!("HTTP {method} {url} -> live stream");
                 opening.run(request, state.clone());
                 return;

@@ -9,6 +9,8 @@ mod support;
 
 use std::sync::Arc;
 
+use futures_rustls::rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
 use support::access::{
     PASSWORD, ROLES, add_one_of_each, add_token, add_user, bearer, cookie, head_only, login,
     run_host, session_of, sign_in_each, test_dir, users_file, wsio, wsio_ok,
@@ -213,6 +215,58 @@ fn removing_a_token_or_a_user_or_changing_a_password_takes_effect_at_once() {
 }
 
 #[test]
+fn removing_a_token_ends_its_open_event_stream_at_the_next_event() {
+    use std::io::{Read, Write};
+    let server = EchoServer::start();
+    let dir = test_dir("stream", &echo_project(&server));
+    let viewer = add_token(&dir, "watcher", "viewer");
+    let admin = add_token(&dir, "admin", "admin");
+    let host = run_host(&dir, &[], "info");
+    let mut stream = std::net::TcpStream::connect(&host.addr).unwrap();
+    stream
+        .set_read_timeout(Some(support::HOST_TIMEOUT))
+        .unwrap();
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: {}\r\n{}\r\n\r\n",
+        host.addr,
+        bearer(&viewer)
+    )
+    .unwrap();
+    let mut first = [0u8; 15];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200 OK");
+
+    wsio_ok(
+        &["token", "remove", "watcher", "--users", &users_file(&dir)],
+        "",
+    );
+    // Any event makes the stream write, and so look at the token again.
+    let ran = http(
+        &host.addr,
+        "POST",
+        "/io_modules/ws/actions/Disconnect",
+        "",
+        &[&bearer(&admin)],
+    );
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    // Read until the last chunk; a stream that went on would time out.
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let n = stream
+            .read(&mut buf)
+            .expect("the stream ends rather than going on");
+        assert!(
+            n > 0,
+            "closed without the last chunk: {}",
+            String::from_utf8_lossy(&rest)
+        );
+        rest.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
 fn a_network_address_without_users_and_a_public_users_file_are_refused_at_start() {
     let server = EchoServer::start();
     let dir = test_dir("refusals", &echo_project(&server));
@@ -242,10 +296,8 @@ fn a_network_address_without_users_and_a_public_users_file_are_refused_at_start(
 
 #[test]
 fn https_with_a_self_signed_certificate_that_the_client_trusts_alone() {
-    use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
+    use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName};
-    use std::io::{Read, Write};
 
     let server = EchoServer::start();
     let dir = test_dir("tls", &echo_project(&server));
@@ -265,68 +317,49 @@ fn https_with_a_self_signed_certificate_that_the_client_trusts_alone() {
         0o600
     );
 
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let config = Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
-    let https = |request: String| -> String {
-        let tcp = std::net::TcpStream::connect(&host.addr).unwrap();
-        tcp.set_read_timeout(Some(support::HOST_TIMEOUT)).unwrap();
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        let connection = rustls::ClientConnection::new(config.clone(), name).unwrap();
-        let mut tls = rustls::StreamOwned::new(connection, tcp);
-        tls.write_all(request.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        let _ = tls.read_to_end(&mut response);
-        String::from_utf8_lossy(&response).into_owned()
-    };
+    let trusting = support::client_config_trusting(&cert);
     let addr = host.addr.clone();
-    let response = https(format!(
+    let get = format!(
         "GET /io_modules HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}\r\n\r\n",
         bearer(&token)
-    ));
+    );
+    let response = https(&addr, &trusting, &get).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"instances\""), "{response}");
     let body = format!("user=alice&password={PASSWORD}");
-    let response = https(format!(
+    let login = format!(
         "POST /login HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://{addr}\r\nConnection: close\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
-    ));
+    );
+    let response = https(&addr, &trusting, &login).unwrap();
     assert!(response.starts_with("HTTP/1.1 303"), "{response}");
     assert!(
         response.contains("; Secure"),
         "the cookie is Secure under TLS: {response}"
     );
 
-    // A client that does not trust this certificate gets no answer.
-    let plain = std::net::TcpStream::connect(&host.addr).unwrap();
-    let mut other = RootCertStore::empty();
-    other
-        .add(support::test_pki().ca.cert_der().clone())
-        .unwrap();
-    let strict = Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(other)
-            .with_no_client_auth(),
-    );
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls =
-        rustls::StreamOwned::new(rustls::ClientConnection::new(strict, name).unwrap(), plain);
-    assert!(
-        tls.write_all(b"GET / HTTP/1.1\r\n\r\n")
-            .and_then(|()| tls.flush())
-            .is_err()
-            || tls.read(&mut [0u8; 16]).is_err()
-    );
+    // A client that trusts another certificate gets no answer.
+    let other = support::client_config_trusting(support::test_pki().ca.cert_der());
+    let refused = https(&addr, &other, &login);
+    assert!(refused.is_err(), "{refused:?}");
     host.terminate();
+}
+
+/// One request over TLS with this client configuration; the answer, or
+/// the TLS error (an untrusted certificate).
+fn https(addr: &str, config: &Arc<ClientConfig>, request: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(support::HOST_TIMEOUT))?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let connection = ClientConnection::new(config.clone(), name).unwrap();
+    let mut tls = StreamOwned::new(connection, tcp);
+    tls.write_all(request.as_bytes())?;
+    tls.flush()?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response)?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
 #[test]

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -27,6 +27,7 @@ use super::Reply;
 use super::login;
 use super::routes::{Need, Route};
 use super::throttle::Throttle;
+use crate::event_stream::Opening;
 use crate::users::{Role, Users, UsersWatch, random_hex};
 
 /// A session ends after this long without a request.
@@ -189,6 +190,26 @@ impl Gate {
             return Admit::Answer(session_json(&grant).into());
         }
         Admit::Granted(grant)
+    }
+
+    /// A live stream that ends once its caller's session or token no
+    /// longer admits it (checked before each write: at once while events
+    /// flow, within the 15 s keep-alive when idle).
+    pub fn stream_guard(
+        self: &Arc<Self>,
+        opening: Opening,
+        (addr, cookie, authorization): (IpAddr, Option<String>, Option<String>),
+    ) -> Opening {
+        let gate = self.clone();
+        let events = super::routes::find("GET", &["events"]).ok().map(|(r, _)| r);
+        opening.while_allowed(move || {
+            let caller = Caller {
+                addr,
+                cookie: cookie.as_deref(),
+                authorization: authorization.as_deref(),
+            };
+            matches!(gate.admit(events, &caller, b""), Admit::Granted(_))
+        })
     }
 
     /// The user or token behind a request, and its role.
