@@ -127,7 +127,7 @@ impl Gate {
         let need = route.map_or(Need::Role(Role::Viewer), |r| r.need);
         match route.map(|r| (r.method, r.pattern)) {
             Some(("GET", "/login")) => {
-                return Admit::Answer(login::page(200, users.any(), None).into());
+                return Admit::Answer(login::page(200, users.any(), None, "").into());
             }
             Some(("POST", "/login")) => return Admit::Answer(self.login(users, caller, body)),
             Some(("POST", "/logout")) => return Admit::Answer(self.logout(caller)),
@@ -255,12 +255,12 @@ impl Gate {
         let now = Instant::now();
         if let Err(wait) = self.lock_throttle().check(caller.addr, now) {
             log::warn!("sign-in refused: too many failures from {}", caller.addr);
-            let mut reply = login::page(
+            let reply = login::page(
                 429,
                 users.any(),
                 Some("Too many failed sign-ins from your address; wait a minute and try again."),
+                "",
             );
-            reply.status = 429;
             return GateReply {
                 reply,
                 headers: vec![("Retry-After", wait.as_secs().max(1).to_string())],
@@ -290,7 +290,13 @@ impl Gate {
                     super::throttle::LIMIT
                 );
             }
-            return login::page(401, users.any(), Some("Wrong user name or password.")).into();
+            return login::page(
+                401,
+                users.any(),
+                Some("Wrong user name or password."),
+                &shown,
+            )
+            .into();
         };
         self.lock_throttle().succeed(caller.addr);
         let id = match random_hex(32) {

@@ -18,8 +18,15 @@ fn html(status: u16, body: String) -> Reply {
     }
 }
 
-/// The login page, with an optional message (a failed or throttled try).
-pub fn page(status: u16, users_configured: bool, message: Option<&str>) -> Reply {
+/// The login page, with an optional message (a failed or throttled try)
+/// and the user name tried (kept in its field; the password never is).
+pub fn page(status: u16, users_configured: bool, message: Option<&str>, user: &str) -> Reply {
+    let (user_focus, password_focus) = if user.is_empty() {
+        (" autofocus", "")
+    } else {
+        ("", " autofocus")
+    };
+    let user = escape(user);
     let message = message.map_or_else(String::new, |m| {
         format!(
             r#"<p class="login-error" role="alert">{}</p>
@@ -52,8 +59,8 @@ pub fn page(status: u16, users_configured: bool, message: Option<&str>) -> Reply
 <h1>Sign in</h1>
 <p class="subtitle">wsio reference controller</p>
 {note}{message}<form method="post" action="/login">
-<div class="field"><label for="user">User</label><input id="user" name="user" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus></div>
-<div class="field"><label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required></div>
+<div class="field"><label for="user">User</label><input id="user" name="user" value="{user}" autocomplete="username" autocapitalize="none" spellcheck="false" required{user_focus}></div>
+<div class="field"><label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required{password_focus}></div>
 <button type="submit">Sign in</button>
 </form>
 </main>
@@ -105,4 +112,43 @@ pub fn mark_page(page: Vec<u8>, grant: &Grant) -> Vec<u8> {
     page.replacen("<body>", &body, 1)
         .replacen("</header>", &session, 1)
         .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::Role;
+
+    fn text(reply: Reply) -> String {
+        String::from_utf8(reply.body).unwrap()
+    }
+
+    #[test]
+    fn the_name_tried_comes_back_escaped_and_the_password_field_empty() {
+        let html = text(page(401, true, Some("Wrong"), "<b>\"x"));
+        assert!(html.contains(r#"value="&lt;b&gt;&quot;x""#), "{html}");
+        assert!(!html.contains("<b>"));
+        assert!(html.contains(r#"autocomplete="current-password" required autofocus>"#));
+    }
+
+    #[test]
+    fn the_page_gets_the_role_and_the_user_or_the_no_users_note() {
+        let page = b"<body>\n<header class=\"top\">h</header>".to_vec();
+        let user = Grant {
+            user: Some("<vera>".into()),
+            role: Role::Viewer,
+            users_configured: true,
+        };
+        let html = String::from_utf8(mark_page(page.clone(), &user)).unwrap();
+        assert!(html.contains(r#"<body data-role="viewer">"#), "{html}");
+        assert!(html.contains("&lt;vera&gt; · viewer"), "{html}");
+        let local = Grant {
+            user: None,
+            role: Role::Admin,
+            users_configured: false,
+        };
+        let html = String::from_utf8(mark_page(page, &local)).unwrap();
+        assert!(html.contains(r#"<body data-role="admin">"#));
+        assert!(html.contains("no users: this machine only"));
+    }
 }

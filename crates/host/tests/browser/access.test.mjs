@@ -112,6 +112,8 @@ test('sign in, a viewer sees no action buttons, an operator does, sign out', { t
   await step('a wrong password is said so, and the page stays the login page', async () => {
     await signIn(page, 'vera', 'not-the-password');
     await page.locator('.login-error').filter({ hasText: 'Wrong user name or password.' }).waitFor();
+    assert.equal(await page.locator('#user').inputValue(), 'vera', 'the name tried is kept');
+    assert.equal(await page.locator('#password').inputValue(), '');
     await shoot(page, 'login-failed');
   });
 
@@ -144,4 +146,23 @@ test('sign in, a viewer sees no action buttons, an operator does, sign out', { t
   assert.ok(!host.log().includes(PASSWORD), 'the password is in the host output');
   assert.ok(host.log().includes('sign-in failed for user "vera" from 127.0.0.1'), host.log());
   assert.deepEqual(problems, []);
+});
+
+// The run.sh host has no users: the page says so, discreetly, and shows
+// every control (this machine is admin).
+test('with no users the header notes "this machine only"', { timeout: 60_000 }, async (t) => {
+  const url = process.env.WSIO_STATUS_URL;
+  assert.ok(url, 'WSIO_STATUS_URL is not set: run this through tests/browser/run.sh');
+  const browser = await chromium.launch(LAUNCH);
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(url);
+  await page.locator('body[data-role="admin"]').waitFor();
+  await page.locator('.session-note').filter({ hasText: 'no users: this machine only' }).waitFor();
+  assert.ok(await page.locator('form.action button').first().isVisible());
+  const header = page.locator('header.top');
+  await header.screenshot({ path: join(SHOTS, 'no-users-header.png') });
+  await page.setViewportSize({ width: 420, height: 860 });
+  await header.screenshot({ path: join(SHOTS, 'no-users-header-420.png') });
 });
