@@ -346,6 +346,54 @@ fn https_with_a_self_signed_certificate_that_the_client_trusts_alone() {
     host.terminate();
 }
 
+#[test]
+fn https_with_a_given_certificate_and_key_and_clear_errors_for_bad_files() {
+    let server = EchoServer::start();
+    let dir = test_dir("tls-files", &echo_project(&server));
+    let token = add_token(&dir, "ci", "viewer");
+    let pki = support::test_pki();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, &pki.server.cert_pem).unwrap();
+    std::fs::write(&key, &pki.server.key_pem).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let project = dir.join("project.toml");
+    let project = project.to_str().unwrap();
+    let missing = dir.join("missing.key");
+    let missing = missing.to_str().unwrap();
+    let out = wsio(
+        &[
+            "run",
+            project,
+            "--http",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            missing,
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read the TLS private key {missing}")),
+        "{stderr}"
+    );
+    let out = wsio(&["run", project, "--tls-cert", cert], "");
+    assert!(!out.status.success(), "--tls-cert without --tls-key");
+
+    let host = run_host(&dir, &["--tls-cert", cert, "--tls-key", key], "info");
+    let trusting = support::client_config_trusting(pki.ca.cert_der());
+    let get = format!(
+        "GET /io_modules HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{}\r\n\r\n",
+        host.addr,
+        bearer(&token)
+    );
+    let response = https(&host.addr, &trusting, &get).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
 /// One request over TLS with this client configuration; the answer, or
 /// the TLS error (an untrusted certificate).
 fn https(addr: &str, config: &Arc<ClientConfig>, request: &str) -> std::io::Result<String> {
