@@ -117,6 +117,12 @@ impl Gate {
     /// Decides a request. `route` is None for a path the router does not
     /// know (it answers 404/405 itself, to those who may see the list).
     pub fn admit(&self, route: Option<&Route>, caller: &Caller, body: &[u8]) -> Admit {
+        self.admit_at(route, caller, body, Instant::now())
+    }
+
+    /// `admit` at `now` (session expiry and throttling are tested with a
+    /// clock of their own).
+    fn admit_at(&self, route: Option<&Route>, caller: &Caller, body: &[u8], now: Instant) -> Admit {
         let current = self.users.current();
         let users = match current.as_ref() {
             Ok(users) => users,
@@ -129,7 +135,7 @@ impl Gate {
             Some(("GET", "/login")) => {
                 return Admit::Answer(login::page(200, users.any(), None, "").into());
             }
-            Some(("POST", "/login")) => return Admit::Answer(self.login(users, caller, body)),
+            Some(("POST", "/login")) => return Admit::Answer(self.login(users, caller, body, now)),
             Some(("POST", "/logout")) => return Admit::Answer(self.logout(caller)),
             _ => {}
         }
@@ -157,7 +163,7 @@ impl Gate {
                 );
             }
         } else {
-            let (user, role) = match self.identify(users, caller) {
+            let (user, role) = match self.identify(users, caller, now) {
                 Ok(who) => who,
                 Err(why) => return Admit::Answer(unauthorized(route, &why)),
             };
@@ -213,7 +219,12 @@ impl Gate {
     }
 
     /// The user or token behind a request, and its role.
-    fn identify(&self, users: &Users, caller: &Caller) -> Result<(String, Role), String> {
+    fn identify(
+        &self,
+        users: &Users,
+        caller: &Caller,
+        now: Instant,
+    ) -> Result<(String, Role), String> {
         if let Some(authorization) = caller.authorization {
             let token = authorization
                 .strip_prefix("Bearer ")
@@ -233,7 +244,6 @@ impl Gate {
         let Some(id) = caller.cookie.and_then(session_cookie) else {
             return Err("sign in at /login, or send Authorization: Bearer <token>".into());
         };
-        let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
         let Some(session) = sessions.get_mut(id) else {
@@ -251,8 +261,7 @@ impl Gate {
         }
     }
 
-    fn login(&self, users: &Users, caller: &Caller, body: &[u8]) -> GateReply {
-        let now = Instant::now();
+    fn login(&self, users: &Users, caller: &Caller, body: &[u8], now: Instant) -> GateReply {
         if let Err(wait) = self.lock_throttle().check(caller.addr, now) {
             log::warn!("sign-in refused: too many failures from {}", caller.addr);
             let reply = login::page(
@@ -413,6 +422,94 @@ pub fn client_addr(peer: Option<&SocketAddr>, tls: Option<&super::tls::TlsFront>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::users::{User, UsersWatch, hash_password};
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn gate_with_alice(test: &str) -> Gate {
+        let dir = std::env::temp_dir().join(format!("wsio-gate-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.toml");
+        let mut users = Users::default();
+        users.users.insert(
+            "alice".into(),
+            User {
+                role: Role::Operator,
+                password: hash_password("alice-password").unwrap(),
+            },
+        );
+        users.save(&path).unwrap();
+        Gate::new(UsersWatch::open(&path).unwrap(), false)
+    }
+
+    fn route(method: &str, path: &[&str]) -> Option<&'static Route> {
+        super::super::routes::find(method, path)
+            .ok()
+            .map(|(r, _)| r)
+    }
+
+    fn caller(cookie: Option<&str>) -> Caller<'_> {
+        Caller {
+            addr: LOCAL,
+            cookie,
+            authorization: None,
+        }
+    }
+
+    fn sign_in(gate: &Gate, password: &str, now: Instant) -> GateReply {
+        let body = format!("user=alice&password={password}");
+        match gate.admit_at(
+            route("POST", &["login"]),
+            &caller(None),
+            body.as_bytes(),
+            now,
+        ) {
+            Admit::Answer(reply) => reply,
+            Admit::Granted(_) => panic!("POST /login is answered by the gate"),
+        }
+    }
+
+    fn admits(gate: &Gate, cookie: &str, now: Instant) -> bool {
+        let io = route("GET", &["io_modules"]);
+        matches!(
+            gate.admit_at(io, &caller(Some(cookie)), b"", now),
+            Admit::Granted(_)
+        )
+    }
+
+    #[test]
+    fn a_session_ends_after_twelve_hours_without_use_and_not_while_used() {
+        let gate = gate_with_alice("idle");
+        let t0 = Instant::now();
+        let reply = sign_in(&gate, "alice-password", t0);
+        assert_eq!(reply.reply.status, 303);
+        let set = &reply
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "Set-Cookie")
+            .unwrap()
+            .1;
+        let cookie = set.split(';').next().unwrap().to_string();
+        let hour = Duration::from_secs(3600);
+        assert!(admits(&gate, &cookie, t0 + 11 * hour));
+        assert!(admits(&gate, &cookie, t0 + 22 * hour), "used 11 h before");
+        assert!(!admits(&gate, &cookie, t0 + 34 * hour), "12 h idle");
+    }
+
+    #[test]
+    fn the_sixth_sign_in_within_a_minute_is_429_even_with_the_right_password() {
+        let gate = gate_with_alice("throttle");
+        let t0 = Instant::now();
+        for n in 0..5 {
+            let reply = sign_in(&gate, "wrong", t0 + Duration::from_secs(n));
+            assert_eq!(reply.reply.status, 401);
+        }
+        let reply = sign_in(&gate, "alice-password", t0 + Duration::from_secs(5));
+        assert_eq!(reply.reply.status, 429);
+        let later = t0 + Duration::from_secs(5) + super::super::throttle::WINDOW;
+        assert_eq!(sign_in(&gate, "alice-password", later).reply.status, 303);
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
