@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::abi::ModuleSource;
 use super::apply;
 use super::engine::{Engine, EventQueue};
-use super::http::HttpListener;
+use super::http::{AccessOptions, HttpListener};
 use super::project::{Project, ProjectError};
 use super::project_file;
 use super::state::{HostState, Source};
@@ -78,6 +78,8 @@ pub struct RunOptions {
     pub load: LoadOptions,
     /// Where to serve HTTP, e.g. 127.0.0.1:8080 (port 0: any free port).
     pub http: String,
+    /// The users file and TLS (`http::access`).
+    pub access: AccessOptions,
     /// The project's file; None for the built-in demo.
     pub file: Option<ProjectFile>,
 }
@@ -175,7 +177,8 @@ pub fn run(
         let staged =
             apply::stage(&state, project.clone(), &source, &[]).map_err(RunError::Project)?;
         log_warnings(&staged);
-        let listener = HttpListener::bind(&options.http).map_err(RunError::Other)?;
+        let listener =
+            HttpListener::bind(&options.http, &options.access).map_err(RunError::Other)?;
         let (_, startup) = staged.install();
         (listener, startup)
     };

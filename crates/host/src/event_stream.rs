@@ -98,6 +98,7 @@ impl EventStreams {
             slot,
             events: subscription.events,
             first: format!("retry: {RETRY_MS}\n{}", frame("snapshot", &snapshot)),
+            allowed: Box::new(|| true),
         })
     }
 
@@ -134,9 +135,20 @@ pub struct Opening {
     slot: Slot,
     events: Receiver<Arc<LiveEvent>>,
     first: String,
+    /// Asked before every write: false ends the stream (its session or
+    /// token was removed; the page reconnects and is refused).
+    allowed: Box<dyn Fn() -> bool + Send>,
 }
 
 impl Opening {
+    /// Ends the stream, at its next write, once `allowed` says no.
+    pub fn while_allowed(self, allowed: impl Fn() -> bool + Send + 'static) -> Opening {
+        Opening {
+            allowed: Box::new(allowed),
+            ..self
+        }
+    }
+
     /// Takes over the request and streams to it on a thread of its own.
     pub fn run(self, request: Request, state: Arc<HostState>) {
         let out = request.into_writer();
@@ -144,7 +156,7 @@ impl Opening {
             .name("wsio-events".to_string())
             .spawn(move || {
                 let _slot = self.slot;
-                stream(out, &self.first, &self.events, &state);
+                stream(out, &self.first, &self.events, &state, &self.allowed);
             });
         if let Err(e) = spawned {
             // The connection goes with the thread's closure; the page retries.
@@ -181,6 +193,7 @@ fn stream(
     first: &str,
     events: &Receiver<Arc<LiveEvent>>,
     state: &HostState,
+    allowed: &dyn Fn() -> bool,
 ) {
     let head = "HTTP/1.1 200 OK\r\n\
                 Content-Type: text/event-stream; charset=utf-8\r\n\
@@ -197,14 +210,16 @@ fn stream(
                 for event in events.try_iter().take(BATCH - 1) {
                     batch.push_str(&live_frame(state, &event));
                 }
-                batch
+                Some(batch)
             }
-            Err(RecvTimeoutError::Timeout) => ": keep-alive\n\n".to_string(),
-            Err(RecvTimeoutError::Disconnected) => {
-                // The last chunk: the page sees the stream end and reconnects.
-                let _ = out.write_all(b"0\r\n\r\n").and_then(|()| out.flush());
-                return;
-            }
+            Err(RecvTimeoutError::Timeout) => Some(": keep-alive\n\n".to_string()),
+            Err(RecvTimeoutError::Disconnected) => None,
+        };
+        // The feed ended, or the page's session or token is gone.
+        let Some(batch) = batch.filter(|_| allowed()) else {
+            // The last chunk: the page sees the stream end and reconnects.
+            let _ = out.write_all(b"0\r\n\r\n").and_then(|()| out.flush());
+            return;
         };
         if write_chunk(&mut out, &batch).is_err() {
             log::debug!("a live status page went away");

@@ -18,7 +18,13 @@
 //!   or came up, to try what a module does then;
 //! - `GET /`: the status page (`page`), with its `GET /assets/<file>`;
 //! - `GET /events`: the page's live feed, Server-Sent Events
-//!   (`event_stream`; each stream on a thread of its own).
+//!   (`event_stream`; each stream on a thread of its own);
+//! - `GET /login`, `POST /login`, `POST /logout`, `GET /session`: signing
+//!   in (`access`, `login`).
+//!
+//! Every route and the role it needs are one table (`routes`); every
+//! request passes the gate (`access`) before the router. `server` binds,
+//! runs the workers and stops; `tls` is the optional HTTPS front.
 //!
 //! Requests only read state and run actions, which return at once, so a
 //! request never waits on a module. A POST that a browser sends from another
@@ -30,13 +36,10 @@
 //! otherwise read the status and run actions.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Request, Response};
 
 use super::abi::CallErrorKind;
 use super::event_stream::EventStreams;
@@ -44,148 +47,28 @@ use super::page;
 use super::state::{ActionCall, HostState, RunningInstance};
 use guard::{host_name_of, is_cross_site, is_own_host};
 
+mod access;
 mod guard;
+mod login;
 mod modules;
 mod project_edit;
 mod project_json;
+mod routes;
+mod server;
+mod throttle;
+mod tls;
 mod trigger_test;
 
-/// Two workers: one slow client does not hold up the others, and the
-/// machine this runs on is small.
-const WORKERS: usize = 2;
+pub use access::AccessOptions;
+pub use routes::{Need, ROUTES, Route};
+pub use server::{HttpListener, HttpServer};
+pub use tls::{SELF_SIGNED_CERT, SELF_SIGNED_KEY, TlsSource};
+
+use access::{Admit, Caller};
+use server::OwnHost;
 
 /// Action properties are short; anything bigger is a mistake.
 const MAX_BODY: u64 = 1024 * 1024;
-
-/// A bound listener, not serving yet (binding comes before creating
-/// instances, so a busy port is reported before anything starts).
-pub struct HttpListener {
-    server: Arc<Server>,
-    addr: SocketAddr,
-    /// The host name of `--http`, when it is a name (accepted in `Host`).
-    name: Option<String>,
-}
-
-impl HttpListener {
-    pub fn bind(addr_text: &str) -> Result<HttpListener, String> {
-        let addr = addr_text;
-        let server = Server::http(addr).map_err(|e| {
-            format!("cannot serve HTTP on {addr}: {e}; choose another address with --http, e.g. --http 127.0.0.1:8081")
-        })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| format!("cannot serve HTTP on {addr}: not an IP address"))?;
-        Ok(HttpListener {
-            server: Arc::new(server),
-            addr,
-            name: host_name_of(addr_text).map(str::to_ascii_lowercase),
-        })
-    }
-
-    /// Starts the worker threads.
-    pub fn serve(self, state: Arc<HostState>) -> Result<HttpServer, String> {
-        let mut running = HttpServer {
-            server: self.server,
-            addr: self.addr,
-            workers: Vec::new(),
-            stopping: Arc::new(AtomicBool::new(false)),
-            state: state.clone(),
-            streams: Arc::new(EventStreams::default()),
-        };
-        let own = Arc::new(OwnHost {
-            name: self.name,
-            addr: self.addr,
-        });
-        for n in 0..WORKERS {
-            let (server, state, stopping, streams, own) = (
-                running.server.clone(),
-                state.clone(),
-                running.stopping.clone(),
-                running.streams.clone(),
-                own.clone(),
-            );
-            match std::thread::Builder::new()
-                .name(format!("wsio-http-{n}"))
-                .spawn(move || serve(&server, &state, &stopping, &streams, &own))
-            {
-                Ok(worker) => running.workers.push(worker),
-                Err(e) => {
-                    // The workers started so far hold the state: end them.
-                    running.stop();
-                    return Err(format!("cannot start the HTTP server's threads: {e}"));
-                }
-            }
-        }
-        Ok(running)
-    }
-}
-
-/// What `Host` may name (see `is_own_host`).
-struct OwnHost {
-    name: Option<String>,
-    addr: SocketAddr,
-}
-
-/// The running HTTP server; `stop` ends it.
-pub struct HttpServer {
-    server: Arc<Server>,
-    addr: SocketAddr,
-    workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
-    /// To end the live streams, which run on threads of their own.
-    state: Arc<HostState>,
-    streams: Arc<EventStreams>,
-}
-
-impl HttpServer {
-    /// The address actually bound (the port is known even for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting requests, waits for the workers to finish theirs,
-    /// and ends the live streams (each sends its last chunk and closes).
-    pub fn stop(self) {
-        self.state.recent.close_feed();
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            // Each call wakes one worker blocked in recv().
-            self.server.unblock();
-        }
-        for worker in self.workers {
-            let _ = worker.join();
-        }
-        let stuck = self.streams.wait_ended(STREAMS_END_WITHIN);
-        if stuck > 0 {
-            log::warn!(
-                "{stuck} live status page(s) stopped reading; their streams are dropped at exit"
-            );
-        }
-    }
-}
-
-/// How long stopping waits for the live streams to send their last chunk.
-const STREAMS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn serve(
-    server: &Server,
-    state: &Arc<HostState>,
-    stopping: &AtomicBool,
-    streams: &EventStreams,
-    own: &OwnHost,
-) {
-    loop {
-        let request = server.recv();
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        match request {
-            Ok(request) => handle(request, state, streams, own),
-            Err(e) => log::debug!("HTTP: {e}"),
-        }
-    }
-}
 
 fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, own: &OwnHost) {
     let method = request.method().clone();
@@ -198,6 +81,12 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
             .map(|h| h.value.as_str().to_string())
     };
     let host = header("Host");
+    let caller_parts = (
+        access::client_addr(request.remote_addr(), own.tls.as_deref()),
+        header("Cookie"),
+        header("Authorization"),
+    );
+    let mut gate_headers = Vec::new();
     let cross_site = is_cross_site(&method, header("Origin").as_deref(), host.as_deref());
     let foreign_host = !is_own_host(host.as_deref(), own.name.as_deref());
     let mut body = Vec::new();
@@ -229,12 +118,34 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
              or a client that sends no Origin header (curl)",
         )
         .into(),
-        Ok(_) => route(state, &method, &url, &body),
+        Ok(_) => {
+            let caller = Caller {
+                addr: caller_parts.0,
+                cookie: caller_parts.1.as_deref(),
+                authorization: caller_parts.2.as_deref(),
+            };
+            match own.gate.admit(route_of(&method, &url), &caller, &body) {
+                Admit::Answer(answer) => {
+                    gate_headers = answer.headers;
+                    answer.reply.into()
+                }
+                Admit::Granted(grant) => match route(state, &method, &url, &body) {
+                    Answer::Reply(reply) if reply.status == 200 && url_path(&url) == "/" => {
+                        Answer::Reply(Reply {
+                            body: login::mark_page(reply.body, &grant),
+                            ..reply
+                        })
+                    }
+                    answer => answer,
+                },
+            }
+        }
     };
     let reply = match answer {
         Answer::Reply(reply) => reply,
         Answer::EventStream => match streams.open(&request, state) {
             Ok(opening) => {
+                let opening = own.gate.stream_guard(opening, caller_parts);
                 log::debug!("HTTP {method} {url} -> live stream");
                 opening.run(request, state.clone());
                 return;
@@ -250,6 +161,9 @@ fn handle(mut request: Request, state: &Arc<HostState>, streams: &EventStreams, 
         response.add_header(header_of(name, value));
     }
     response.add_header(header_of("Cache-Control", reply.cache));
+    for (name, value) in gate_headers {
+        response.add_header(header_of(name, &value));
+    }
     if let Err(e) = request.respond(response) {
         log::debug!("HTTP {method} {url}: could not send the response: {e}");
     }
@@ -269,7 +183,9 @@ const COMMON_HEADERS: [(&str, &str); 3] = [
          img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    // Not no-referrer: under it a browser sends `Origin: null` with a form
+    // POST (sign in, sign out), which the cross-site check must refuse.
+    ("Referrer-Policy", "same-origin"),
 ];
 
 /// What a request gets: a reply, or the live stream (which takes over the
@@ -311,65 +227,94 @@ impl Reply {
     }
 }
 
-const ENDPOINTS: &str = "GET /io_modules, GET /project, PUT /project, POST /project/check, \
-                         POST /project/reload, POST /project/save, GET /modules, POST /modules, \
-                         POST /io_modules/<instance>/actions/<action>, \
-                         POST /io_modules/<instance>/triggers/<trigger>/test, \
-                         POST /io_modules/<instance>/network, \
-                         POST /modules/<id>/triggers/<trigger>/test, \
-                         POST /modules/<id>/triggers/<trigger>/variables, GET / (the status page), \
-                         GET /events (its live feed)";
+/// The path of a request's URL, without query or fragment.
+fn url_path(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or("")
+}
 
-fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
-    let path = url.split(['?', '#']).next().unwrap_or("");
-    let segments: Vec<String> = match path
-        .split('/')
+/// The decoded segments of a path; None if one is not valid UTF-8.
+fn segments_of(path: &str) -> Option<Vec<String>> {
+    path.split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
-        .collect::<Option<Vec<String>>>()
-    {
-        Some(segments) => segments,
-        None => {
-            return Reply::error(
-                400,
-                format!("the path {path:?} is not valid percent-encoded UTF-8"),
-            )
-            .into();
+        .collect()
+}
+
+/// The route a request is for, if the router knows it (for the gate).
+fn route_of(method: &Method, url: &str) -> Option<&'static routes::Route> {
+    let segments = segments_of(url_path(url))?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    routes::find(method.as_str(), &segments)
+        .ok()
+        .map(|(r, _)| r)
+}
+
+/// The handler of a route of the table (`routes::ROUTES`), with the
+/// segments its `{…}` parts matched. None: a route without a handler (a
+/// test checks there is none). The sign-in routes are the gate's.
+fn endpoint_of<'a>(route: &routes::Route, args: &[&'a str]) -> Option<Endpoint<'a>> {
+    Some(match (route.method, route.pattern, args) {
+        ("GET", "/", []) => Endpoint::Page,
+        ("GET", "/events", []) => Endpoint::Events,
+        ("GET", "/assets/{file}", [name]) => Endpoint::Asset(name),
+        ("GET", "/io_modules", []) => Endpoint::IoModules,
+        ("GET" | "PUT", "/project", []) => Endpoint::Project,
+        ("POST", "/project/check", []) => Endpoint::ProjectCheck,
+        ("POST", "/project/reload", []) => Endpoint::ProjectReload,
+        ("POST", "/project/save", []) => Endpoint::ProjectSave,
+        ("GET" | "POST", "/modules", []) => Endpoint::Modules,
+        ("POST", "/modules/{id}/triggers/{trigger}/test", [id, trigger]) => {
+            Endpoint::ModuleTriggerTest(id, trigger)
         }
+        ("POST", "/modules/{id}/triggers/{trigger}/variables", [id, trigger]) => {
+            Endpoint::ModuleTriggerVariables(id, trigger)
+        }
+        ("POST", "/io_modules/{instance}/actions/{action}", [instance, action]) => {
+            Endpoint::Action(instance, action)
+        }
+        ("POST", "/io_modules/{instance}/triggers/{trigger}/test", [instance, trigger]) => {
+            Endpoint::TriggerTest(instance, trigger)
+        }
+        ("POST", "/io_modules/{instance}/network", [instance]) => Endpoint::Network(instance),
+        ("GET", "/login" | "/session", []) | ("POST", "/login" | "/logout", []) => Endpoint::Gate,
+        _ => return None,
+    })
+}
+
+fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
+    let path = url_path(url);
+    let Some(segments) = segments_of(path) else {
+        return Reply::error(
+            400,
+            format!("the path {path:?} is not valid percent-encoded UTF-8"),
+        )
+        .into();
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (allowed, endpoint) = match segments.as_slice() {
-        [] => ("GET", Endpoint::Page),
-        ["events"] => ("GET", Endpoint::Events),
-        ["assets", name] => ("GET", Endpoint::Asset(name)),
-        ["io_modules"] => ("GET", Endpoint::IoModules),
-        ["project"] => ("GET or PUT", Endpoint::Project),
-        ["project", "check"] => ("POST", Endpoint::ProjectCheck),
-        ["project", "reload"] => ("POST", Endpoint::ProjectReload),
-        ["project", "save"] => ("POST", Endpoint::ProjectSave),
-        ["modules"] => ("GET or POST", Endpoint::Modules),
-        ["io_modules", instance, "actions", action] => ("POST", Endpoint::Action(instance, action)),
-        ["io_modules", instance, "triggers", trigger, "test"] => {
-            ("POST", Endpoint::TriggerTest(instance, trigger))
-        }
-        ["io_modules", instance, "network"] => ("POST", Endpoint::Network(instance)),
-        ["modules", id, "triggers", trigger, "test"] => {
-            ("POST", Endpoint::ModuleTriggerTest(id, trigger))
-        }
-        ["modules", id, "triggers", trigger, "variables"] => {
-            ("POST", Endpoint::ModuleTriggerVariables(id, trigger))
-        }
-        _ => {
+    let (found, args) = match routes::find(method.as_str(), &segments) {
+        Ok(found) => found,
+        Err(routes::Miss::NotFound) => {
             return Reply::error(
                 404,
-                format!("no such endpoint: {path}; endpoints: {ENDPOINTS}"),
+                format!("no such endpoint: {path}; endpoints: {}", routes::listing()),
+            )
+            .into();
+        }
+        Err(routes::Miss::Method(allowed)) => {
+            return Reply::error(
+                405,
+                format!("{path} takes {}, not {method}", allowed.join(" or ")),
             )
             .into();
         }
     };
-    if !allowed.split(" or ").any(|m| m == method.as_str()) {
-        return Reply::error(405, format!("{path} takes {allowed}, not {method}")).into();
-    }
+    let Some(endpoint) = endpoint_of(found, &args) else {
+        return Reply::error(
+            501,
+            format!("{} {} has no handler yet", found.method, found.pattern),
+        )
+        .into();
+    };
     match endpoint {
         Endpoint::Page => Reply {
             status: 200,
@@ -406,6 +351,8 @@ fn route(state: &HostState, method: &Method, url: &str, body: &[u8]) -> Answer {
         Endpoint::ModuleTriggerVariables(id, trigger) => {
             trigger_test::module_trigger_variables(state, id, trigger, body)
         }
+        // Answered by the gate before the router is asked.
+        Endpoint::Gate => Reply::error(500, "the sign-in routes are answered by the gate"),
     }
     .into()
 }
@@ -425,6 +372,8 @@ enum Endpoint<'a> {
     Network(&'a str),
     ModuleTriggerTest(&'a str, &'a str),
     ModuleTriggerVariables(&'a str, &'a str),
+    /// `/login`, `/logout`, `/session` (`access`).
+    Gate,
 }
 
 /// `{"modules":[{id,name,version}],"instances":[{id,module_id,name,status}]}`.

@@ -13,6 +13,8 @@
 //! [`controller`] brings it all up in order and back down, through
 //! [`apply`] (a project checked, then swapped in whole: at load and live),
 //! with [`project_file`] (edits from HTTP and SIGHUP, and the file kept).
+//! [`users`] is the users file that `http::access` checks every request
+//! against.
 
 #![deny(unsafe_code)]
 
@@ -33,3 +35,4 @@ pub mod project;
 pub mod project_file;
 pub mod runaway;
 pub mod state;
+pub mod users;

@@ -18,7 +18,11 @@ use clap::{Parser, Subcommand};
 use wsio_host::abi::{Module, ModuleSource};
 use wsio_host::controller::{self, LoadOptions, ProjectFile, RunError, RunOptions};
 use wsio_host::demo_server::{DEFAULT_PORT, DemoServer, DemoServerConfig, TlsIdentity};
+use wsio_host::http::{AccessOptions, TlsSource};
 use wsio_host::project::Project;
+use wsio_host::users::Role;
+
+mod users_cli;
 
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
@@ -51,6 +55,8 @@ enum Command {
         /// any free port; the address is printed).
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
         http: String,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Check a project file as `run` does at load (structure, manifests,
     /// every property through the module) without connecting anything;
@@ -58,6 +64,17 @@ enum Command {
     Check {
         /// The project file.
         project: PathBuf,
+    },
+    /// Add or change a user of the web UI and API (password from a prompt,
+    /// or --password-stdin), remove one, or list them.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Add an API token (printed once; only its hash is kept) or remove one.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Run the local demo WebSocket server (a stand-in for demo.piesocket.com).
     DemoServer {
@@ -78,21 +95,150 @@ enum Command {
     },
 }
 
+/// Who may use the web UI and API, and over what.
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    users: UsersFileArg,
+    /// Serve HTTPS with this certificate (PEM; with --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// `self-signed`: serve HTTPS with a certificate made once and kept
+    /// beside the users file (its SHA-256 fingerprint is printed).
+    #[arg(long, value_name = "self-signed", value_parser = ["self-signed"])]
+    tls: Option<String>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct UsersFileArg {
+    /// The users file; default: users.toml beside the project file (for
+    /// the demo, and for `wsio user`/`wsio token` without --project: in
+    /// the working folder).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or change its role and password.
+    Add {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: Role,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        file: UsersLocation,
+    },
+    /// Remove a user (their sessions end at once).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        file: UsersLocation,
+    },
+    /// List users and tokens with their roles.
+    List {
+        #[command(flatten)]
+        file: UsersLocation,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Add an API token and print it (once).
+    Add {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: Role,
+        #[command(flatten)]
+        file: UsersLocation,
+    },
+    /// Remove an API token (refused at once from then on).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        file: UsersLocation,
+    },
+}
+
+/// Which users file `wsio user`/`wsio token` change.
+#[derive(clap::Args)]
+struct UsersLocation {
+    #[command(flatten)]
+    users: UsersFileArg,
+    /// Use the users file beside this project file.
+    #[arg(long, value_name = "FILE", conflicts_with = "users")]
+    project: Option<PathBuf>,
+}
+
+impl UsersLocation {
+    fn path(&self) -> PathBuf {
+        users_path(&self.users, self.project.as_deref())
+    }
+}
+
+/// `--users`, or `users.toml` beside the project file, or in the working
+/// folder.
+fn users_path(arg: &UsersFileArg, project: Option<&Path>) -> PathBuf {
+    match (&arg.users, project) {
+        (Some(path), _) => path.clone(),
+        (None, Some(project)) => project
+            .parent()
+            .map_or_else(PathBuf::new, Path::to_path_buf)
+            .join("users.toml"),
+        (None, None) => PathBuf::from("users.toml"),
+    }
+}
+
+fn access_options(serve: &ServeArgs, project: Option<&Path>) -> AccessOptions {
+    let users = users_path(&serve.users, project);
+    let tls = match (&serve.tls_cert, &serve.tls_key, &serve.tls) {
+        (Some(cert), Some(key), _) => Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (_, _, Some(_)) => Some(TlsSource::SelfSigned {
+            dir: users
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        }),
+        _ => None,
+    };
+    AccessOptions { users, tls }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let command = Cli::parse().command.unwrap_or(Command::Run {
         project: None,
         http: DEFAULT_HTTP.to_string(),
+        serve: ServeArgs::default(),
     });
     let result = match command {
         Command::Run {
             project: Some(path),
             http,
-        } => run_project(&path, http),
+            serve,
+        } => run_project(&path, http, access_options(&serve, Some(&path))),
         Command::Run {
             project: None,
             http,
-        } => run_demo(http),
+            serve,
+        } => run_demo(http, access_options(&serve, None)),
+        Command::User { command } => users_cli::user(command),
+        Command::Token { command } => users_cli::token(command),
         Command::Check { project } => check_project(&project),
         Command::DemoServer { listen, tls } => demo_server(listen, tls),
         Command::Manifest { module } => manifest(module),
@@ -108,7 +254,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_project(path: &Path, http: String) -> Result<(), String> {
+fn run_project(path: &Path, http: String, access: AccessOptions) -> Result<(), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the project file {}: {e}", path.display()))?;
     let project = Project::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
@@ -120,8 +266,10 @@ fn run_project(path: &Path, http: String) -> Result<(), String> {
                 .map_err(|e| format!("cannot resolve the project file {}: {e}", path.display()))?,
             bytes: text.into_bytes(),
         }),
+        access,
     };
-    controller::run(&project, &options, print_addresses).map_err(describe)
+    let scheme = scheme_of(&options.access);
+    controller::run(&project, &options, |addr| print_addresses(scheme, addr)).map_err(describe)
 }
 
 /// Every check `run_project` makes before it starts anything, with the same
@@ -159,7 +307,7 @@ fn counted(n: usize, what: &str) -> String {
     }
 }
 
-fn run_demo(http: String) -> Result<(), String> {
+fn run_demo(http: String, access: AccessOptions) -> Result<(), String> {
     let server = start_demo_server()?;
     let port = server.local_addr().port();
     let mut project = Project::parse(
@@ -177,12 +325,14 @@ fn run_demo(http: String) -> Result<(), String> {
         },
         http,
         file: None,
+        access,
     };
+    let scheme = scheme_of(&options.access);
     println!("demo server: {}", server.url("1", "demo"));
     let result = controller::run(&project, &options, |addr| {
-        print_addresses(addr);
+        print_addresses(scheme, addr);
         println!(
-            "try: curl -X POST 'http://{addr}/io_modules/visitor/actions/Send%20Message' -d '{{\"Message\":\"ping\"}}'"
+            "try: curl -X POST '{scheme}://{addr}/io_modules/visitor/actions/Send%20Message' -d '{{\"Message\":\"ping\"}}'"
         );
     });
     // The server outlives the instances, so they close with 1000 to a peer.
@@ -212,9 +362,17 @@ fn start_demo_server() -> Result<DemoServer, String> {
 }
 
 /// Printed on stdout once the host runs; tests read the address from here.
-fn print_addresses(addr: SocketAddr) {
-    println!("status page: http://{addr}/");
-    println!("io_modules API: http://{addr}/io_modules");
+fn print_addresses(scheme: &str, addr: SocketAddr) {
+    println!("status page: {scheme}://{addr}/");
+    println!("io_modules API: {scheme}://{addr}/io_modules");
+}
+
+fn scheme_of(access: &AccessOptions) -> &'static str {
+    if access.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 fn describe(error: RunError) -> String {

@@ -269,7 +269,7 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <p class="subtitle">wsio reference controller · {count} · <a href="/io_modules">/io_modules</a> (JSON)</p>
 </div>
 <p id="feed" class="feed" data-feed="connecting" role="status">Connecting to live updates…</p>
-<nav class="views" aria-label="Views">
+<nav class="views" aria-label="Views" data-needs="admin">
 <a href="#status" id="tab-status" aria-current="page">Status</a>
 <a href="#configure" id="tab-configure">Configure<span class="dirty-mark" hidden> <span aria-hidden="true">●</span><span class="visually-hidden">(unsaved changes)</span></span></a>
 </nav>
@@ -295,7 +295,7 @@ pub fn render_instances(instances: &[InstanceView]) -> String {
 <noscript><p>The log, live status and action forms need JavaScript; <a href="/io_modules">/io_modules</a> has the status as JSON.</p></noscript>
 </section>
 </main>
-<main id="configure-view" aria-labelledby="tab-configure" hidden>
+<main id="configure-view" aria-labelledby="tab-configure" data-needs="admin" hidden>
 <p class="loading">Loading the project…</p>
 </main>
 </body>
@@ -386,8 +386,8 @@ fn render_instance(html: &mut String, n: usize, instance: &InstanceView) {
     if !instance.manifest.actions.is_empty() {
         let _ = writeln!(
             html,
-            r#"<h3 class="actions-title" id="i{n}-actions">Actions</h3>
-<div class="actions" role="group" aria-labelledby="i{n}-actions">"#
+            r#"<h3 class="actions-title" id="i{n}-actions" data-needs="operator">Actions</h3>
+<div class="actions" role="group" aria-labelledby="i{n}-actions" data-needs="operator">"#
         );
         for (a, action) in instance.manifest.actions.iter().enumerate() {
             let id = format!("i{n}-a{}", a + 1);
@@ -773,7 +773,9 @@ mod tests {
         );
         assert!(html.contains(r#"<main id="status-view" aria-labelledby="tab-status">"#));
         assert!(
-            html.contains(r#"<main id="configure-view" aria-labelledby="tab-configure" hidden>"#)
+            html.contains(
+                r#"<main id="configure-view" aria-labelledby="tab-configure" data-needs="admin" hidden>"#
+            )
         );
         assert!(html.contains(r#"<script src="/assets/configure.js" type="module"></script>"#));
     }

@@ -24,8 +24,12 @@ const tabs = { status: document.getElementById('tab-status'), configure: documen
 
 let loaded = false;
 
+// Only an admin configures (the host refuses the project API to others,
+// and page.css hides the tabs and this view from them).
+const admin = (document.body.dataset.role || 'admin') === 'admin';
+
 function showView() {
-  const configure = location.hash === '#configure';
+  const configure = admin && location.hash === '#configure';
   view.hidden = !configure;
   statusView.hidden = configure;
   const [current, other] = configure ? [tabs.configure, tabs.status] : [tabs.status, tabs.configure];

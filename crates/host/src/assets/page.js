@@ -244,6 +244,16 @@
     feed.textContent = text;
   }
 
+  // A session that ended (signed out elsewhere, expired, user removed)
+  // answers 401: the page goes to the login page rather than going stale.
+  function signInIfSignedOut(response) {
+    if (response) {
+      if (response.status === 401) window.location.assign('/login');
+      return;
+    }
+    fetch('/session').then(signInIfSignedOut).catch(() => { /* host away */ });
+  }
+
   // The feed; opened again after the instances are rendered again, so its
   // snapshot covers the status they had in between.
   let source = null;
@@ -276,6 +286,7 @@
       document.dispatchEvent(new CustomEvent('wsio:project-event'));
     });
     stream.addEventListener('error', () => {
+      signInIfSignedOut();
       // While the host does not answer, no badge may go on claiming the
       // state it last showed: every instance is Unknown until a snapshot.
       for (const [name, instance] of instances) {
@@ -324,6 +335,7 @@
     if (document.hidden) return;
     try {
       const response = await fetch('/io_modules');
+      signInIfSignedOut(response);
       if (!response.ok) return;
       const body = await response.json();
       const looping = new Set();
@@ -378,6 +390,7 @@
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(properties),
       });
+      signInIfSignedOut(response);
       let answer = {};
       try { answer = await response.json(); } catch (_) { /* not JSON */ }
       if (response.ok) {

@@ -14,7 +14,10 @@ pub(super) fn is_cross_site(method: &Method, origin: Option<&str>, host: Option<
     match (origin, host) {
         (None, _) => false,
         (Some(origin), Some(host)) => {
-            let origin = origin.strip_prefix("http://").unwrap_or(origin);
+            let origin = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or(origin);
             !origin.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => true,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The browser suite: the status page and the Configure view in headless
+# The browser suite: the status page, the Configure view and signing in
+# (access.test.mjs, with a host and users file of its own) in headless
 # Chromium.
 #
 # Builds wsio, starts the built-in demo (`wsio run --http 127.0.0.1:0`),

@@ -19,7 +19,8 @@ use super::lines::read_lines_until;
 /// process, loads a module and connects, so longer than a client's wait.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(15);
 
-const STATUS_PAGE: &str = "out: status page: http://";
+/// Followed by `http://` or `https://` (under `--tls`) and the address.
+const STATUS_PAGE: &str = "out: status page: ";
 
 /// A project file's instance `name` for 127.0.0.1:`port` at `path`, with
 /// `more` property lines (TOML, each ending in a newline), connected at
@@ -131,7 +132,9 @@ impl HostProcess {
         };
         // Log lines read while waiting for the address stay unlooked-at.
         let line = host.find_line(STATUS_PAGE, 0).1;
-        host.addr = line[STATUS_PAGE.len()..].trim_end_matches('/').to_string();
+        let url = &line[STATUS_PAGE.len()..];
+        let url = url.split_once("://").map_or(url, |(_, rest)| rest);
+        host.addr = url.trim_end_matches('/').to_string();
         host
     }
 

@@ -28,7 +28,8 @@
 //!   closing invariants ([`assert_invariants`]) build on it.
 //! - [`iom`] and [`abi_host`]: the C ABI loaded with dlopen and called as a
 //!   controller calls it.
-//! - [`HostProcess`]: the `wsio` binary with its output read line by line;
+//! - [`HostProcess`]: the `wsio` binary with its output read line by line
+//!   ([`access`]: with users and tokens);
 //!   [`host_http`]: its HTTP API and `/events` stream.
 //!
 //! A behaviour not covered here is a few lines with [`Fixture::start`] and
@@ -38,6 +39,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod abi_host;
+pub mod access;
 mod client;
 mod faults;
 mod fixture;
