@@ -235,7 +235,8 @@ impl InstanceEvents {
     /// from that same set): the matched wires, and whether the engine must
     /// test the data instead (too large here, or no set applied yet).
     fn test_wires(&self, fired: &FiredTrigger<'_>) -> (Vec<WireRun>, bool, Option<Arc<WireSet>>) {
-        let Some(wires) = self.wires.current() else {
+        let current = self.wires.peek();
+        let Some(wires) = current.as_ref() else {
             return (Vec::new(), true, None);
         };
         let mut mine = wires.of(self.id, fired.trigger).peekable();
@@ -244,7 +245,7 @@ impl InstanceEvents {
         }
         if fired.data.len() > TEST_HERE_MAX {
             drop(mine);
-            return (Vec::new(), true, Some(wires));
+            return (Vec::new(), true, Some(Arc::clone(wires)));
         }
         let mut runs = Vec::new();
         for (index, wire) in mine {
@@ -264,7 +265,7 @@ impl InstanceEvents {
                 ),
             }
         }
-        let tested = (!runs.is_empty()).then_some(wires);
+        let tested = (!runs.is_empty()).then(|| Arc::clone(wires));
         (runs, false, tested)
     }
 }
