@@ -247,9 +247,17 @@ impl Staged<'_> {
             instances: self.instances.clone(),
             project: Some(self.project.clone()),
         });
-        state.wiring.set(Arc::new(WireSet {
+        let set = Arc::new(WireSet {
             wires: std::mem::take(&mut self.wires),
-        }));
+        });
+        state.wiring.set(set.clone());
+        // After the set: a trigger that just got wires is handled under the
+        // old set (none) until its flag says so, never half and half.
+        for instance in &self.instances {
+            instance
+                .counters
+                .set_wired(|trigger| set.of(instance.id(), trigger).next().is_some());
+        }
         let gone: Vec<Arc<RunningInstance>> = old
             .instances
             .iter()

@@ -26,7 +26,7 @@
 //! shutting down.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -87,13 +87,13 @@ impl WireSet {
 /// (the engine then tests what fires against the set current when it
 /// handles it).
 ///
-/// Every fired trigger reads it, on the module's threads, millions of times
-/// a second: `arc-swap` makes that read a load without a lock or a
-/// reference count (a `RwLock` and an `Arc` clone per trigger cost `wsio
-/// run` 15% of its receive rate); the set is cloned only for a trigger that
-/// matched or that the engine must test.
+/// A fired trigger with a wire reads it, on the module's threads, up to
+/// millions of times a second: `arc-swap` makes that read a load without a
+/// lock or a reference count, and the set is cloned only for a trigger that
+/// matched or that the engine must test. A trigger without a wire does not
+/// read it at all: each instance's `Counters` flags its wired triggers.
 #[derive(Default)]
-pub struct Wiring(ArcSwapOption<WireSet>);
+pub struct Wiring(ArcSwapOption<WireSet>, AtomicBool);
 
 impl Wiring {
     pub fn current(&self) -> Option<Arc<WireSet>> {
@@ -108,6 +108,12 @@ impl Wiring {
     /// Swaps the whole set at once.
     pub fn set(&self, wires: Arc<WireSet>) {
         self.0.store(Some(wires));
+        self.1.store(true, Ordering::Release);
+    }
+
+    /// Whether a set was applied (until then the engine tests what fires).
+    pub fn is_set(&self) -> bool {
+        self.1.load(Ordering::Acquire)
     }
 }
 

@@ -15,7 +15,7 @@
 //! cannot hold it: the event is then counted in `events_lost` and logged.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,11 @@ impl Fired {
 pub struct Counters {
     /// The manifest's triggers, counted without a lock.
     triggers: Vec<(String, AtomicU64)>,
+    /// Per trigger of `triggers`, whether the current wire set has a wire
+    /// on it for this instance (set by each apply, after the set): a
+    /// trigger without one is not tested, and the sink does not even read
+    /// the wire set for it (the common case, millions of times a second).
+    wired: Vec<AtomicBool>,
     /// Any trigger the manifest does not name (a module's mistake; counted
     /// all the same).
     others: Mutex<BTreeMap<String, u64>>,
@@ -104,13 +109,41 @@ impl Counters {
             triggers: triggers
                 .into_iter()
                 .map(|t| (t.to_string(), AtomicU64::new(0)))
-                .collect(),
+                .collect::<Vec<_>>(),
             ..Counters::default()
+        }
+        .with_wired_flags()
+    }
+
+    fn with_wired_flags(mut self) -> Counters {
+        self.wired = self
+            .triggers
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        self
+    }
+
+    /// The index of a manifest trigger in `triggers` and `wired`.
+    fn slot(&self, trigger: &str) -> Option<usize> {
+        self.triggers.iter().position(|(name, _)| name == trigger)
+    }
+
+    /// Sets each trigger's "has a wire" flag (`apply`, after the set).
+    pub fn set_wired(&self, wired: impl Fn(&str) -> bool) {
+        for ((name, _), flag) in self.triggers.iter().zip(&self.wired) {
+            flag.store(wired(name), Ordering::Release);
         }
     }
 
-    fn count_trigger(&self, trigger: &str) {
-        match self.triggers.iter().find(|(name, _)| name == trigger) {
+    /// Whether the trigger in `slot` surely has no wire now (false when
+    /// unsure: a trigger the manifest does not name).
+    fn unwired(&self, slot: Option<usize>) -> bool {
+        slot.is_some_and(|i| !self.wired[i].load(Ordering::Acquire))
+    }
+
+    fn count_trigger(&self, slot: Option<usize>, trigger: &str) {
+        match slot.map(|i| &self.triggers[i]) {
             Some((_, count)) => {
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -272,11 +305,16 @@ impl InstanceEvents {
 
 impl EventSink for InstanceEvents {
     fn trigger_fired(&self, fired: FiredTrigger<'_>) -> bool {
-        let (runs, engine_tests, wires) = self.test_wires(&fired);
+        let slot = self.counters.slot(fired.trigger);
+        let (runs, engine_tests, wires) = if self.wires.is_set() && self.counters.unwired(slot) {
+            (Vec::new(), false, None)
+        } else {
+            self.test_wires(&fired)
+        };
         let must = !runs.is_empty() || engine_tests;
         let shown = self.take_record().then(|| shorten(fired.data));
         if !must && shown.is_none() {
-            self.counters.count_trigger(fired.trigger);
+            self.counters.count_trigger(slot, fired.trigger);
             self.queue.not_recorded();
             return true;
         }
@@ -310,7 +348,7 @@ impl EventSink for InstanceEvents {
             }
             Admitted::Dropped => self.queue.not_recorded(),
         }
-        self.counters.count_trigger(fired.trigger);
+        self.counters.count_trigger(slot, fired.trigger);
         true
     }
 
@@ -447,9 +485,9 @@ mod tests {
     #[test]
     fn counters_count_every_trigger_by_name_and_show_as_json() {
         let counters = Counters::new(["Connected", "Messages Received"]);
-        counters.count_trigger("Messages Received");
-        counters.count_trigger("Messages Received");
-        counters.count_trigger("Surprise");
+        counters.count_trigger(counters.slot("Messages Received"), "Messages Received");
+        counters.count_trigger(counters.slot("Messages Received"), "Messages Received");
+        counters.count_trigger(counters.slot("Surprise"), "Surprise");
         counters.wire_runs.fetch_add(3, Ordering::Relaxed);
         assert_eq!(counters.fired("Messages Received"), 2);
         assert_eq!(counters.fired("Surprise"), 1);
