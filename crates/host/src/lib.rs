@@ -31,6 +31,7 @@ pub mod http;
 pub mod loop_check;
 pub mod manifest;
 pub mod page;
+pub mod private_file;
 pub mod project;
 pub mod project_file;
 pub mod runaway;

@@ -97,18 +97,21 @@ impl TriggerSpec {
     /// `<1> "Message", <2> "Message Type"`: the placeholders a trigger
     /// giving `count` variables fills, named from the manifest where it
     /// names them.
+    /// The manifest's variable `<n>` of a trigger giving `count` variables:
+    /// numbered ones by number, and the one numbered 0 (always last) as
+    /// `<count>`.
+    pub fn variable(&self, n: usize, count: usize) -> Option<&VariableSpec> {
+        match self.variables.iter().find(|v| v.number == 0) {
+            Some(last) if n == count => Some(last),
+            _ => self.variables.iter().find(|v| v.number == n),
+        }
+    }
+
     pub fn placeholders(&self, count: usize) -> String {
-        let last = self.variables.iter().find(|v| v.number == 0);
         (1..=count)
-            .map(|n| {
-                let named = match last {
-                    Some(last) if n == count => Some(last),
-                    _ => self.variables.iter().find(|v| v.number == n),
-                };
-                match named {
-                    Some(v) => format!("<{n}> {:?}", v.name),
-                    None => format!("<{n}>"),
-                }
+            .map(|n| match self.variable(n, count) {
+                Some(v) => format!("<{n}> {:?}", v.name),
+                None => format!("<{n}>"),
             })
             .collect::<Vec<_>>()
             .join(", ")

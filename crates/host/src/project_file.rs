@@ -15,9 +15,6 @@
 //! whose bytes changed on disk since it was loaded or last saved is not
 //! overwritten: the apply is refused (409) before anything changes.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -25,6 +22,7 @@ use toml_edit::{DocumentMut, Item};
 
 use super::apply::{self, Applied};
 use super::loop_check::LoopSample;
+use super::private_file;
 use super::project::from_json;
 use super::project::{ActionDecl, Project, ProjectError, properties_json};
 use super::state::{HostState, Source};
@@ -539,38 +537,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], previous: Option<&[u8]>) -> std::
     if let Some(previous) = previous {
         let mut bak = path.as_os_str().to_owned();
         bak.push(".bak");
-        replace_file(Path::new(&bak), previous)?;
+        private_file::replace(Path::new(&bak), previous)?;
     }
-    replace_file(path, bytes)
-}
-
-/// A temporary file beside `path`, written and synced, renamed over it;
-/// then the folder synced, so the rename itself survives a power cut.
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        // A temporary file left by an earlier crash keeps its old mode.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written?;
-    File::open(&dir)?.sync_all()
+    private_file::replace(path, bytes)
 }

@@ -18,8 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -237,34 +236,11 @@ pub fn check_private(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `content` to a temporary file beside `path` with mode 0600,
-/// flushes it to disk, and renames it over `path`.
+/// Writes `content` over `path` atomically with mode 0600
+/// ([`crate::private_file`]).
 pub fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "wsio".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        // An existing temporary file keeps its mode: set it again.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(content)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        format!("cannot write {}: {e}", path.display())
-    })
+    crate::private_file::replace(path, content)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The users file as the running host sees it: re-read whenever its size,

@@ -163,14 +163,10 @@ fn variable_names(test: &PreparedTrigger, spec: &TriggerSpec) -> Vec<String> {
         .variable_count()
         .and_then(|c| usize::try_from(c).ok())
         .unwrap_or(spec.variables.len());
-    let last = spec.variables.iter().find(|v| v.number == 0);
     (1..=count)
         .map(|n| {
-            let named = match last {
-                Some(last) if n == count => Some(last),
-                _ => spec.variables.iter().find(|v| v.number == n),
-            };
-            named.map_or_else(|| format!("variable {n}"), |v| v.name.clone())
+            spec.variable(n, count)
+                .map_or_else(|| format!("variable {n}"), |v| v.name.clone())
         })
         .collect()
 }
