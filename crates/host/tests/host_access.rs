@@ -291,6 +291,17 @@ fn a_network_address_without_users_and_a_public_users_file_are_refused_at_start(
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("chmod 600 {file}")), "{stderr}");
+
+    // With users, a network address is served, with a warning when it is
+    // not HTTPS. (It listens on every interface for a moment; the test
+    // sends nothing anywhere.)
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut host = support::HostProcess::spawn(&["run", project, "--http", "0.0.0.0:0"], "info");
+    host.wait_for_lines(&[
+        "without TLS: passwords, tokens and session cookies travel in clear; \
+         use --tls-cert FILE --tls-key FILE or --tls self-signed",
+    ]);
+    host.terminate();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
