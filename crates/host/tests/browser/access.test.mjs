@@ -123,13 +123,14 @@ test('sign in, a viewer sees no action buttons, an operator does, sign out', { t
     await page.locator('body[data-role="viewer"]').waitFor();
     await page.locator('#feed[data-feed="live"]').waitFor();
     await page.locator('article[data-instance="piesocket"] .connection .badge').waitFor();
-    assert.equal(await page.locator('form.action button').first().isVisible(), false);
-    assert.equal(await page.locator('.actions-title').first().isVisible(), false);
-    // Nor the Configure tab, even when asked for by its address.
-    assert.equal(await page.locator('#tab-configure').isVisible(), false);
+    await page.locator('form.action button').first().waitFor({ state: 'hidden' });
+    await page.locator('.actions-title').first().waitFor({ state: 'hidden' });
+    // Nor the Configure tab, even when asked for by its address. (Hidden is
+    // waited for: before page.css applies, everything shows.)
+    await page.locator('#tab-configure').waitFor({ state: 'hidden' });
     await page.goto(`${host.url}#configure`);
     await page.locator('article[data-instance="piesocket"]').waitFor();
-    assert.equal(await page.locator('#configure-view').isVisible(), false);
+    await page.locator('#configure-view').waitFor({ state: 'hidden' });
     await page.locator('.session-user').filter({ hasText: 'vera · viewer' }).waitFor();
     await shoot(page, 'viewer');
   });
@@ -144,8 +145,8 @@ test('sign in, a viewer sees no action buttons, an operator does, sign out', { t
   await step('an operator sees the action buttons, not the Configure tab', async () => {
     await signIn(page, 'otto', PASSWORD);
     await page.locator('body[data-role="operator"]').waitFor();
-    assert.ok(await page.locator('form.action button').first().isVisible());
-    assert.equal(await page.locator('#tab-configure').isVisible(), false);
+    await page.locator('form.action button').first().waitFor();
+    await page.locator('#tab-configure').waitFor({ state: 'hidden' });
   });
 
   await host.stop();
@@ -166,7 +167,7 @@ test('with no users the header notes "this machine only"', { timeout: 60_000 }, 
   await page.goto(url);
   await page.locator('body[data-role="admin"]').waitFor();
   await page.locator('.session-note').filter({ hasText: 'no users: this machine only' }).waitFor();
-  assert.ok(await page.locator('form.action button').first().isVisible());
+  await page.locator('form.action button').first().waitFor();
   const header = page.locator('header.top');
   await header.screenshot({ path: join(SHOTS, 'no-users-header.png') });
   await page.setViewportSize({ width: 420, height: 860 });
