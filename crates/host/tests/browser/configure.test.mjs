@@ -94,7 +94,7 @@ test('a new instance, wired Regex capture → Send Message <2>, tested, applied,
   await step('add the instance "lab" on channel 7 of the demo server', async () => {
     await addInstance(page, project, 'lab', 7);
     await hasExactly(page.locator('#cfg-dirty'), '● Unsaved changes');
-    assert.ok(await page.locator('#tab-configure .dirty-mark').isVisible());
+    await page.locator('#tab-configure .dirty-mark').waitFor();
   });
 
   const wire = await addMessageWire(page, 'lab', 'Regex', '^room (\\w+)$');
