@@ -28,6 +28,7 @@ mod manifest;
 mod matching;
 mod message_type;
 mod presentation;
+mod preview;
 mod properties;
 mod read_ahead;
 mod status;

@@ -27,10 +27,11 @@ use super::handles::{
 };
 use super::send_fast_path::plain_send_message;
 use crate::instance::driver;
-use crate::instance::{Instance, InstanceError, Options, PreparedAction, preview_action};
+use crate::instance::{Instance, InstanceError, Options, PreparedAction};
 use crate::manifest::MANIFEST_TOML;
 use crate::manifest::names;
 use crate::matching::{PreparedTrigger, fill_placeholders};
+use crate::preview::preview_action;
 use crate::properties::Properties;
 use crate::status;
 
